@@ -1,0 +1,719 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Telltale sensors: exec, file open, DNS and connect events of the tasks in
+ * the watched cgroup subtrees, with in-kernel dedup of repeated behaviour.
+ *
+ * Only hooks that work without fentry/LSM/kprobes are used (see
+ * shared/ENVIRONMENT.md): tp_btf sched_process_{exec,fork,exit}, syscall
+ * tracepoints for opens, cgroup_skb/egress for DNS, cgroup/connect* and
+ * cgroup/sendmsg* for endpoints.
+ */
+#define __TELLTALE_BPF__
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "telltale_abi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by user space before load. */
+const volatile __u32 self_tgid = 0;	/* telltale itself: never reported */
+const volatile __u32 dedup_enabled = 1;	/* 0: every occurrence is emitted */
+
+#define TT_WALK_DEPTH 64
+#define TT_NAME_MASK 255
+#define O_TRUNC_FLAG 01000
+#define O_PATH_FLAG 010000000
+#define FMODE_READ_BIT 0x1
+#define FMODE_WRITE_BIT 0x2
+#define FMODE_CREATED_BIT 0x100000
+#define ETH_P_IP_BE 0x0008
+#define ETH_P_IPV6_BE 0xDD86
+#define DNS_PORT 53
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TT_MAX_SCOPES);
+	__type(key, __u32);
+	__type(value, struct tt_scope);
+} scopes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TT_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* tgid -> lineage hash (chain of executables), inherited on fork. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} lineages SEC(".maps");
+
+/* Dedup keys of behaviour already reported. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} seen SEC(".maps");
+
+/* tid -> open flags, between sys_enter_open* and sys_exit_open*. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} open_flags SEC(".maps");
+
+/* Path walk scratch: the path is built backwards ending at TT_PATH_MAX. */
+struct walk_buf {
+	__u8 buf[TT_PATH_MAX * 2];
+	__u32 pos;
+	__u32 truncated;
+	__u64 key;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_buf);
+} walk_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_exec_event);
+} exec_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_file_event);
+} file_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_dns_event);
+} dns_scratch SEC(".maps");
+
+static __always_inline __u64 mix(__u64 h, __u64 v)
+{
+	h ^= v;
+	h *= 0x100000001b3ULL;
+	h ^= h >> 29;
+	return h;
+}
+
+static __always_inline void count(__u32 what, __u32 kind)
+{
+	__u32 idx = what * TT_KIND_SLOTS + kind;
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool is_self(void)
+{
+	return (__u32)(bpf_get_current_pid_tgid() >> 32) == self_tgid;
+}
+
+/* Is the current task inside one of the watched cgroup subtrees? */
+static __always_inline bool in_scope(void)
+{
+	if (is_self())
+		return false;
+#pragma unroll
+	for (__u32 i = 0; i < TT_MAX_SCOPES; i++) {
+		__u32 k = i;
+		struct tt_scope *s = bpf_map_lookup_elem(&scopes, &k);
+		if (!s || !s->cgroup_id)
+			return false;
+		if (bpf_get_current_ancestor_cgroup_id(s->level) == s->cgroup_id)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline __u64 current_lineage(__u32 tgid)
+{
+	__u64 *l = bpf_map_lookup_elem(&lineages, &tgid);
+	return l ? *l : 0;
+}
+
+/* Dedup: true if this key was reported before (and counts it). */
+static __always_inline bool seen_before(__u64 key, __u32 kind)
+{
+	if (!dedup_enabled)
+		return false;
+	if (bpf_map_lookup_elem(&seen, &key)) {
+		count(TT_CNT_DEDUP, kind);
+		return true;
+	}
+	return false;
+}
+
+static __always_inline void mark_seen(__u64 key)
+{
+	__u8 one = 1;
+	if (dedup_enabled)
+		bpf_map_update_elem(&seen, &key, &one, BPF_ANY);
+}
+
+static __always_inline void fill_header(struct tt_event_header *h, __u16 kind, __u64 lineage)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	h->kind = kind;
+	h->abi_version = TT_ABI_VERSION;
+	h->ktime_ns = bpf_ktime_get_boot_ns();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->lineage = lineage;
+	h->dedup_key = 0;
+	h->pid = (__u32)pid_tgid;
+	h->tgid = pid_tgid >> 32;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)uid_gid;
+	h->gid = uid_gid >> 32;
+	h->flags = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Emit a record of `size` bytes from scratch memory; count it. */
+static __always_inline void emit(void *rec, __u64 size, __u32 kind, __u64 key)
+{
+	struct tt_event_header *h = rec;
+	h->size = size;
+	h->dedup_key = key;
+	if (bpf_ringbuf_output(&events, rec, size, 0) < 0) {
+		count(TT_CNT_LOST, kind);
+		return;
+	}
+	count(TT_CNT_EMITTED, kind);
+	if (h->flags & (TT_FLAG_PATH_TRUNCATED | TT_FLAG_ARGS_TRUNCATED | TT_FLAG_PAYLOAD_TRUNCATED))
+		count(TT_CNT_TRUNCATED, kind);
+	/* Only what reached user space is deduplicated from now on. */
+	if (key)
+		mark_seen(key);
+}
+
+/*
+ * Resolve `path` to an absolute path (relative to the task's root) into
+ * w->buf[w->pos .. TT_PATH_MAX), following mount points up to the root.
+ * w->key gets a hash of the dentries walked (identity of the file).
+ * Returns the length of the path. A global (separately verified) function:
+ * the kernel pointer is a plain number to the verifier.
+ */
+__noinline __u32 walk_path(__u64 path_ptr, struct walk_buf *w)
+{
+	const struct path *path = (const struct path *)path_ptr;
+	if (!w)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct dentry *root_dentry = BPF_CORE_READ(task, fs, root.dentry);
+	struct vfsmount *root_mnt = BPF_CORE_READ(task, fs, root.mnt);
+	struct dentry *dentry = BPF_CORE_READ(path, dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	bool done = false;
+
+	w->pos = TT_PATH_MAX;
+	w->truncated = 0;
+	w->key = 0xcbf29ce484222325ULL;
+
+	for (int i = 0; i < TT_WALK_DEPTH; i++) {
+		if (dentry == root_dentry && vfsmnt == root_mnt) {
+			done = true;
+			break;
+		}
+		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+		if (dentry == mnt_root || dentry == parent) {
+			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (dentry != mnt_root || mnt == mnt_parent) {
+				/* The global root, or outside the task's root. */
+				done = true;
+				break;
+			}
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mnt_parent;
+			vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&mnt->mnt);
+			w->key = mix(w->key, (__u64)mnt);
+			continue;
+		}
+		struct qstr name;
+		bpf_core_read(&name, sizeof(name), &dentry->d_name);
+		__u32 len = name.len & TT_NAME_MASK;
+		__u32 pos = w->pos;
+		if (len + 1 >= pos) {
+			w->truncated = 1;
+			break;
+		}
+		pos -= len;
+		bpf_probe_read_kernel(&w->buf[pos & (TT_PATH_MAX - 1)], len, name.name);
+		pos -= 1;
+		w->buf[pos & (TT_PATH_MAX - 1)] = '/';
+		w->pos = pos;
+		w->key = mix(w->key, (__u64)dentry ^ name.hash_len);
+		dentry = parent;
+	}
+	if (!done)
+		w->truncated = 1;
+	if (w->pos == TT_PATH_MAX) {
+		w->pos = TT_PATH_MAX - 1;
+		w->buf[TT_PATH_MAX - 1] = '/';
+	}
+	return TT_PATH_MAX - w->pos;
+}
+
+static __always_inline struct walk_buf *walk_buf(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&walk_scratch, &zero);
+}
+
+/* Copy the walked path (len < TT_PATH_MAX) to dst. */
+static __always_inline void copy_walked(__u8 *dst, struct walk_buf *w, __u32 len)
+{
+	bpf_probe_read_kernel(dst, len & (TT_PATH_MAX - 1), &w->buf[w->pos & (TT_PATH_MAX - 1)]);
+}
+
+/* ---------------------------------------------------------------- exec */
+
+/* Hash data[off .. off+len) of an exec record in 8-byte words. */
+__noinline __u64 hash_bytes(struct tt_exec_event *e, __u32 off, __u32 len, __u64 h)
+{
+	if (!e)
+		return h;
+	for (__u32 i = 0; i < TT_PATH_MAX / 8; i++) {
+		if (i * 8 >= len)
+			break;
+		__u64 word = 0;
+		bpf_probe_read_kernel(&word, sizeof(word), &e->data[(off + i * 8) & (TT_PATH_MAX * 2 - 1)]);
+		__u32 rem = len - i * 8;
+		if (rem < 8)
+			word &= (1ULL << (rem * 8)) - 1;
+		h = mix(h, word);
+	}
+	return h;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (!in_scope())
+		return 0;
+	__u32 zero = 0;
+	struct tt_exec_event *e = bpf_map_lookup_elem(&exec_scratch, &zero);
+	struct walk_buf *w = walk_buf();
+	if (!e || !w)
+		return 0;
+
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 parent_lineage = current_lineage(tgid);
+	fill_header(&e->hdr, TT_EVENT_EXEC, 0);
+	e->parent_lineage = parent_lineage;
+	e->script_len = 0;
+	e->cwd_len = 0;
+	e->argc = 0;
+	e->pad = 0;
+
+	/* The binary that runs: for scripts, the interpreter. */
+	struct file *file = BPF_CORE_READ(bprm, file);
+	__u32 len = walk_path((__u64)__builtin_preserve_access_index(&file->f_path), w);
+	copy_walked(e->data, w, len);
+	e->path_len = len;
+	if (w->truncated)
+		e->hdr.flags |= TT_FLAG_PATH_TRUNCATED;
+	__u64 exe_key = w->key;
+	__u32 off = len & (TT_PATH_MAX - 1);
+
+	/* #! scripts (and binfmt_misc): keep the script path as passed. */
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	const char *interp = BPF_CORE_READ(bprm, interp);
+	if (filename != interp) {
+		e->hdr.flags |= TT_FLAG_SCRIPT;
+		long n = bpf_probe_read_kernel_str(&e->data[off], TT_PATH_MAX, filename);
+		if (n > 1) {
+			__u32 slen = (n - 1) & (TT_PATH_MAX - 1);
+			e->script_len = slen;
+			exe_key = hash_bytes(e, off, slen, exe_key);
+			if (e->data[off & (TT_PATH_MAX * 2 - 1)] != '/') {
+				e->hdr.flags |= TT_FLAG_PATH_RELATIVE;
+				off = (off + slen) & (TT_PATH_MAX * 2 - 1);
+				struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
+				struct fs_struct *fs = BPF_CORE_READ(cur, fs);
+				__u32 clen = walk_path((__u64)__builtin_preserve_access_index(&fs->pwd), w);
+				bpf_probe_read_kernel(&e->data[off], clen & (TT_PATH_MAX - 1),
+						      &w->buf[w->pos & (TT_PATH_MAX - 1)]);
+				e->cwd_len = clen;
+				exe_key = mix(exe_key, w->key);
+				off = (off + clen) & (TT_PATH_MAX * 4 - 1);
+			} else {
+				off = (off + slen) & (TT_PATH_MAX * 4 - 1);
+			}
+		}
+	}
+
+	/* argv of the new program. */
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long arg_start = BPF_CORE_READ(mm, arg_start);
+	unsigned long arg_end = BPF_CORE_READ(mm, arg_end);
+	__u64 alen = arg_end - arg_start;
+	if (alen > TT_ARGS_MAX) {
+		alen = TT_ARGS_MAX;
+		e->hdr.flags |= TT_FLAG_ARGS_TRUNCATED;
+	}
+	off &= (TT_PATH_MAX * 4 - 1);
+	alen &= (TT_ARGS_MAX * 2 - 1);
+	if (alen > TT_ARGS_MAX)
+		alen = TT_ARGS_MAX;
+	if (bpf_probe_read_user(&e->data[off], alen, (void *)arg_start) == 0)
+		e->args_len = alen;
+	else
+		e->args_len = 0;
+
+	__u64 lineage = mix(parent_lineage, exe_key);
+	e->hdr.lineage = lineage;
+	bpf_map_update_elem(&lineages, &tgid, &lineage, BPF_ANY);
+
+	__u64 size = offsetof(struct tt_exec_event, data) + off + e->args_len;
+	if (size > sizeof(*e))
+		return 0;
+	/* Every successful exec is reported: no dedup key. */
+	emit(e, size, TT_EVENT_EXEC, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tt_fork, struct task_struct *parent, struct task_struct *child)
+{
+	/* Threads share the process entry; new processes inherit the lineage. */
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0;
+	if (!in_scope())
+		return 0;
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	__u64 *l = bpf_map_lookup_elem(&lineages, &ptgid);
+	if (l) {
+		__u64 v = *l;
+		bpf_map_update_elem(&lineages, &ctgid, &v, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tt_exit, struct task_struct *task)
+{
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+		return 0;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u64 *l = bpf_map_lookup_elem(&lineages, &tgid);
+	if (!l && !in_scope())
+		return 0;
+	struct tt_exit_event e = {};
+	fill_header(&e.hdr, TT_EVENT_EXIT, l ? *l : 0);
+	e.exit_code = BPF_CORE_READ(task, exit_code);
+	if (l)
+		bpf_map_delete_elem(&lineages, &tgid);
+	emit(&e, sizeof(e), TT_EVENT_EXIT, 0);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static __always_inline int on_open_enter(__u32 flags)
+{
+	if (!in_scope())
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&open_flags, &tid, &flags, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_open_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 *fp = bpf_map_lookup_elem(&open_flags, &tid);
+	if (!fp)
+		return 0;
+	__u32 flags = *fp;
+	bpf_map_delete_elem(&open_flags, &tid);
+	if (ret < 0 || (flags & O_PATH_FLAG))
+		return 0;
+
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[ret & 0xffffff]);
+	if (!file)
+		return 0;
+	__u32 fmode = BPF_CORE_READ(file, f_mode);
+	__u32 access = 0;
+	if (fmode & FMODE_READ_BIT)
+		access |= TT_ACCESS_READ;
+	if (fmode & FMODE_WRITE_BIT)
+		access |= TT_ACCESS_WRITE;
+	if (fmode & FMODE_CREATED_BIT)
+		access |= TT_ACCESS_CREATE;
+	if ((flags & O_TRUNC_FLAG) && (fmode & FMODE_WRITE_BIT))
+		access |= TT_ACCESS_TRUNCATE;
+
+	struct walk_buf *w = walk_buf();
+	if (!w)
+		return 0;
+	__u32 len = walk_path((__u64)__builtin_preserve_access_index(&file->f_path), w);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 lineage = current_lineage(tgid);
+	__u64 key = mix(mix(mix(lineage, w->key), access), TT_EVENT_FILE);
+	if (seen_before(key, TT_EVENT_FILE))
+		return 0;
+
+	__u32 zero = 0;
+	struct tt_file_event *e = bpf_map_lookup_elem(&file_scratch, &zero);
+	if (!e)
+		return 0;
+	fill_header(&e->hdr, TT_EVENT_FILE, lineage);
+	if (w->truncated)
+		e->hdr.flags |= TT_FLAG_PATH_TRUNCATED;
+	e->access = access;
+	e->fd = ret;
+	e->pad = 0;
+	e->path_len = len;
+	copy_walked(e->path, w, len);
+	emit(e, offsetof(struct tt_file_event, path) + (len & (TT_PATH_MAX - 1)), TT_EVENT_FILE, key);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_openat")
+int tt_enter_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_open_enter((__u32)ctx->args[2]);
+}
+
+SEC("tp/syscalls/sys_exit_openat")
+int tt_exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_open_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_enter_open")
+int tt_enter_open(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_open_enter((__u32)ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_exit_open")
+int tt_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_open_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_enter_openat2")
+int tt_enter_openat2(struct trace_event_raw_sys_enter *ctx)
+{
+	struct open_how how = {};
+	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
+	return on_open_enter((__u32)how.flags);
+}
+
+SEC("tp/syscalls/sys_exit_openat2")
+int tt_exit_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_open_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_enter_creat")
+int tt_enter_creat(struct trace_event_raw_sys_enter *ctx)
+{
+	/* creat() is open(O_CREAT|O_WRONLY|O_TRUNC). */
+	return on_open_enter(O_TRUNC_FLAG);
+}
+
+SEC("tp/syscalls/sys_exit_creat")
+int tt_exit_creat(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_open_exit(ctx->ret);
+}
+
+/* ---------------------------------------------------------------- connect */
+
+static __always_inline int on_sock_addr(struct bpf_sock_addr *ctx, __u8 family)
+{
+	if (is_self())
+		return 1;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 lineage = current_lineage(tgid);
+	struct tt_connect_event e = {};
+	e.family = family;
+	e.protocol = ctx->protocol;
+	e.port = bpf_ntohs((__u16)ctx->user_port);
+	if (family == TT_AF_INET) {
+		__u32 a = ctx->user_ip4;
+		__builtin_memcpy(e.addr, &a, 4);
+	} else {
+		__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2],
+		      a3 = ctx->user_ip6[3];
+		__builtin_memcpy(&e.addr[0], &a0, 4);
+		__builtin_memcpy(&e.addr[4], &a1, 4);
+		__builtin_memcpy(&e.addr[8], &a2, 4);
+		__builtin_memcpy(&e.addr[12], &a3, 4);
+	}
+	__u64 a_lo, a_hi;
+	__builtin_memcpy(&a_lo, &e.addr[0], 8);
+	__builtin_memcpy(&a_hi, &e.addr[8], 8);
+	__u64 key = mix(mix(mix(mix(lineage, a_lo), a_hi),
+			    ((__u64)e.family << 32) | ((__u64)e.protocol << 16) | e.port),
+			TT_EVENT_CONNECT);
+	if (seen_before(key, TT_EVENT_CONNECT))
+		return 1;
+	fill_header(&e.hdr, TT_EVENT_CONNECT, lineage);
+	emit(&e, sizeof(e), TT_EVENT_CONNECT, key);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int tt_connect4(struct bpf_sock_addr *ctx)
+{
+	return on_sock_addr(ctx, TT_AF_INET);
+}
+
+SEC("cgroup/connect6")
+int tt_connect6(struct bpf_sock_addr *ctx)
+{
+	return on_sock_addr(ctx, TT_AF_INET6);
+}
+
+SEC("cgroup/sendmsg4")
+int tt_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return on_sock_addr(ctx, TT_AF_INET);
+}
+
+SEC("cgroup/sendmsg6")
+int tt_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return on_sock_addr(ctx, TT_AF_INET6);
+}
+
+/* ---------------------------------------------------------------- dns */
+
+SEC("cgroup_skb/egress")
+int tt_egress(struct __sk_buff *skb)
+{
+	if (is_self())
+		return 1;
+	__u32 zero = 0;
+	struct tt_dns_event *e = bpf_map_lookup_elem(&dns_scratch, &zero);
+	if (!e)
+		return 1;
+
+	__u32 l4 = 0;
+	__u8 proto = 0;
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	if (skb->protocol == ETH_P_IP_BE) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
+			return 1;
+		if (ip.frag_off & bpf_htons(0x1fff))
+			return 1;
+		proto = ip.protocol;
+		l4 = (ip.ihl & 0xf) * 4;
+		e->family = TT_AF_INET;
+		__builtin_memcpy(e->daddr, &ip.daddr, 4);
+	} else if (skb->protocol == ETH_P_IPV6_BE) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
+			return 1;
+		proto = ip6.nexthdr;
+		l4 = sizeof(ip6);
+		e->family = TT_AF_INET6;
+		__builtin_memcpy(e->daddr, &ip6.daddr, 16);
+	} else {
+		return 1;
+	}
+
+	__u32 payload_off, payload_len;
+	if (proto == TT_PROTO_UDP) {
+		struct udphdr udp;
+		if (bpf_skb_load_bytes(skb, l4, &udp, sizeof(udp)) < 0)
+			return 1;
+		if (udp.dest != bpf_htons(DNS_PORT))
+			return 1;
+		payload_off = l4 + sizeof(udp);
+		if (skb->len <= payload_off)
+			return 1;
+		payload_len = skb->len - payload_off;
+	} else if (proto == TT_PROTO_TCP) {
+		struct tcphdr tcp;
+		if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof(tcp)) < 0)
+			return 1;
+		if (tcp.dest != bpf_htons(DNS_PORT))
+			return 1;
+		/* Skip the 2-byte DNS-over-TCP length prefix. */
+		payload_off = l4 + tcp.doff * 4 + 2;
+		if (skb->len <= payload_off)
+			return 1;
+		payload_len = skb->len - payload_off;
+	} else {
+		return 1;
+	}
+
+	fill_header(&e->hdr, TT_EVENT_DNS, 0);
+	__u32 tgid = e->hdr.tgid;
+	e->hdr.lineage = current_lineage(tgid);
+	e->hdr.cgroup_id = bpf_skb_cgroup_id(skb);
+	e->protocol = proto;
+	e->dport = DNS_PORT;
+	e->payload_len = payload_len;
+	e->pad = 0;
+	__u64 n = payload_len;
+	if (n > TT_DNS_MAX) {
+		n = TT_DNS_MAX;
+		e->hdr.flags |= TT_FLAG_PAYLOAD_TRUNCATED;
+	}
+	/* Bound n for the verifier in a way clang cannot reorder. */
+	asm volatile("%[n] &= %[mask]" : [n] "+r"(n) : [mask] "i"(TT_DNS_MAX * 2 - 1));
+	if (n == 0 || n > TT_DNS_MAX)
+		return 1;
+	if (bpf_skb_load_bytes(skb, payload_off, e->payload, n) < 0)
+		return 1;
+	e->captured_len = n;
+
+	/* Dedup on the message without its 16-bit id. */
+	__u64 key = mix(mix(e->hdr.lineage, proto), TT_EVENT_DNS);
+	for (__u32 i = 0; i < TT_DNS_MAX / 8; i++) {
+		if (i * 8 >= n)
+			break;
+		__u64 word;
+		__builtin_memcpy(&word, &e->payload[(i * 8) & (TT_DNS_MAX - 1)], 8);
+		__u32 rem = n - i * 8;
+		if (rem < 8)
+			word &= (1ULL << (rem * 8)) - 1;
+		if (i == 0)
+			word &= ~0xffffULL;
+		key = mix(key, word);
+	}
+	if (seen_before(key, TT_EVENT_DNS))
+		return 1;
+	emit(e, offsetof(struct tt_dns_event, payload) + n, TT_EVENT_DNS, key);
+	return 1;
+}

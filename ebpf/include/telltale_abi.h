@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * telltale_abi.h: the single source of truth for everything that crosses the
+ * kernel <-> user-space boundary: ring-buffer records, map keys and values,
+ * counter indexes.
+ *
+ * Rules:
+ *  - fixed-width fields only, explicit padding, every struct size asserted;
+ *  - the event kind enum and the counter enum are append-only;
+ *  - bump TT_ABI_VERSION on any layout change. The Rust mirror in
+ *    ebpf/src/abi.rs is checked against this header by a test.
+ */
+#ifndef TELLTALE_ABI_H
+#define TELLTALE_ABI_H
+
+#ifdef __TELLTALE_BPF__
+/* eBPF side: fixed-width types come from vmlinux.h. */
+#else
+#include <linux/types.h>
+#endif
+
+#define TT_ABI_VERSION 1
+
+/* Bounds of the variable-size parts of events. Powers of two (masks). */
+#define TT_PATH_MAX 4096
+#define TT_ARGS_MAX 4096
+#define TT_DNS_MAX 512
+#define TT_COMM_LEN 16
+/* How many watched cgroup subtrees one sensor can hold. */
+#define TT_MAX_SCOPES 8
+
+/* Event kinds (append-only). */
+enum tt_event_kind {
+	TT_EVENT_EXEC = 1,
+	TT_EVENT_FILE = 2,
+	TT_EVENT_DNS = 3,
+	TT_EVENT_CONNECT = 4,
+	TT_EVENT_EXIT = 5,
+};
+
+/* tt_event_header.flags */
+#define TT_FLAG_PATH_TRUNCATED (1u << 0)	/* a path hit TT_PATH_MAX or the walk depth */
+#define TT_FLAG_ARGS_TRUNCATED (1u << 1)	/* argv longer than TT_ARGS_MAX */
+#define TT_FLAG_SCRIPT (1u << 2)		/* exec of a #! script or binfmt_misc */
+#define TT_FLAG_PAYLOAD_TRUNCATED (1u << 3)	/* DNS payload longer than TT_DNS_MAX */
+#define TT_FLAG_PATH_RELATIVE (1u << 4)	/* exec script path is relative to cwd */
+
+/* tt_file_event.access bits */
+#define TT_ACCESS_READ (1u << 0)
+#define TT_ACCESS_WRITE (1u << 1)
+#define TT_ACCESS_CREATE (1u << 2)
+#define TT_ACCESS_TRUNCATE (1u << 3)
+
+/* Address families and protocols, as in the kernel (AF_INET, IPPROTO_TCP...). */
+#define TT_AF_INET 2
+#define TT_AF_INET6 10
+#define TT_PROTO_TCP 6
+#define TT_PROTO_UDP 17
+
+/* Common header of every ring-buffer record. 80 bytes. */
+struct tt_event_header {
+	__u16 kind;		/* enum tt_event_kind */
+	__u16 abi_version;	/* TT_ABI_VERSION */
+	__u32 size;		/* bytes of the whole record, header included */
+	__u64 ktime_ns;		/* bpf_ktime_get_boot_ns() */
+	__u64 cgroup_id;	/* cgroup v2 id (inode) of the task */
+	__u64 lineage;		/* hash of the executable chain of the process */
+	__u64 dedup_key;	/* the in-kernel dedup key of this behaviour (0: none) */
+	__u32 pid;		/* thread id */
+	__u32 tgid;		/* process id */
+	__u32 ppid;		/* parent process id (real_parent->tgid) */
+	__u32 uid;
+	__u32 gid;
+	__u32 flags;		/* TT_FLAG_* */
+	char comm[TT_COMM_LEN];
+};
+
+/*
+ * A successful exec. data[] holds path_len bytes of the absolute binary path
+ * (the interpreter for scripts), then script_len bytes of the script path as
+ * passed to execve (absolute, or relative to cwd: then cwd_len bytes of the
+ * absolute cwd follow), then args_len bytes of NUL-separated argv.
+ */
+struct tt_exec_event {
+	struct tt_event_header hdr;
+	__u64 parent_lineage;	/* lineage before this exec */
+	__u16 path_len;
+	__u16 script_len;
+	__u16 cwd_len;
+	__u16 args_len;
+	__u32 argc;
+	__u32 pad;
+	__u8 data[TT_PATH_MAX * 4 + TT_ARGS_MAX];	/* slack: bounded offsets */
+};
+
+/* A successful open/openat/openat2/creat. */
+struct tt_file_event {
+	struct tt_event_header hdr;
+	__u32 access;		/* TT_ACCESS_* */
+	__u32 path_len;
+	__s32 fd;
+	__u32 pad;
+	__u8 path[TT_PATH_MAX];
+};
+
+/* An outgoing DNS packet (UDP or TCP, port 53). */
+struct tt_dns_event {
+	struct tt_event_header hdr;
+	__u8 family;		/* TT_AF_* */
+	__u8 protocol;		/* TT_PROTO_* */
+	__u16 dport;		/* host byte order */
+	__u32 payload_len;	/* DNS message bytes in the packet (TCP length prefix excluded) */
+	__u32 captured_len;	/* bytes in payload[] */
+	__u32 pad;
+	__u8 daddr[16];		/* IPv4 in the first 4 bytes */
+	__u8 payload[TT_DNS_MAX];
+};
+
+/* An outbound connect (TCP, connected UDP) or unconnected UDP send. */
+struct tt_connect_event {
+	struct tt_event_header hdr;
+	__u8 family;		/* TT_AF_* */
+	__u8 protocol;		/* TT_PROTO_* */
+	__u16 port;		/* host byte order */
+	__u32 pad;
+	__u8 addr[16];		/* IPv4 in the first 4 bytes */
+};
+
+/* A process (thread-group leader) exited. */
+struct tt_exit_event {
+	struct tt_event_header hdr;
+	__u32 exit_code;	/* task->exit_code (wait status) */
+	__u32 pad;
+};
+
+/* Map "scopes": array of TT_MAX_SCOPES watched cgroup subtrees. */
+struct tt_scope {
+	__u64 cgroup_id;	/* 0: unused slot */
+	__u32 level;		/* depth of that cgroup below the cgroup2 root */
+	__u32 pad;
+};
+
+/* Per-CPU counters (append-only). Index = TT_CNT_<what> * TT_KIND_SLOTS + kind. */
+#define TT_KIND_SLOTS 8
+enum tt_counter {
+	TT_CNT_EMITTED = 0,	/* records written to the ring buffer */
+	TT_CNT_DEDUP = 1,	/* repeats dropped by the seen LRU */
+	TT_CNT_LOST = 2,	/* records lost: ring buffer full */
+	TT_CNT_TRUNCATED = 3,	/* records emitted with a truncated path/args/payload */
+	TT_CNT_NR = 4,
+};
+#define TT_COUNTERS (TT_CNT_NR * TT_KIND_SLOTS)
+
+_Static_assert(sizeof(struct tt_event_header) == 80, "tt_event_header size");
+_Static_assert(sizeof(struct tt_exec_event) == 80 + 24 + TT_PATH_MAX * 4 + TT_ARGS_MAX, "tt_exec_event size");
+_Static_assert(sizeof(struct tt_file_event) == 80 + 16 + TT_PATH_MAX, "tt_file_event size");
+_Static_assert(sizeof(struct tt_dns_event) == 80 + 32 + TT_DNS_MAX, "tt_dns_event size");
+_Static_assert(sizeof(struct tt_connect_event) == 80 + 24, "tt_connect_event size");
+_Static_assert(sizeof(struct tt_exit_event) == 88, "tt_exit_event size");
+_Static_assert(sizeof(struct tt_scope) == 16, "tt_scope size");
+
+#endif /* TELLTALE_ABI_H */

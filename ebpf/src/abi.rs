@@ -1,0 +1,177 @@
+//! `#[repr(C)]` mirror of `include/telltale_abi.h`.
+//!
+//! The header is the source of truth. `tests` below compares every size,
+//! offset and constant here with what the C compiler produced from the header
+//! (see build.rs and `bpf/abi_layout.c`). Never cast ring-buffer bytes to
+//! these types: decode with [`crate::decode`].
+
+/// `TT_ABI_VERSION`: records with another version are rejected.
+pub const ABI_VERSION: u16 = 1;
+/// Longest path captured by the kernel (bytes, including no NUL).
+pub const PATH_MAX: usize = 4096;
+/// Longest argv captured (bytes).
+pub const ARGS_MAX: usize = 4096;
+/// Longest DNS payload captured (bytes).
+pub const DNS_MAX: usize = 512;
+/// `TASK_COMM_LEN`.
+pub const COMM_LEN: usize = 16;
+/// Watched cgroup subtrees per sensor.
+pub const MAX_SCOPES: u32 = 8;
+
+/// `enum tt_event_kind`.
+pub const EVENT_EXEC: u16 = 1;
+/// File open.
+pub const EVENT_FILE: u16 = 2;
+/// DNS query.
+pub const EVENT_DNS: u16 = 3;
+/// Outbound connect / send.
+pub const EVENT_CONNECT: u16 = 4;
+/// Process exit.
+pub const EVENT_EXIT: u16 = 5;
+
+/// A path was longer than [`PATH_MAX`] or deeper than the walk allows.
+pub const FLAG_PATH_TRUNCATED: u32 = 1 << 0;
+/// argv was longer than [`ARGS_MAX`].
+pub const FLAG_ARGS_TRUNCATED: u32 = 1 << 1;
+/// The exec ran a `#!` script (or binfmt_misc program).
+pub const FLAG_SCRIPT: u32 = 1 << 2;
+/// The DNS payload was longer than [`DNS_MAX`].
+pub const FLAG_PAYLOAD_TRUNCATED: u32 = 1 << 3;
+/// The script path is relative to the cwd that follows it.
+pub const FLAG_PATH_RELATIVE: u32 = 1 << 4;
+
+/// File opened for reading.
+pub const ACCESS_READ: u32 = 1 << 0;
+/// File opened for writing.
+pub const ACCESS_WRITE: u32 = 1 << 1;
+/// The open created the file.
+pub const ACCESS_CREATE: u32 = 1 << 2;
+/// The open truncated the file.
+pub const ACCESS_TRUNCATE: u32 = 1 << 3;
+
+/// `AF_INET`.
+pub const AF_INET: u8 = 2;
+/// `AF_INET6`.
+pub const AF_INET6: u8 = 10;
+/// `IPPROTO_TCP`.
+pub const PROTO_TCP: u8 = 6;
+/// `IPPROTO_UDP`.
+pub const PROTO_UDP: u8 = 17;
+
+/// Counter slots per counter kind (indexed by event kind).
+pub const KIND_SLOTS: u32 = 8;
+/// Records written to the ring buffer.
+pub const CNT_EMITTED: u32 = 0;
+/// Repeats dropped by the in-kernel dedup LRU.
+pub const CNT_DEDUP: u32 = 1;
+/// Records lost because the ring buffer was full.
+pub const CNT_LOST: u32 = 2;
+/// Records emitted with a truncated path, argv or payload.
+pub const CNT_TRUNCATED: u32 = 3;
+/// Number of counter kinds.
+pub const CNT_NR: u32 = 4;
+/// Entries of the per-CPU `counters` map.
+pub const COUNTERS: u32 = CNT_NR * KIND_SLOTS;
+
+/// `struct tt_event_header`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct EventHeader {
+    pub kind: u16,
+    pub abi_version: u16,
+    pub size: u32,
+    pub ktime_ns: u64,
+    pub cgroup_id: u64,
+    pub lineage: u64,
+    pub dedup_key: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub flags: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `struct tt_exec_event` (fixed part; `data` follows).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ExecEvent {
+    pub hdr: EventHeader,
+    pub parent_lineage: u64,
+    pub path_len: u16,
+    pub script_len: u16,
+    pub cwd_len: u16,
+    pub args_len: u16,
+    pub argc: u32,
+    pub pad: u32,
+    pub data: [u8; PATH_MAX * 4 + ARGS_MAX],
+}
+
+/// `struct tt_file_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FileEvent {
+    pub hdr: EventHeader,
+    pub access: u32,
+    pub path_len: u32,
+    pub fd: i32,
+    pub pad: u32,
+    pub path: [u8; PATH_MAX],
+}
+
+/// `struct tt_dns_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DnsEvent {
+    pub hdr: EventHeader,
+    pub family: u8,
+    pub protocol: u8,
+    pub dport: u16,
+    pub payload_len: u32,
+    pub captured_len: u32,
+    pub pad: u32,
+    pub daddr: [u8; 16],
+    pub payload: [u8; DNS_MAX],
+}
+
+/// `struct tt_connect_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectEvent {
+    pub hdr: EventHeader,
+    pub family: u8,
+    pub protocol: u8,
+    pub port: u16,
+    pub pad: u32,
+    pub addr: [u8; 16],
+}
+
+/// `struct tt_exit_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ExitEvent {
+    pub hdr: EventHeader,
+    pub exit_code: u32,
+    pub pad: u32,
+}
+
+/// `struct tt_scope`: value of the `scopes` array map.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub cgroup_id: u64,
+    pub level: u32,
+    pub pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 80 + 24 + PATH_MAX * 4 + ARGS_MAX);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 80 + 16 + PATH_MAX);
+const _: () = assert!(core::mem::size_of::<DnsEvent>() == 80 + 32 + DNS_MAX);
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 80 + 24);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<Scope>() == 16);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! Typed events: what a process in a watched cgroup did.
+//!
+//! These are the domain values every later stage (profile, signal, API)
+//! works with. Their serde form is the stable `telltale trace --json` format
+//! documented in the README.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// One observed behaviour of one process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Wall-clock time of the event.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// cgroup v2 id (inode number) of the process's cgroup.
+    pub cgroup_id: u64,
+    /// The process that did it.
+    pub process: Process,
+    /// What it did.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The process behind an event, with its lineage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Kernel command name (`comm`).
+    pub comm: String,
+    /// Absolute path of the executable (the script, for `#!` scripts).
+    pub path: String,
+    /// The interpreter, when `path` is a `#!` script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// argv (at most 16 arguments / 4 KiB).
+    pub args: Vec<String>,
+    /// True if argv was cut to fit the bounds.
+    pub args_truncated: bool,
+    /// Executable paths of the ancestors, outermost first (the parent last).
+    pub ancestors: Vec<String>,
+}
+
+/// The kind-specific part of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A successful exec; `process` is the new program.
+    Exec,
+    /// A successful open.
+    File {
+        /// What was opened.
+        file: FileAccess,
+    },
+    /// A DNS query sent.
+    Dns {
+        /// The parsed query.
+        dns: DnsQuery,
+    },
+    /// An outbound connection or datagram.
+    Connect {
+        /// Where to.
+        connect: Endpoint,
+    },
+}
+
+impl EventKind {
+    /// The stable name of the kind: `exec`, `file`, `dns`, `connect`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Exec => "exec",
+            EventKind::File { .. } => "file",
+            EventKind::Dns { .. } => "dns",
+            EventKind::Connect { .. } => "connect",
+        }
+    }
+}
+
+/// A file open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileAccess {
+    /// Absolute path, resolved in the kernel (symlinks, `..`, mounts).
+    pub path: String,
+    /// Access modes of the open.
+    pub access: Vec<Access>,
+    /// True if the path was too long or deep and was cut.
+    pub truncated: bool,
+}
+
+/// One access mode of an open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Opened for reading.
+    Read,
+    /// Opened for writing.
+    Write,
+    /// The open created the file.
+    Create,
+    /// The open truncated the file.
+    Truncate,
+}
+
+impl Access {
+    /// The stable name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Create => "create",
+            Access::Truncate => "truncate",
+        }
+    }
+}
+
+/// A DNS query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsQuery {
+    /// Every question of the message.
+    pub questions: Vec<DnsQuestion>,
+    /// Transport.
+    pub protocol: Protocol,
+    /// The resolver it was sent to.
+    pub server: IpAddr,
+}
+
+/// One DNS question.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct DnsQuestion {
+    /// The name, lower-case, without the trailing dot.
+    pub name: String,
+    /// The query type (`A`, `AAAA`, `TXT`, ...).
+    #[serde(rename = "type")]
+    pub qtype: String,
+}
+
+/// A network endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Endpoint {
+    /// Transport.
+    pub protocol: Protocol,
+    /// Destination address.
+    pub address: IpAddr,
+    /// Destination port.
+    pub port: u16,
+}
+
+/// Transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// Another protocol number.
+    Other(u8),
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protocol::Tcp => f.write_str("tcp"),
+            Protocol::Udp => f.write_str("udp"),
+            Protocol::Other(n) => write!(f, "proto-{n}"),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Workload identity: cgroups (and, later, containers and images).
+
+pub mod cgroup;
