@@ -120,7 +120,9 @@ async fn run_command(
     let cgroup = OwnedCgroup::create("telltale-trace")?;
     sensor.watch(cgroup.cgroup())?;
 
-    let mut child = spawn_in(cgroup.cgroup(), program, args)?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args);
+    let mut child = spawn_in(cgroup.cgroup(), cmd)?;
     let mut printed = 0u64;
     let mut batch = Vec::new();
     let mut sigterm = signal(SignalKind::terminate()).map_err(TraceError::Wait)?;
@@ -173,13 +175,11 @@ async fn run_cgroup(
     Ok(TraceSummary { printed, counters: sensor.counters()?, exit_code: 0 })
 }
 
-/// Start `program` inside `cgroup`: the child moves itself into the cgroup
+/// Start `cmd` inside `cgroup`: the child moves itself into the cgroup
 /// between fork and exec, so everything the program does is in scope.
-pub fn spawn_in(cgroup: &Cgroup, program: &OsString, args: &[OsString]) -> Result<tokio::process::Child, TraceError> {
+pub fn spawn_in(cgroup: &Cgroup, mut cmd: tokio::process::Command) -> Result<tokio::process::Child, TraceError> {
     let procs = cgroup.procs_file()?;
     let fd = procs.as_raw_fd();
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args);
     // SAFETY: the closure only calls write(2), which is async-signal-safe,
     // on a descriptor that stays open until spawn returns.
     unsafe {
@@ -191,7 +191,7 @@ pub fn spawn_in(cgroup: &Cgroup, program: &OsString, args: &[OsString]) -> Resul
             Ok(())
         });
     }
-    let name = program.to_string_lossy().into_owned();
+    let name = cmd.as_std().get_program().to_string_lossy().into_owned();
     let child = cmd.spawn().map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => TraceError::CommandNotFound { program: name.clone() },
         std::io::ErrorKind::PermissionDenied => TraceError::CommandNotExecutable { program: name.clone(), source },
