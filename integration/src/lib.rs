@@ -87,14 +87,25 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Path of the workload helper binary (cargo builds it next to the test
-/// and bench executables, one directory up from `deps/`).
-pub fn workload_bin() -> String {
+/// A binary of the workspace, next to the test and bench executables (one
+/// directory up from `deps/`).
+fn target_bin(name: &str, hint: &str) -> String {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) }).expect("exe dir");
-    let bin = dir.join("tt-workload");
-    assert!(bin.exists(), "{} is missing: build with `cargo test -p telltale-integration`", bin.display());
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} is missing: {hint}", bin.display());
     bin.display().to_string()
+}
+
+/// Path of the workload helper binary.
+pub fn workload_bin() -> String {
+    target_bin("tt-workload", "build it with `cargo test -p telltale-integration`")
+}
+
+/// Path of the `telltale` binary (build it first: `cargo build --workspace --bins`,
+/// as scripts/test.sh does).
+pub fn telltale_bin() -> String {
+    target_bin("telltale", "build it first with `cargo build --workspace --bins` (scripts/test.sh does)")
 }
 
 /// The exec events, as (path, args).

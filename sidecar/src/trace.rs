@@ -156,6 +156,7 @@ async fn run_cgroup(
     let cgroup = Cgroup::open(path)?;
     let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup })?;
     sensor.watch(&cgroup)?;
+    eprintln!("telltale: watching {} (cgroup id {}); stop with Ctrl-C", cgroup.path.display(), cgroup.id);
     let mut sigterm = signal(SignalKind::terminate()).map_err(TraceError::Wait)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(TraceError::Wait)?;
     let mut printed = 0u64;
