@@ -4,8 +4,8 @@
  * the watched cgroup subtrees, with in-kernel dedup of repeated behaviour.
  *
  * Only hooks that work without fentry/LSM/kprobes are used (see
- * shared/ENVIRONMENT.md): tp_btf sched_process_{exec,fork,exit}, syscall
- * tracepoints for opens, cgroup_skb/egress for DNS, cgroup/connect* and
+ * shared/ENVIRONMENT.md): tp_btf sched_process_{exec,fork,exit}, raw_tp
+ * sys_exit for opens, cgroup_skb/egress for DNS, cgroup/connect* and
  * cgroup/sendmsg* for endpoints.
  */
 #define __TELLTALE_BPF__
@@ -67,14 +67,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } seen SEC(".maps");
-
-/* tid -> open flags, between sys_enter_open* and sys_exit_open*. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, __u32);
-} open_flags SEC(".maps");
 
 /* Path walk scratch: the path is built backwards ending at TT_PATH_MAX. */
 struct walk_buf {
@@ -440,28 +432,41 @@ int BPF_PROG(tt_exit, struct task_struct *task)
 
 /* ---------------------------------------------------------------- files */
 
-static __always_inline int on_open_enter(__u32 flags)
-{
-	if (!in_scope())
-		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&open_flags, &tid, &flags, BPF_ANY);
-	return 0;
-}
+/*
+ * One BTF tracepoint on sys_exit handles every open flavour: the syscall
+ * number and arguments come from the saved user registers, so no sys_enter
+ * program (and no per-thread map) is needed. tp_btf avoids the cost of
+ * building trace records that tp/syscalls programs pay, and reads kernel
+ * structs with plain loads instead of probe-read helper calls.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define TT_NR_OPEN 2
+#define TT_NR_CREAT 85
+#define TT_NR_OPENAT 257
+#define TT_NR_OPENAT2 437
+#define TT_SYSCALL_NR(regs) ((regs)->orig_ax)
+#define TT_SYSCALL_ARG2(regs) ((regs)->si)
+#define TT_SYSCALL_ARG3(regs) ((regs)->dx)
+#elif defined(__TARGET_ARCH_arm64)
+#define TT_NR_OPEN -1
+#define TT_NR_CREAT -1
+#define TT_NR_OPENAT 56
+#define TT_NR_OPENAT2 437
+#define TT_SYSCALL_NR(regs) ((regs)->syscallno)
+#define TT_SYSCALL_ARG2(regs) ((regs)->regs[1])
+#define TT_SYSCALL_ARG3(regs) ((regs)->regs[2])
+#else
+#error "unsupported architecture"
+#endif
 
-static __always_inline int on_open_exit(long ret)
+static __always_inline int on_open_exit(long ret, __u32 flags)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u32 *fp = bpf_map_lookup_elem(&open_flags, &tid);
-	if (!fp)
-		return 0;
-	__u32 flags = *fp;
-	bpf_map_delete_elem(&open_flags, &tid);
 	if (ret < 0 || (flags & O_PATH_FLAG))
 		return 0;
 
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	/* task is a BTF pointer: plain (fault-safe) loads, no helper calls. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = task->files->fdt->fd;
 	struct file *file = NULL;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[ret & 0xffffff]);
 	if (!file)
@@ -477,15 +482,27 @@ static __always_inline int on_open_exit(long ret)
 	if ((flags & O_TRUNC_FLAG) && (fmode & FMODE_WRITE_BIT))
 		access |= TT_ACCESS_TRUNCATE;
 
+	/*
+	 * Dedup key without walking the path: the file's dentry, its name hash,
+	 * its parent and the mount identify the path (a rename changes the name
+	 * hash or the parent; a bind mount changes the mount). Only a miss pays
+	 * for the walk below.
+	 */
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *mnt = BPF_CORE_READ(file, f_path.mnt);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	__u64 hash_len = BPF_CORE_READ(dentry, d_name.hash_len);
+	__u32 tgid = task->tgid;
+	__u64 lineage = current_lineage(tgid);
+	__u64 key = mix(mix(mix(mix(mix(mix(lineage, (__u64)dentry), (__u64)mnt), (__u64)parent), hash_len), access),
+			TT_EVENT_FILE);
+	if (seen_before(key, TT_EVENT_FILE))
+		return 0;
+
 	struct walk_buf *w = walk_buf();
 	if (!w)
 		return 0;
 	__u32 len = walk_path((__u64)__builtin_preserve_access_index(&file->f_path), w);
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 lineage = current_lineage(tgid);
-	__u64 key = mix(mix(mix(lineage, w->key), access), TT_EVENT_FILE);
-	if (seen_before(key, TT_EVENT_FILE))
-		return 0;
 
 	__u32 zero = 0;
 	struct tt_file_event *e = bpf_map_lookup_elem(&file_scratch, &zero);
@@ -503,55 +520,29 @@ static __always_inline int on_open_exit(long ret)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_openat")
-int tt_enter_openat(struct trace_event_raw_sys_enter *ctx)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tt_sys_exit, struct pt_regs *regs, long ret)
 {
-	return on_open_enter((__u32)ctx->args[2]);
-}
-
-SEC("tp/syscalls/sys_exit_openat")
-int tt_exit_openat(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_open_exit(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_enter_open")
-int tt_enter_open(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_open_enter((__u32)ctx->args[1]);
-}
-
-SEC("tp/syscalls/sys_exit_open")
-int tt_exit_open(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_open_exit(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_enter_openat2")
-int tt_enter_openat2(struct trace_event_raw_sys_enter *ctx)
-{
-	struct open_how how = {};
-	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
-	return on_open_enter((__u32)how.flags);
-}
-
-SEC("tp/syscalls/sys_exit_openat2")
-int tt_exit_openat2(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_open_exit(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_enter_creat")
-int tt_enter_creat(struct trace_event_raw_sys_enter *ctx)
-{
-	/* creat() is open(O_CREAT|O_WRONLY|O_TRUNC). */
-	return on_open_enter(O_TRUNC_FLAG);
-}
-
-SEC("tp/syscalls/sys_exit_creat")
-int tt_exit_creat(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_open_exit(ctx->ret);
+	if (ret < 0)
+		return 0;
+	long nr = TT_SYSCALL_NR(regs);
+	__u32 flags;
+	if (nr == TT_NR_OPENAT) {
+		flags = TT_SYSCALL_ARG3(regs);
+	} else if (nr == TT_NR_OPEN) {
+		flags = TT_SYSCALL_ARG2(regs);
+	} else if (nr == TT_NR_CREAT) {
+		flags = O_TRUNC_FLAG; /* creat() is open(O_CREAT|O_WRONLY|O_TRUNC) */
+	} else if (nr == TT_NR_OPENAT2) {
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)TT_SYSCALL_ARG3(regs));
+		flags = how.flags;
+	} else {
+		return 0;
+	}
+	if (!in_scope())
+		return 0;
+	return on_open_exit(ret, flags);
 }
 
 /* ---------------------------------------------------------------- connect */

@@ -26,17 +26,7 @@ pub mod programs {
         ("tt_exec", "sched_process_exec"),
         ("tt_fork", "sched_process_fork"),
         ("tt_exit", "sched_process_exit"),
-    ];
-    /// Syscall tracepoints: (program name, tracepoint in category `syscalls`).
-    pub const SYSCALL_TRACEPOINTS: &[(&str, &str)] = &[
-        ("tt_enter_openat", "sys_enter_openat"),
-        ("tt_exit_openat", "sys_exit_openat"),
-        ("tt_enter_open", "sys_enter_open"),
-        ("tt_exit_open", "sys_exit_open"),
-        ("tt_enter_openat2", "sys_enter_openat2"),
-        ("tt_exit_openat2", "sys_exit_openat2"),
-        ("tt_enter_creat", "sys_enter_creat"),
-        ("tt_exit_creat", "sys_exit_creat"),
+        ("tt_sys_exit", "sys_exit"),
     ];
     /// `cgroup/connect*`, `cgroup/sendmsg*` programs.
     pub const SOCK_ADDR: &[&str] = &["tt_connect4", "tt_connect6", "tt_sendmsg4", "tt_sendmsg6"];

@@ -1,31 +1,37 @@
 //! The sensors, end to end: real eBPF programs, real processes in a test
 //! cgroup, exact events asserted.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use telltale_integration::{execs, kernel_tests_enabled, resolve, workload_bin, TempDir, Traced};
 use telltale_sidecar::event::{Access, Event, EventKind, Protocol};
 use telltale_sidecar::sensor::SensorOptions;
 
-/// Tests that bind port 53 on loopback run one at a time.
-static PORT_53: Mutex<()> = Mutex::new(());
-
 fn files(events: &[Event]) -> Vec<(String, Vec<Access>, String)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::File { file } => Some((file.path.clone(), file.access.clone(), e.process.path.clone())),
+            EventKind::File { file } => Some((
+                file.path.clone(),
+                file.access.clone(),
+                e.process.path.clone(),
+            )),
             _ => None,
         })
         .collect()
 }
 
 fn files_under(events: &[Event], prefix: &str) -> BTreeSet<(String, Vec<Access>)> {
-    files(events).into_iter().filter(|(p, _, _)| p.starts_with(prefix)).map(|(p, a, _)| (p, a)).collect()
+    files(events)
+        .into_iter()
+        .filter(|(p, _, _)| p.starts_with(prefix))
+        .map(|(p, a, _)| (p, a))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,15 +47,31 @@ async fn exec_and_file_of_a_shell_pipeline() {
     assert_eq!(
         execs(&events),
         vec![
-            (sh.clone(), vec!["sh".to_owned(), "-c".to_owned(), "cd /etc && cat hostname".to_owned()]),
+            (
+                sh.clone(),
+                vec![
+                    "sh".to_owned(),
+                    "-c".to_owned(),
+                    "cd /etc && cat hostname".to_owned()
+                ]
+            ),
             (cat.clone(), vec!["cat".to_owned(), "hostname".to_owned()]),
         ]
     );
-    let cat_exec = events.iter().find(|e| matches!(e.kind, EventKind::Exec) && e.process.path == cat).expect("cat");
+    let cat_exec = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Exec) && e.process.path == cat)
+        .expect("cat");
     assert_eq!(cat_exec.process.ancestors, vec![sh.clone()]);
     assert_eq!(cat_exec.cgroup_id, t.cgroup.cgroup().id);
-    let hostname: Vec<_> = files(&events).into_iter().filter(|(p, _, _)| p == "/etc/hostname").collect();
-    assert_eq!(hostname, vec![("/etc/hostname".to_owned(), vec![Access::Read], cat.clone())]);
+    let hostname: Vec<_> = files(&events)
+        .into_iter()
+        .filter(|(p, _, _)| p == "/etc/hostname")
+        .collect();
+    assert_eq!(
+        hostname,
+        vec![("/etc/hostname".to_owned(), vec![Access::Read], cat.clone())]
+    );
     let ev = events
         .iter()
         .find(|e| matches!(&e.kind, EventKind::File { file } if file.path == "/etc/hostname"))
@@ -79,10 +101,18 @@ async fn file_paths_are_resolved_in_the_kernel() {
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
     let steps: Vec<Vec<String>> = vec![
-        vec!["chdir-open".into(), dir.join("a").display().to_string(), "../b/file".into()],
+        vec![
+            "chdir-open".into(),
+            dir.join("a").display().to_string(),
+            "../b/file".into(),
+        ],
         vec!["open".into(), format!("{d}/link")],
         vec!["open".into(), format!("{d}/a/../c/./file2")],
-        vec!["openat".into(), dir.join("c").display().to_string(), "../target".into()],
+        vec![
+            "openat".into(),
+            dir.join("c").display().to_string(),
+            "../target".into(),
+        ],
         vec!["write".into(), format!("{d}/new")],
         vec!["creat".into(), format!("{d}/created")],
         vec!["openat2".into(), format!("{d}/o2")],
@@ -111,9 +141,15 @@ async fn file_paths_are_resolved_in_the_kernel() {
     .collect();
     // The directory opened by `openat` is an open too.
     let mut got = files_under(&all, &d);
-    assert!(got.remove(&(format!("{d}/c"), r.clone())), "openat's directory fd: {got:?}");
+    assert!(
+        got.remove(&(format!("{d}/c"), r.clone())),
+        "openat's directory fd: {got:?}"
+    );
     assert_eq!(got, expected);
-    assert_eq!(files_under(&all, &shm), [(shm.clone(), r)].into_iter().collect());
+    assert_eq!(
+        files_under(&all, &shm),
+        [(shm.clone(), r)].into_iter().collect()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,12 +170,18 @@ async fn hostile_and_overlong_paths() {
     std::fs::write(&deep_file, b"x").expect("deep file");
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
-    let (status, events) = t.run(&[&bin, "open", &weird, &deep_file.display().to_string()]).await;
+    let (status, events) = t
+        .run(&[&bin, "open", &weird, &deep_file.display().to_string()])
+        .await;
     assert!(status.success());
     let f: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::File { file } if file.path.contains("/d/d/") || file.path.contains("new\nline") => Some(file),
+            EventKind::File { file }
+                if file.path.contains("/d/d/") || file.path.contains("new\nline") =>
+            {
+                Some(file)
+            }
             _ => None,
         })
         .collect();
@@ -159,9 +201,11 @@ struct Resolver {
 impl Resolver {
     fn bind(ip: IpAddr) -> Self {
         let a = SocketAddr::new(ip, 53);
-        let udp = UdpSocket::bind(a).unwrap_or_else(|e| panic!("binding udp {a}: {e} (is a resolver running?)"));
+        let udp = UdpSocket::bind(a)
+            .unwrap_or_else(|e| panic!("binding udp {a}: {e} (is a resolver running?)"));
         let tcp = TcpListener::bind(a).unwrap_or_else(|e| panic!("binding tcp {a}: {e}"));
-        udp.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        udp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         Self { udp, tcp }
     }
 
@@ -188,33 +232,48 @@ async fn dns_queries_over_udp_and_tcp_v4_and_v6() {
     if !kernel_tests_enabled("dns_queries_over_udp_and_tcp_v4_and_v6") {
         return;
     }
-    let _guard = PORT_53.lock().unwrap_or_else(|p| p.into_inner());
+    // The only test binding port 53 on loopback.
     let v4 = Resolver::bind("127.0.0.1".parse().expect("ip"));
     let v6 = Resolver::bind("::1".parse().expect("ip"));
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
     let mut all = Vec::new();
 
-    let (s, e) = t.run(&[&bin, "dns-udp", "127.0.0.1:53", "udp4.telltale.test", "A"]).await;
+    let (s, e) = t
+        .run(&[&bin, "dns-udp", "127.0.0.1:53", "udp4.telltale.test", "A"])
+        .await;
     assert!(s.success());
     all.extend(e);
     assert!(!v4.recv_udp().is_empty());
-    let (s, e) = t.run(&[&bin, "dns-udp", "[::1]:53", "udp6.telltale.test", "AAAA"]).await;
+    let (s, e) = t
+        .run(&[&bin, "dns-udp", "[::1]:53", "udp6.telltale.test", "AAAA"])
+        .await;
     assert!(s.success());
     all.extend(e);
     assert!(!v6.recv_udp().is_empty());
     let h = v4.serve_tcp_once();
-    let (s, e) = t.run(&[&bin, "dns-tcp", "127.0.0.1:53", "tcp4.telltale.test", "TXT"]).await;
+    let (s, e) = t
+        .run(&[&bin, "dns-tcp", "127.0.0.1:53", "tcp4.telltale.test", "TXT"])
+        .await;
     assert!(s.success());
     all.extend(e);
     assert!(h.join().expect("tcp server").len() > 2);
     let h = v6.serve_tcp_once();
-    let (s, e) = t.run(&[&bin, "dns-tcp", "[::1]:53", "tcp6.telltale.test", "MX"]).await;
+    let (s, e) = t
+        .run(&[&bin, "dns-tcp", "[::1]:53", "tcp6.telltale.test", "MX"])
+        .await;
     assert!(s.success());
     all.extend(e);
     assert!(h.join().expect("tcp server").len() > 2);
     // Garbage to port 53: counted as malformed, no event, nothing breaks.
-    let (s, e) = t.run(&[&bin, "raw-udp", "127.0.0.1:53", "deadbeef00ff00ff00ff00ff00ff"]).await;
+    let (s, e) = t
+        .run(&[
+            &bin,
+            "raw-udp",
+            "127.0.0.1:53",
+            "deadbeef00ff00ff00ff00ff00ff",
+        ])
+        .await;
     assert!(s.success());
     all.extend(e);
     let _ = v4.recv_udp();
@@ -225,7 +284,14 @@ async fn dns_queries_over_udp_and_tcp_v4_and_v6() {
             EventKind::Dns { dns } => Some(
                 dns.questions
                     .iter()
-                    .map(|q| (q.name.clone(), q.qtype.clone(), dns.protocol, dns.server.to_string()))
+                    .map(|q| {
+                        (
+                            q.name.clone(),
+                            q.qtype.clone(),
+                            dns.protocol,
+                            dns.server.to_string(),
+                        )
+                    })
                     .collect::<Vec<_>>(),
             ),
             _ => None,
@@ -235,14 +301,39 @@ async fn dns_queries_over_udp_and_tcp_v4_and_v6() {
     assert_eq!(
         got,
         vec![
-            ("udp4.telltale.test".into(), "A".into(), Protocol::Udp, "127.0.0.1".into()),
-            ("udp6.telltale.test".into(), "AAAA".into(), Protocol::Udp, "::1".into()),
-            ("tcp4.telltale.test".into(), "TXT".into(), Protocol::Tcp, "127.0.0.1".into()),
-            ("tcp6.telltale.test".into(), "MX".into(), Protocol::Tcp, "::1".into()),
+            (
+                "udp4.telltale.test".into(),
+                "A".into(),
+                Protocol::Udp,
+                "127.0.0.1".into()
+            ),
+            (
+                "udp6.telltale.test".into(),
+                "AAAA".into(),
+                Protocol::Udp,
+                "::1".into()
+            ),
+            (
+                "tcp4.telltale.test".into(),
+                "TXT".into(),
+                Protocol::Tcp,
+                "127.0.0.1".into()
+            ),
+            (
+                "tcp6.telltale.test".into(),
+                "MX".into(),
+                Protocol::Tcp,
+                "::1".into()
+            ),
         ]
     );
-    let dns_events: Vec<&Event> = all.iter().filter(|e| matches!(e.kind, EventKind::Dns { .. })).collect();
-    assert!(dns_events.iter().all(|e| e.process.path.ends_with("/tt-workload")));
+    let dns_events: Vec<&Event> = all
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Dns { .. }))
+        .collect();
+    assert!(dns_events
+        .iter()
+        .all(|e| e.process.path.ends_with("/tt-workload")));
     assert_eq!(t.sensor.counters().expect("counters").malformed_dns, 1);
 }
 
@@ -255,12 +346,24 @@ async fn outbound_connects_v4_and_v6() {
     let l6 = TcpListener::bind("[::1]:0").expect("bind v6");
     let u4 = UdpSocket::bind("127.0.0.1:0").expect("bind udp v4");
     let u6 = UdpSocket::bind("[::1]:0").expect("bind udp v6");
-    let (a4, a6) = (l4.local_addr().expect("addr"), l6.local_addr().expect("addr"));
-    let (b4, b6) = (u4.local_addr().expect("addr"), u6.local_addr().expect("addr"));
+    let (a4, a6) = (
+        l4.local_addr().expect("addr"),
+        l6.local_addr().expect("addr"),
+    );
+    let (b4, b6) = (
+        u4.local_addr().expect("addr"),
+        u6.local_addr().expect("addr"),
+    );
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
     let mut all = Vec::new();
-    for (cmd, addr) in [("connect", a4), ("connect", a6), ("udp-send", b4), ("udp-connect", b6), ("udp-send", b6)] {
+    for (cmd, addr) in [
+        ("connect", a4),
+        ("connect", a6),
+        ("udp-send", b4),
+        ("udp-connect", b6),
+        ("udp-send", b6),
+    ] {
         let (s, e) = t.run(&[&bin, cmd, &addr.to_string()]).await;
         assert!(s.success(), "{cmd} {addr}");
         all.extend(e);
@@ -268,14 +371,23 @@ async fn outbound_connects_v4_and_v6() {
     let got: Vec<(Protocol, SocketAddr)> = all
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Connect { connect } => {
-                Some((connect.protocol, SocketAddr::new(connect.address, connect.port)))
-            }
+            EventKind::Connect { connect } => Some((
+                connect.protocol,
+                SocketAddr::new(connect.address, connect.port),
+            )),
             _ => None,
         })
         .collect();
     // udp-send to b6 repeats udp-connect to b6 by the same program: dropped.
-    assert_eq!(got, vec![(Protocol::Tcp, a4), (Protocol::Tcp, a6), (Protocol::Udp, b4), (Protocol::Udp, b6)]);
+    assert_eq!(
+        got,
+        vec![
+            (Protocol::Tcp, a4),
+            (Protocol::Tcp, a6),
+            (Protocol::Udp, b4),
+            (Protocol::Udp, b6)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,18 +410,32 @@ async fn processes_outside_the_cgroup_produce_nothing() {
         .status()
         .expect("outside open");
     assert!(out.success());
-    let outside = std::process::Command::new(&bin).args(["connect", &addr]).spawn().expect("outside connect");
+    let outside = std::process::Command::new(&bin)
+        .args(["connect", &addr])
+        .spawn()
+        .expect("outside connect");
     let outside_pid = outside.id();
     let _ = outside.wait_with_output();
     std::fs::read(&outside_file).expect("the test itself reads it too");
     // Inside: a marker that must be seen.
-    let (s, events) = t.run(&[&bin, "open", &inside_file.display().to_string()]).await;
+    let (s, events) = t
+        .run(&[&bin, "open", &inside_file.display().to_string()])
+        .await;
     assert!(s.success());
     let paths = files_under(&events, &dir.str());
-    assert_eq!(paths, [(inside_file.display().to_string(), vec![Access::Read])].into_iter().collect());
-    assert!(events.iter().all(|e| e.process.pid != outside_pid && e.process.pid != std::process::id()));
+    assert_eq!(
+        paths,
+        [(inside_file.display().to_string(), vec![Access::Read])]
+            .into_iter()
+            .collect()
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.process.pid != outside_pid && e.process.pid != std::process::id()));
     assert!(events.iter().all(|e| e.cgroup_id == t.cgroup.cgroup().id));
-    assert!(!events.iter().any(|e| matches!(&e.kind, EventKind::Connect { .. })));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Connect { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +449,9 @@ async fn repeated_opens_are_dropped_in_the_kernel() {
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
     let before = t.sensor.counters().expect("counters").file.dropped_repeats;
-    let (s, events) = t.run(&[&bin, "open-n", &file.display().to_string(), "100000"]).await;
+    let (s, events) = t
+        .run(&[&bin, "open-n", &file.display().to_string(), "100000"])
+        .await;
     assert!(s.success());
     let hot = files_under(&events, &dir.str());
     assert_eq!(hot.len(), 1, "one event for 100,000 opens: {hot:?}");
@@ -331,7 +459,10 @@ async fn repeated_opens_are_dropped_in_the_kernel() {
     let c = t.sensor.counters().expect("counters");
     let dropped = c.file.dropped_repeats - before;
     assert!((99_999..=100_100).contains(&dropped), "dropped {dropped}");
-    assert!(all_file_events < 50, "a handful of file events, got {all_file_events}");
+    assert!(
+        all_file_events < 50,
+        "a handful of file events, got {all_file_events}"
+    );
     assert_eq!(c.events().lost, 0);
 }
 
@@ -345,11 +476,19 @@ async fn without_dedup_every_open_is_reported() {
     std::fs::write(&file, b"x").expect("write");
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions { dedup: false });
-    let (s, events) = t.run(&[&bin, "open-n", &file.display().to_string(), "1000"]).await;
+    let (s, events) = t
+        .run(&[&bin, "open-n", &file.display().to_string(), "1000"])
+        .await;
     assert!(s.success());
-    let n = files(&events).iter().filter(|(p, _, _)| p.starts_with(&dir.str())).count();
+    let n = files(&events)
+        .iter()
+        .filter(|(p, _, _)| p.starts_with(&dir.str()))
+        .count();
     assert_eq!(n, 1000);
-    assert_eq!(t.sensor.counters().expect("counters").file.dropped_repeats, 0);
+    assert_eq!(
+        t.sensor.counters().expect("counters").file.dropped_repeats,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,7 +499,8 @@ async fn scripts_are_reported_with_their_path() {
     let dir = TempDir::new("script");
     let script = dir.join("evil.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("script");
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let mut t = Traced::new(SensorOptions::default());
     let cmd = format!("cd {} && ./evil.sh", dir.str());
     let (s, events) = t.run(&["sh", "-c", &cmd]).await;
@@ -370,7 +510,10 @@ async fn scripts_are_reported_with_their_path() {
         .find(|e| matches!(e.kind, EventKind::Exec) && e.process.path.ends_with("evil.sh"))
         .expect("script exec");
     assert_eq!(e.process.path, script.display().to_string());
-    assert_eq!(e.process.interpreter.as_deref(), Some(resolve("sh").as_str()));
+    assert_eq!(
+        e.process.interpreter.as_deref(),
+        Some(resolve("sh").as_str())
+    );
     assert_eq!(e.process.ancestors, vec![resolve("sh")]);
 }
 
@@ -385,7 +528,10 @@ async fn long_argv_is_bounded_and_marked() {
     argv.extend(std::iter::repeat_n(long.as_str(), 3));
     let (s, events) = t.run(&argv).await;
     assert!(s.success());
-    let e = events.iter().find(|e| matches!(e.kind, EventKind::Exec)).expect("exec");
+    let e = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Exec))
+        .expect("exec");
     assert!(e.process.args_truncated);
     assert_eq!(e.process.args[0], "/bin/true");
     assert!(e.process.args.iter().map(String::len).sum::<usize>() <= 4096);
@@ -394,7 +540,10 @@ async fn long_argv_is_bounded_and_marked() {
     let mut argv = vec!["/bin/true"];
     argv.extend(many.iter().map(String::as_str));
     let (_, events) = t2.run(&argv).await;
-    let e = events.iter().find(|e| matches!(e.kind, EventKind::Exec)).expect("exec");
+    let e = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Exec))
+        .expect("exec");
     assert_eq!(e.process.args.len(), 16);
     assert!(e.process.args_truncated);
 }

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use telltale_sidecar::trace::{self, format, Target, TraceOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "telltale", version, about = "Runtime anomaly detection for containerized workloads.")]
+#[command(
+    name = "telltale",
+    version,
+    about = "Runtime anomaly detection for containerized workloads."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,7 +52,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Trace { json, no_dedup, cgroup, command } => {
+        Command::Trace {
+            json,
+            no_dedup,
+            cgroup,
+            command,
+        } => {
             let target = match (cgroup, command.is_empty()) {
                 (Some(path), _) => Target::Cgroup(path),
                 (None, false) => Target::Command(command),
@@ -57,13 +66,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            trace_main(TraceOptions { target, json, dedup: !no_dedup })
+            trace_main(TraceOptions {
+                target,
+                json,
+                dedup: !no_dedup,
+            })
         }
     }
 }
 
 fn trace_main(options: TraceOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("telltale: error: starting the runtime: {e}");

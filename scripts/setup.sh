@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs and mounts what telltale needs on a Debian 12 machine (run as root).
+# Idempotent: does nothing that is already done.
+set -euo pipefail
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (eBPF loading, apt and mounts need it)" >&2
+    exit 1
+  fi
+}
+need_root
+
+packages=(clang llvm libbpf-dev bpftool protobuf-compiler pkg-config gcc libc6-dev util-linux)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+    [ -x "$d/cargo" ] && export PATH="$d:$PATH"
+  done
+fi
+command -v cargo >/dev/null 2>&1 || {
+  echo "setup: cargo not found: install Rust >= 1.87 (rustup) first" >&2
+  exit 1
+}
+
+[ -e /sys/kernel/btf/vmlinux ] || {
+  echo "setup: /sys/kernel/btf/vmlinux is missing: the kernel needs CONFIG_DEBUG_INFO_BTF=y" >&2
+  exit 1
+}
+if [ ! -d /sys/kernel/tracing/events ]; then
+  mount -t tracefs tracefs /sys/kernel/tracing
+fi
+if ! grep -q " /sys/fs/bpf bpf " /proc/mounts; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
+grep -q " cgroup2 " /proc/mounts || {
+  echo "setup: no cgroup v2 hierarchy is mounted (need /sys/fs/cgroup or /sys/fs/cgroup/unified)" >&2
+  exit 1
+}
+echo "setup: ok (clang $(clang -dumpversion), $(cargo --version))" >&2
