@@ -2,6 +2,7 @@
 //! the commands built on them. `main.rs` only parses arguments and calls in.
 
 pub mod event;
+pub mod profile;
 pub mod sensor;
 pub mod trace;
 pub mod workload;

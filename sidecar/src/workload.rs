@@ -1,3 +1,4 @@
 //! Workload identity: cgroups (and, later, containers and images).
 
 pub mod cgroup;
+pub mod image;

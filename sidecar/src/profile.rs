@@ -1,0 +1,328 @@
+//! Security profiles: the learned behaviour of one short image name, judged
+//! and extended with plain values (no I/O, no clock: times are passed in).
+//!
+//! A profile is an activity tree: process nodes keyed by their executable
+//! lineage (`nginx → sh → curl` is a different node from
+//! `entrypoint.sh → curl`); under each node the file patterns (with the
+//! access modes seen), DNS questions and endpoints it used. Paths are
+//! generalized ([`generalize`]); executables, DNS names and endpoints are
+//! exact.
+
+pub mod generalize;
+pub mod lifecycle;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Access, Event, EventKind, Protocol};
+use lifecycle::{Clock, LearningConfig, State};
+
+/// The four event types a profile learns, each with its own lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// Processes launched.
+    Exec,
+    /// Files opened.
+    File,
+    /// DNS names resolved.
+    Dns,
+    /// Endpoints connected to.
+    Connect,
+}
+
+impl EventType {
+    /// All types, in index order.
+    pub const ALL: [EventType; 4] = [
+        EventType::Exec,
+        EventType::File,
+        EventType::Dns,
+        EventType::Connect,
+    ];
+
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Exec => "exec",
+            EventType::File => "file",
+            EventType::Dns => "dns",
+            EventType::Connect => "connect",
+        }
+    }
+
+    /// Parse a stable name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Access bits of a file behaviour (read=1, write=2, create=4, truncate=8).
+pub fn access_bits(access: &[Access]) -> u8 {
+    access.iter().fold(0, |b, a| {
+        b | match a {
+            Access::Read => 1,
+            Access::Write => 2,
+            Access::Create => 4,
+            Access::Truncate => 8,
+        }
+    })
+}
+
+/// What a process did, as a profile sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Behaviour {
+    /// The process node itself was launched.
+    Exec,
+    /// A file pattern opened with these access bits.
+    File {
+        /// Generalized path.
+        pattern: String,
+        /// Access bits ([`access_bits`]).
+        access: u8,
+    },
+    /// A DNS question.
+    Dns {
+        /// Lower-case name.
+        name: String,
+        /// Query type.
+        qtype: String,
+    },
+    /// An endpoint.
+    Connect {
+        /// Transport.
+        protocol: Protocol,
+        /// Address.
+        address: IpAddr,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// A behaviour of one process node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Observation {
+    /// Executable paths from the outermost ancestor to the process itself.
+    pub lineage: Vec<String>,
+    /// What it did.
+    pub behaviour: Behaviour,
+}
+
+impl Observation {
+    /// The observations an event stands for (one per DNS question).
+    pub fn from_event(e: &Event) -> Vec<Observation> {
+        let mut lineage = e.process.ancestors.clone();
+        lineage.push(e.process.path.clone());
+        let one = |behaviour| {
+            vec![Observation {
+                lineage: lineage.clone(),
+                behaviour,
+            }]
+        };
+        match &e.kind {
+            EventKind::Exec => one(Behaviour::Exec),
+            EventKind::File { file } => one(Behaviour::File {
+                pattern: generalize::path_pattern(&file.path),
+                access: access_bits(&file.access),
+            }),
+            EventKind::Dns { dns } => dns
+                .questions
+                .iter()
+                .map(|q| Observation {
+                    lineage: lineage.clone(),
+                    behaviour: Behaviour::Dns {
+                        name: q.name.clone(),
+                        qtype: q.qtype.clone(),
+                    },
+                })
+                .collect(),
+            EventKind::Connect { connect } => one(Behaviour::Connect {
+                protocol: connect.protocol,
+                address: connect.address,
+                port: connect.port,
+            }),
+        }
+    }
+
+    /// Its event type.
+    pub fn event_type(&self) -> EventType {
+        match self.behaviour {
+            Behaviour::Exec => EventType::Exec,
+            Behaviour::File { .. } => EventType::File,
+            Behaviour::Dns { .. } => EventType::Dns,
+            Behaviour::Connect { .. } => EventType::Connect,
+        }
+    }
+}
+
+/// How an observation was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Already in the profile.
+    Known,
+    /// New, and added (learning, unstable type, or container warm-up).
+    Learned,
+    /// New while the type is stable: an anomaly. Not added.
+    Anomaly,
+}
+
+/// A process node of the activity tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// When the node was first learned (ms).
+    pub first_seen_ms: i64,
+    /// When something was last learned under it (ms).
+    pub last_seen_ms: i64,
+    /// Image tags that contributed to it.
+    pub tags: BTreeSet<String>,
+    /// File pattern → access bits.
+    pub files: HashMap<String, u8>,
+    /// DNS (name, type).
+    pub dns: HashSet<(String, String)>,
+    /// (protocol, address, port).
+    pub endpoints: HashSet<(Protocol, IpAddr, u16)>,
+}
+
+/// The profile of one short image name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Short image name.
+    pub image: String,
+    /// Tags (versions) seen.
+    pub tags: BTreeSet<String>,
+    nodes: HashMap<Vec<String>, Node>,
+    clocks: [Clock; 4],
+}
+
+impl Profile {
+    /// An empty profile whose types all start learning at `now_ms`.
+    pub fn new(image: &str, now_ms: i64) -> Self {
+        Self {
+            image: image.to_owned(),
+            tags: BTreeSet::new(),
+            nodes: HashMap::new(),
+            clocks: [Clock::new(now_ms); 4],
+        }
+    }
+
+    /// Is this observation already in the profile?
+    pub fn contains(&self, o: &Observation) -> bool {
+        let Some(node) = self.nodes.get(&o.lineage) else {
+            return false;
+        };
+        match &o.behaviour {
+            Behaviour::Exec => true,
+            Behaviour::File { pattern, access } => node
+                .files
+                .get(pattern)
+                .is_some_and(|a| a & access == *access),
+            Behaviour::Dns { name, qtype } => node.dns.contains(&(name.clone(), qtype.clone())),
+            Behaviour::Connect {
+                protocol,
+                address,
+                port,
+            } => node.endpoints.contains(&(*protocol, *address, *port)),
+        }
+    }
+
+    /// Add an observation. Returns true if it was new. Counts it on its
+    /// type's clock (restarting the quiet period while learning).
+    pub fn add(&mut self, o: &Observation, tag: &str, now_ms: i64) -> bool {
+        let new_node = !self.nodes.contains_key(&o.lineage);
+        let node = self.nodes.entry(o.lineage.clone()).or_insert_with(|| Node {
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+            ..Node::default()
+        });
+        let added = match &o.behaviour {
+            Behaviour::Exec => new_node,
+            Behaviour::File { pattern, access } => {
+                let entry = node.files.entry(pattern.clone()).or_insert(0);
+                let before = *entry;
+                *entry |= access;
+                *entry != before
+            }
+            Behaviour::Dns { name, qtype } => node.dns.insert((name.clone(), qtype.clone())),
+            Behaviour::Connect {
+                protocol,
+                address,
+                port,
+            } => node.endpoints.insert((*protocol, *address, *port)),
+        };
+        if added {
+            node.last_seen_ms = now_ms;
+            if !node.tags.contains(tag) {
+                node.tags.insert(tag.to_owned());
+            }
+            self.clocks[o.event_type().index()].record_new(now_ms);
+        }
+        if !self.tags.contains(tag) {
+            self.tags.insert(tag.to_owned());
+        }
+        added
+    }
+
+    /// Judge an observation, learning it unless it is an anomaly.
+    /// `warmup`: the container is new, its start-up behaviour is learned.
+    pub fn observe(&mut self, o: &Observation, tag: &str, now_ms: i64, warmup: bool) -> Verdict {
+        if self.contains(o) {
+            return Verdict::Known;
+        }
+        match self.clocks[o.event_type().index()].state {
+            State::Stable if !warmup => Verdict::Anomaly,
+            _ => {
+                self.add(o, tag, now_ms);
+                Verdict::Learned
+            }
+        }
+    }
+
+    /// Advance every type's lifecycle. Returns the types whose state changed.
+    pub fn tick(&mut self, now_ms: i64, cfg: &LearningConfig) -> Vec<EventType> {
+        EventType::ALL
+            .into_iter()
+            .filter(|t| self.clocks[t.index()].tick(now_ms, cfg))
+            .collect()
+    }
+
+    /// Count events lost while a type was learning.
+    pub fn add_lost_events(&mut self, n: u64) {
+        for c in &mut self.clocks {
+            if c.state == State::Learning {
+                c.lost_events += n;
+            }
+        }
+    }
+
+    /// The clock of a type.
+    pub fn clock(&self, t: EventType) -> &Clock {
+        &self.clocks[t.index()]
+    }
+
+    /// Replace the clock of a type (loading from the store).
+    pub fn set_clock(&mut self, t: EventType, c: Clock) {
+        self.clocks[t.index()] = c;
+    }
+
+    /// Process nodes by lineage.
+    pub fn nodes(&self) -> &HashMap<Vec<String>, Node> {
+        &self.nodes
+    }
+
+    /// Number of behaviours (nodes + files + names + endpoints).
+    pub fn behaviour_count(&self) -> usize {
+        self.nodes
+            .values()
+            .map(|n| 1 + n.files.len() + n.dns.len() + n.endpoints.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! Path generalization: turn concrete file paths into patterns so that
+//! per-run names (pids, mktemp names, dates, ids) do not look new.
+//!
+//! Rules (applied per path segment; a wildcard never spans a `/`):
+//! 1. `/proc/<pid>` and `/proc/<pid>/task/<tid>` → `/proc/{pid}`, `{tid}`.
+//! 2. Inside a segment, UUIDs → `{uuid}`; dates `YYYY-MM-DD` / `YYYYMMDD`
+//!    (years 1900–2099) → `{date}`.
+//! 3. Then every alphanumeric token (split at anything else):
+//!    - 3 or more digits → `{num}` (1–2 digits stay: `rc3.d`, `libc.so.6`);
+//!    - 8 or more hex characters with digits and letters → `{hex}`;
+//!    - 6 or more characters with at least 3 changes between lower case,
+//!      upper case and digits (`tmp.aB3dE9fGh1`) → `{rand}`.
+//!    Plain words never change, so a new file name or directory is new.
+//! 4. Literal braces are doubled first, so a file named `{num}` cannot
+//!    match the pattern of `123`.
+//!
+//! Executables are never generalized: they are matched exactly.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+fn uuid_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+            .unwrap_or_else(|e| panic!("static regex: {e}"))
+    })
+}
+
+fn date_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(r"(?:^|[^0-9])((?:19|20)[0-9]{2}-?(?:0[1-9]|1[0-2])-?(?:0[1-9]|[12][0-9]|3[01]))(?:$|[^0-9])")
+            .unwrap_or_else(|e| panic!("static regex: {e}"))
+    })
+}
+
+fn token_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| Regex::new(r"[A-Za-z0-9]+").unwrap_or_else(|e| panic!("static regex: {e}")))
+}
+
+/// Generalize an absolute path into a pattern.
+pub fn path_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let segments: Vec<&str> = path.split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let in_proc = i >= 2 && segments.get(1) == Some(&"proc");
+        if in_proc && i == 2 && is_digits(seg) {
+            out.push_str("{pid}");
+        } else if in_proc && i == 4 && segments.get(3) == Some(&"task") && is_digits(seg) {
+            out.push_str("{tid}");
+        } else {
+            out.push_str(&segment_pattern(seg));
+        }
+    }
+    out
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Generalize one path segment (no `/` inside).
+pub fn segment_pattern(seg: &str) -> String {
+    let escaped = seg.replace('{', "{{").replace('}', "}}");
+    let s = uuid_re().replace_all(&escaped, "{uuid}");
+    let mut s = s.into_owned();
+    // Dates: replace the captured group only (the regex consumes a neighbour).
+    while let Some(m) = date_re().captures(&s).and_then(|c| c.get(1)) {
+        s.replace_range(m.range(), "{date}");
+    }
+    token_re()
+        .replace_all(&s, |c: &regex::Captures<'_>| {
+            let t = &c[0];
+            token_pattern(t).unwrap_or(t).to_owned()
+        })
+        .into_owned()
+}
+
+fn token_pattern(t: &str) -> Option<&'static str> {
+    // Placeholders already inserted are plain words: left alone below.
+    let digits = t.bytes().filter(u8::is_ascii_digit).count();
+    if digits == t.len() {
+        return (t.len() >= 3).then_some("{num}");
+    }
+    let hex = t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hex && t.len() >= 8 && digits > 0 {
+        return Some("{hex}");
+    }
+    if t.len() >= 6 && class_changes(t) >= 3 {
+        return Some("{rand}");
+    }
+    None
+}
+
+fn class_changes(t: &str) -> usize {
+    let class = |b: u8| match b {
+        b'a'..=b'z' => 0,
+        b'A'..=b'Z' => 1,
+        _ => 2,
+    };
+    t.as_bytes()
+        .windows(2)
+        .filter(|w| class(w[0]) != class(w[1]))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_pids_and_tids() {
+        assert_eq!(path_pattern("/proc/1234/status"), "/proc/{pid}/status");
+        assert_eq!(
+            path_pattern("/proc/1/task/77/stat"),
+            "/proc/{pid}/task/{tid}/stat"
+        );
+        assert_eq!(path_pattern("/proc/self/maps"), "/proc/self/maps");
+        assert_eq!(
+            path_pattern("/proc/sys/kernel/pid_max"),
+            "/proc/sys/kernel/pid_max"
+        );
+    }
+
+    #[test]
+    fn per_run_names() {
+        assert_eq!(path_pattern("/tmp/tmp.aB3dE9fGh1"), "/tmp/tmp.{rand}");
+        assert_eq!(path_pattern("/tmp/tmp.Xk2p9QzL0m"), "/tmp/tmp.{rand}");
+        assert_eq!(
+            path_pattern("/var/log/app-2026-11-28.log"),
+            "/var/log/app-{date}.log"
+        );
+        assert_eq!(
+            path_pattern("/var/log/app.20261128.log"),
+            "/var/log/app.{date}.log"
+        );
+        assert_eq!(
+            path_pattern("/run/containers/3f2b8c1e-9a7d-4c2b-8e1f-0a9b8c7d6e5f/config.json"),
+            "/run/containers/{uuid}/config.json"
+        );
+        assert_eq!(
+            path_pattern("/var/cache/app/9f86d081884c7d65/blob"),
+            "/var/cache/app/{hex}/blob"
+        );
+        assert_eq!(path_pattern("/data/job-48213.out"), "/data/job-{num}.out");
+    }
+
+    #[test]
+    fn ordinary_names_stay_exact() {
+        for p in [
+            "/etc/passwd",
+            "/etc/shadow",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/etc/rc3.d/S01ssh",
+            "/usr/bin/python3.11",
+            "/usr/lib/libssl3.so",
+            "/usr/bin/sha256sum",
+            "/tmp/evil.sh",
+            "/home/user/.ssh/id_ed25519",
+        ] {
+            assert_eq!(path_pattern(p), p);
+        }
+    }
+
+    #[test]
+    fn wildcards_never_span_directories() {
+        assert_eq!(path_pattern("/tmp/123/456/x"), "/tmp/{num}/{num}/x");
+        assert_ne!(path_pattern("/tmp/123/x"), path_pattern("/tmp/123/456/x"));
+        assert_ne!(path_pattern("/tmp/evil/x"), path_pattern("/tmp/123/x"));
+    }
+
+    #[test]
+    fn literal_braces_cannot_forge_a_pattern() {
+        assert_eq!(path_pattern("/tmp/{num}"), "/tmp/{{num}}");
+        assert_ne!(path_pattern("/tmp/{num}"), path_pattern("/tmp/123"));
+    }
+}

@@ -1,0 +1,267 @@
+use super::*;
+use std::time::Duration;
+
+fn obs(lineage: &[&str], b: Behaviour) -> Observation {
+    Observation {
+        lineage: lineage.iter().map(|s| s.to_string()).collect(),
+        behaviour: b,
+    }
+}
+
+fn file(p: &str, access: u8) -> Behaviour {
+    Behaviour::File {
+        pattern: generalize::path_pattern(p),
+        access,
+    }
+}
+
+fn cfg() -> LearningConfig {
+    LearningConfig {
+        min_duration: Duration::from_secs(10),
+        stable_period: Duration::from_secs(5),
+        max_duration: Duration::from_secs(60),
+        warmup: Duration::from_secs(0),
+    }
+}
+
+fn stable_profile() -> Profile {
+    let mut p = Profile::new("cws-webapp", 0);
+    p.observe(&obs(&["/usr/sbin/nginx"], Behaviour::Exec), "v1", 1, false);
+    p.observe(
+        &obs(&["/usr/sbin/nginx", "/bin/sh"], Behaviour::Exec),
+        "v1",
+        1,
+        false,
+    );
+    p.observe(
+        &obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 1)),
+        "v1",
+        1,
+        false,
+    );
+    p.observe(
+        &obs(&["/usr/sbin/nginx"], file("/proc/1234/status", 1)),
+        "v1",
+        1,
+        false,
+    );
+    p.observe(
+        &obs(
+            &["/usr/sbin/nginx"],
+            Behaviour::Dns {
+                name: "db.internal".into(),
+                qtype: "A".into(),
+            },
+        ),
+        "v1",
+        1,
+        false,
+    );
+    let ep = Behaviour::Connect {
+        protocol: Protocol::Tcp,
+        address: "10.0.0.5".parse().unwrap(),
+        port: 5432,
+    };
+    p.observe(&obs(&["/usr/sbin/nginx"], ep), "v1", 1, false);
+    assert_eq!(p.tick(20_000, &cfg()).len(), 4);
+    p
+}
+
+#[test]
+fn learning_then_anomalies_per_type() {
+    let mut p = stable_profile();
+    for t in EventType::ALL {
+        assert_eq!(p.clock(t).state, State::Stable);
+    }
+    // Known behaviour, including a generalized /proc/<pid> read.
+    assert_eq!(
+        p.observe(
+            &obs(&["/usr/sbin/nginx"], file("/proc/999/status", 1)),
+            "v1",
+            30_000,
+            false
+        ),
+        Verdict::Known
+    );
+    assert_eq!(
+        p.observe(
+            &obs(&["/usr/sbin/nginx", "/bin/sh"], Behaviour::Exec),
+            "v1",
+            30_000,
+            false
+        ),
+        Verdict::Known
+    );
+    // New of each type.
+    let new = [
+        obs(
+            &["/usr/sbin/nginx", "/bin/sh", "/tmp/xmrig"],
+            Behaviour::Exec,
+        ),
+        obs(&["/usr/sbin/nginx"], file("/etc/shadow", 1)),
+        obs(
+            &["/usr/sbin/nginx"],
+            Behaviour::Dns {
+                name: "exfil.evil.test".into(),
+                qtype: "TXT".into(),
+            },
+        ),
+        obs(
+            &["/usr/sbin/nginx"],
+            Behaviour::Connect {
+                protocol: Protocol::Tcp,
+                address: "203.0.113.9".parse().unwrap(),
+                port: 4444,
+            },
+        ),
+    ];
+    for o in &new {
+        assert_eq!(p.observe(o, "v1", 30_000, false), Verdict::Anomaly, "{o:?}");
+        assert!(!p.contains(o), "anomalies are not learned");
+    }
+}
+
+#[test]
+fn lineage_matters() {
+    let mut p = stable_profile();
+    // sh is known under nginx; sh launched by something else is new.
+    assert_eq!(
+        p.observe(
+            &obs(&["/usr/bin/python3", "/bin/sh"], Behaviour::Exec),
+            "v1",
+            30_000,
+            false
+        ),
+        Verdict::Anomaly
+    );
+    // nginx.conf read by sh (not by nginx) is new.
+    assert_eq!(
+        p.observe(
+            &obs(
+                &["/usr/sbin/nginx", "/bin/sh"],
+                file("/etc/nginx/nginx.conf", 1)
+            ),
+            "v1",
+            30_000,
+            false
+        ),
+        Verdict::Anomaly
+    );
+}
+
+#[test]
+fn a_write_to_a_file_only_read_before_is_new() {
+    let mut p = stable_profile();
+    assert_eq!(
+        p.observe(
+            &obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 2)),
+            "v1",
+            30_000,
+            false
+        ),
+        Verdict::Anomaly
+    );
+    assert_eq!(
+        p.observe(
+            &obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 1)),
+            "v1",
+            30_000,
+            false
+        ),
+        Verdict::Known
+    );
+}
+
+#[test]
+fn warmup_learns_even_when_stable() {
+    let mut p = stable_profile();
+    let o = obs(&["/usr/sbin/nginx"], file("/var/cache/nginx/new", 3));
+    assert_eq!(p.observe(&o, "v2", 30_000, true), Verdict::Learned);
+    assert_eq!(p.observe(&o, "v2", 30_001, false), Verdict::Known);
+    assert!(p.tags.contains("v2"));
+    assert_eq!(
+        p.clock(EventType::File).state,
+        State::Stable,
+        "warm-up learning keeps the state"
+    );
+}
+
+#[test]
+fn unstable_types_raise_nothing() {
+    let mut p = Profile::new("noisy", 0);
+    let cfg = cfg();
+    for i in 0..70 {
+        let o = obs(
+            &["/bin/app"],
+            Behaviour::Dns {
+                name: format!("n{i}.example"),
+                qtype: "A".into(),
+            },
+        );
+        assert_eq!(p.observe(&o, "v1", i * 1000, false), Verdict::Learned);
+        p.tick(i * 1000, &cfg);
+    }
+    assert_eq!(p.clock(EventType::Dns).state, State::Unstable);
+    let o = obs(
+        &["/bin/app"],
+        Behaviour::Dns {
+            name: "brand-new.example".into(),
+            qtype: "A".into(),
+        },
+    );
+    assert_eq!(p.observe(&o, "v1", 80_000, false), Verdict::Learned);
+    assert_eq!(
+        p.clock(EventType::Exec).state,
+        State::Stable,
+        "types are independent"
+    );
+}
+
+#[test]
+fn lost_events_are_counted_while_learning_only() {
+    let mut p = Profile::new("x", 0);
+    p.add_lost_events(3);
+    p.tick(20_000, &cfg());
+    p.add_lost_events(5);
+    assert_eq!(p.clock(EventType::File).lost_events, 3);
+}
+
+#[test]
+fn one_dns_event_is_one_observation_per_question() {
+    use crate::event::{DnsQuery, DnsQuestion, Process};
+    let e = Event {
+        time: time::OffsetDateTime::UNIX_EPOCH,
+        cgroup_id: 1,
+        process: Process {
+            pid: 1,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm: "app".into(),
+            path: "/bin/app".into(),
+            interpreter: None,
+            args: vec![],
+            args_truncated: false,
+            ancestors: vec!["/bin/sh".into()],
+        },
+        kind: EventKind::Dns {
+            dns: DnsQuery {
+                questions: vec![
+                    DnsQuestion {
+                        name: "a.test".into(),
+                        qtype: "A".into(),
+                    },
+                    DnsQuestion {
+                        name: "a.test".into(),
+                        qtype: "AAAA".into(),
+                    },
+                ],
+                protocol: Protocol::Udp,
+                server: "127.0.0.1".parse().unwrap(),
+            },
+        },
+    };
+    let o = Observation::from_event(&e);
+    assert_eq!(o.len(), 2);
+    assert_eq!(o[0].lineage, vec!["/bin/sh", "/bin/app"]);
+}
