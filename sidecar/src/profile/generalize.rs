@@ -10,6 +10,7 @@
 //!    - 8 or more hex characters with digits and letters → `{hex}`;
 //!    - 6 or more characters with at least 3 changes between lower case,
 //!      upper case and digits (`tmp.aB3dE9fGh1`) → `{rand}`.
+//!
 //!    Plain words never change, so a new file name or directory is new.
 //! 4. Literal braces are doubled first, so a file named `{num}` cannot
 //!    match the pattern of `123`.
