@@ -52,6 +52,17 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/*
+ * Dedup keys of behaviour user space judged already in the profile. Unlike
+ * `seen` this is never evicted, so a learned workload stays quiet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, __u8);
+} known SEC(".maps");
+
 /* tgid -> lineage hash (chain of executables), inherited on fork. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -153,6 +164,10 @@ static __always_inline bool seen_before(__u64 key, __u32 kind)
 {
 	if (!dedup_enabled)
 		return false;
+	if (bpf_map_lookup_elem(&known, &key)) {
+		count(TT_CNT_KNOWN, kind);
+		return true;
+	}
 	if (bpf_map_lookup_elem(&seen, &key)) {
 		count(TT_CNT_DEDUP, kind);
 		return true;
@@ -494,7 +509,10 @@ static __always_inline int on_open_exit(long ret, __u32 flags)
 	__u64 hash_len = BPF_CORE_READ(dentry, d_name.hash_len);
 	__u32 tgid = task->tgid;
 	__u64 lineage = current_lineage(tgid);
-	__u64 key = mix(mix(mix(mix(mix(mix(lineage, (__u64)dentry), (__u64)mnt), (__u64)parent), hash_len), access),
+	__u64 key = mix(mix(mix(mix(mix(mix(mix(lineage, bpf_get_current_cgroup_id()), (__u64)dentry), (__u64)mnt),
+					(__u64)parent),
+				    hash_len),
+				access),
 			TT_EVENT_FILE);
 	if (seen_before(key, TT_EVENT_FILE))
 		return 0;
@@ -571,7 +589,7 @@ static __always_inline int on_sock_addr(struct bpf_sock_addr *ctx, __u8 family)
 	__u64 a_lo, a_hi;
 	__builtin_memcpy(&a_lo, &e.addr[0], 8);
 	__builtin_memcpy(&a_hi, &e.addr[8], 8);
-	__u64 key = mix(mix(mix(mix(lineage, a_lo), a_hi),
+	__u64 key = mix(mix(mix(mix(mix(lineage, bpf_get_current_cgroup_id()), a_lo), a_hi),
 			    ((__u64)e.family << 32) | ((__u64)e.protocol << 16) | e.port),
 			TT_EVENT_CONNECT);
 	if (seen_before(key, TT_EVENT_CONNECT))
@@ -690,7 +708,7 @@ int tt_egress(struct __sk_buff *skb)
 	e->captured_len = n;
 
 	/* Dedup on the message without its 16-bit id. */
-	__u64 key = mix(mix(e->hdr.lineage, proto), TT_EVENT_DNS);
+	__u64 key = mix(mix(mix(e->hdr.lineage, e->hdr.cgroup_id), proto), TT_EVENT_DNS);
 	for (__u32 i = 0; i < TT_DNS_MAX / 8; i++) {
 		if (i * 8 >= n)
 			break;

@@ -147,7 +147,8 @@ enum tt_counter {
 	TT_CNT_DEDUP = 1,	/* repeats dropped by the seen LRU */
 	TT_CNT_LOST = 2,	/* records lost: ring buffer full */
 	TT_CNT_TRUNCATED = 3,	/* records emitted with a truncated path/args/payload */
-	TT_CNT_NR = 4,
+	TT_CNT_KNOWN = 4,	/* dropped: user space marked the behaviour known */
+	TT_CNT_NR = 5,
 };
 #define TT_COUNTERS (TT_CNT_NR * TT_KIND_SLOTS)
 

@@ -68,8 +68,10 @@ pub const CNT_DEDUP: u32 = 1;
 pub const CNT_LOST: u32 = 2;
 /// Records emitted with a truncated path, argv or payload.
 pub const CNT_TRUNCATED: u32 = 3;
+/// Dropped because user space marked the behaviour known.
+pub const CNT_KNOWN: u32 = 4;
 /// Number of counter kinds.
-pub const CNT_NR: u32 = 4;
+pub const CNT_NR: u32 = 5;
 /// Entries of the per-CPU `counters` map.
 pub const COUNTERS: u32 = CNT_NR * KIND_SLOTS;
 

@@ -42,6 +42,8 @@ pub mod maps {
     pub const SCOPES: &str = "scopes";
     /// Per-CPU u64 counters, see `abi::CNT_*`.
     pub const COUNTERS: &str = "counters";
+    /// Dedup keys user space judged known: u64 -> u8, never evicted.
+    pub const KNOWN: &str = "known";
 }
 
 /// Names of the read-only globals set before load.

@@ -22,6 +22,10 @@ pub struct Event {
     /// What it did.
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The kernel's dedup key of this behaviour (0: none, e.g. exec).
+    /// Telling the sensor it is known filters its repeats in the kernel.
+    #[serde(skip)]
+    pub dedup_key: u64,
 }
 
 /// The process behind an event, with its lineage.

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{
     BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr,
 };
@@ -118,6 +118,8 @@ pub struct KindCounts {
     pub lost: u64,
     /// Records with a truncated path, argv or payload.
     pub truncated: u64,
+    /// Repeats of behaviour user space marked known, dropped in the kernel.
+    pub filtered_known: u64,
 }
 
 /// Everything the sensors counted.
@@ -149,6 +151,7 @@ impl Counters {
                 dropped_repeats: a.dropped_repeats + k.dropped_repeats,
                 lost: a.lost + k.lost,
                 truncated: a.truncated + k.truncated,
+                filtered_known: a.filtered_known + k.filtered_known,
             })
     }
 }
@@ -342,6 +345,28 @@ impl Sensor {
         Ok(())
     }
 
+    /// Tell the kernel these behaviours are known: their repeats are
+    /// dropped (and counted) before reaching the ring buffer. Keys of 0 are
+    /// ignored. Fails when the kernel map is full.
+    pub fn mark_known(&mut self, keys: &[u64]) -> Result<(), SensorError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::KNOWN)
+            .ok_or(SensorError::MissingMap(maps::KNOWN))?;
+        let mut known: HashMap<&mut MapData, u64, u8> =
+            HashMap::try_from(map).map_err(|source| SensorError::Map {
+                map: maps::KNOWN,
+                source,
+            })?;
+        for &k in keys.iter().filter(|&&k| k != 0) {
+            known.insert(k, 1, 0).map_err(|source| SensorError::Map {
+                map: maps::KNOWN,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// The watched cgroups.
     pub fn scopes(&self) -> &[Cgroup] {
         &self.scopes
@@ -408,6 +433,7 @@ impl Sensor {
                 dropped_repeats: get(abi::CNT_DEDUP, k)?,
                 lost: get(abi::CNT_LOST, k)?,
                 truncated: get(abi::CNT_TRUNCATED, k)?,
+                filtered_known: get(abi::CNT_KNOWN, k)?,
             })
         };
         Ok(Counters {

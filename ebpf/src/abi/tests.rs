@@ -121,6 +121,7 @@ fn constants_match_the_c_header() {
         ("TT_CNT_DEDUP", CNT_DEDUP.into()),
         ("TT_CNT_LOST", CNT_LOST.into()),
         ("TT_CNT_TRUNCATED", CNT_TRUNCATED.into()),
+        ("TT_CNT_KNOWN", CNT_KNOWN.into()),
         ("TT_CNT_NR", CNT_NR.into()),
         ("TT_COUNTERS", COUNTERS.into()),
     ];

@@ -260,6 +260,7 @@ fn one_dns_event_is_one_observation_per_question() {
                 server: "127.0.0.1".parse().unwrap(),
             },
         },
+        dedup_key: 0,
     };
     let o = Observation::from_event(&e);
     assert_eq!(o.len(), 2);

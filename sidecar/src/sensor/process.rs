@@ -172,6 +172,7 @@ impl ProcessTable {
             cgroup_id: h.cgroup_id,
             process,
             kind,
+            dedup_key: h.dedup_key,
         }))
     }
 

@@ -143,6 +143,7 @@ mod tests {
                     truncated: false,
                 },
             },
+            dedup_key: 0,
         }
     }
 

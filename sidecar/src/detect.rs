@@ -1,0 +1,281 @@
+//! Detection: attribute events to containers, learn or judge them against
+//! their image's profile, and say what to persist. Pure logic over plain
+//! values; the daemon (`run`) does the I/O.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::profile::lifecycle::{Clock, LearningConfig};
+use crate::profile::{EventType, Observation, Profile, Verdict};
+use crate::workload::image::ImageRef;
+
+/// A container: a cgroup under the pod cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// Container id (the cgroup directory name, or the runtime's id).
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Short image name (the profile).
+    pub image: String,
+    /// Image tag (the profile version).
+    pub tag: String,
+    /// cgroup v2 id.
+    pub cgroup_id: u64,
+    /// When telltale first saw it (ms): warm-up counts from here.
+    pub first_seen_ms: i64,
+}
+
+impl Container {
+    /// A container of `image` seen first at `now_ms`.
+    pub fn new(id: &str, name: &str, image: &ImageRef, cgroup_id: u64, now_ms: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            image: image.short_name.clone(),
+            tag: image.tag.clone(),
+            cgroup_id,
+            first_seen_ms: now_ms,
+        }
+    }
+}
+
+/// Behaviour a stable profile has never seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// Unique id.
+    pub id: String,
+    /// Event time (ms since the epoch).
+    pub time_ms: i64,
+    /// Where it happened.
+    pub container: Container,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Profile version (image tag) it was judged against.
+    pub profile_version: String,
+    /// The behaviour, as the profile sees it (lineage + detail).
+    pub observation: Observation,
+    /// The event as observed (process with args and lineage, raw path...).
+    pub event: serde_json::Value,
+}
+
+/// Something to persist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A behaviour was added to a profile.
+    Behaviour {
+        /// Short image name.
+        image: String,
+        /// What was added.
+        observation: Observation,
+        /// Image tag that showed it.
+        tag: String,
+        /// When.
+        now_ms: i64,
+    },
+    /// A profile's tags changed (or it was created).
+    Profile {
+        /// Short image name.
+        image: String,
+        /// All tags.
+        tags: Vec<String>,
+    },
+    /// A learning clock changed.
+    Clock {
+        /// Short image name.
+        image: String,
+        /// Event type.
+        event_type: EventType,
+        /// The clock.
+        clock: Clock,
+    },
+    /// An anomaly to record and report.
+    Anomaly(Box<Anomaly>),
+}
+
+/// The outcome of one event.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// What to persist.
+    pub changes: Vec<Change>,
+    /// The event's behaviour is (now) in the profile: the kernel may drop
+    /// its repeats.
+    pub known: bool,
+    /// The event came from no known container.
+    pub unattributed: bool,
+}
+
+/// Profiles per image, containers per cgroup, and what was reported.
+#[derive(Debug)]
+pub struct Detector {
+    cfg: LearningConfig,
+    profiles: HashMap<String, Profile>,
+    containers: HashMap<u64, Container>,
+    reported: HashSet<(String, Observation)>,
+    next_id: u64,
+}
+
+impl Detector {
+    /// A detector over stored profiles and already reported anomalies.
+    pub fn new(
+        cfg: LearningConfig,
+        profiles: Vec<Profile>,
+        reported: Vec<(String, Observation)>,
+    ) -> Self {
+        Self {
+            cfg,
+            profiles: profiles.into_iter().map(|p| (p.image.clone(), p)).collect(),
+            containers: HashMap::new(),
+            reported: reported.into_iter().collect(),
+            next_id: 0,
+        }
+    }
+
+    /// The learning configuration.
+    pub fn config(&self) -> &LearningConfig {
+        &self.cfg
+    }
+
+    /// A profile by short image name.
+    pub fn profile(&self, image: &str) -> Option<&Profile> {
+        self.profiles.get(image)
+    }
+
+    /// All profiles.
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        self.profiles.values()
+    }
+
+    /// The container of a cgroup id.
+    pub fn container(&self, cgroup_id: u64) -> Option<&Container> {
+        self.containers.get(&cgroup_id)
+    }
+
+    /// Containers known.
+    pub fn containers(&self) -> impl Iterator<Item = &Container> {
+        self.containers.values()
+    }
+
+    /// Register a container (a new image gets a new profile, learning from now).
+    pub fn add_container(&mut self, c: Container, now_ms: i64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let profile = self.profiles.entry(c.image.clone()).or_insert_with(|| {
+            let p = Profile::new(&c.image, now_ms);
+            for t in EventType::ALL {
+                changes.push(Change::Clock {
+                    image: c.image.clone(),
+                    event_type: t,
+                    clock: *p.clock(t),
+                });
+            }
+            p
+        });
+        if profile.tags.insert(c.tag.clone()) || !changes.is_empty() {
+            changes.push(Change::Profile {
+                image: c.image.clone(),
+                tags: profile.tags.iter().cloned().collect(),
+            });
+        }
+        self.containers.insert(c.cgroup_id, c);
+        changes
+    }
+
+    /// Forget a container whose cgroup is gone.
+    pub fn remove_container(&mut self, cgroup_id: u64) -> Option<Container> {
+        self.containers.remove(&cgroup_id)
+    }
+
+    /// Learn or judge one event.
+    pub fn on_event(&mut self, event: &Event, now_ms: i64) -> Outcome {
+        let Some(container) = self.containers.get(&event.cgroup_id) else {
+            return Outcome {
+                unattributed: true,
+                ..Outcome::default()
+            };
+        };
+        let Some(profile) = self.profiles.get_mut(&container.image) else {
+            return Outcome {
+                unattributed: true,
+                ..Outcome::default()
+            };
+        };
+        let warmup = now_ms - container.first_seen_ms < ms(self.cfg.warmup);
+        let time_ms =
+            i64::try_from(event.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(now_ms);
+        let mut out = Outcome {
+            known: true,
+            ..Outcome::default()
+        };
+        for o in Observation::from_event(event) {
+            match profile.observe(&o, &container.tag, now_ms, warmup) {
+                Verdict::Known => {}
+                Verdict::Learned => {
+                    let t = o.event_type();
+                    out.changes.push(Change::Behaviour {
+                        image: container.image.clone(),
+                        observation: o,
+                        tag: container.tag.clone(),
+                        now_ms,
+                    });
+                    out.changes.push(Change::Clock {
+                        image: container.image.clone(),
+                        event_type: t,
+                        clock: *profile.clock(t),
+                    });
+                }
+                Verdict::Anomaly => {
+                    out.known = false;
+                    let key = (container.id.clone(), o);
+                    if self.reported.contains(&key) {
+                        continue;
+                    }
+                    let (_, o) = key.clone();
+                    self.reported.insert(key);
+                    self.next_id += 1;
+                    out.changes.push(Change::Anomaly(Box::new(Anomaly {
+                        id: format!("{:x}-{:x}-{:x}", time_ms, event.cgroup_id, self.next_id),
+                        time_ms,
+                        container: container.clone(),
+                        event_type: o.event_type(),
+                        profile_version: container.tag.clone(),
+                        observation: o,
+                        event: serde_json::to_value(event).unwrap_or_default(),
+                    })));
+                }
+            }
+        }
+        out
+    }
+
+    /// Advance every profile's lifecycle; `lost` events were lost by the
+    /// kernel since the last tick (counted on profiles still learning).
+    pub fn tick(&mut self, now_ms: i64, lost: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for p in self.profiles.values_mut() {
+            if lost > 0 {
+                p.add_lost_events(lost);
+            }
+            let changed = p.tick(now_ms, &self.cfg);
+            for t in EventType::ALL {
+                if lost > 0 || changed.contains(&t) {
+                    changes.push(Change::Clock {
+                        image: p.image.clone(),
+                        event_type: t,
+                        clock: *p.clock(t),
+                    });
+                }
+            }
+        }
+        changes
+    }
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

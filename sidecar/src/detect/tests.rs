@@ -1,0 +1,154 @@
+use super::*;
+use crate::event::{Access, EventKind, FileAccess, Process};
+use crate::profile::lifecycle::State;
+use std::time::Duration;
+
+fn cfg(warmup: u64) -> LearningConfig {
+    LearningConfig {
+        min_duration: Duration::from_secs(10),
+        stable_period: Duration::from_secs(5),
+        max_duration: Duration::from_secs(60),
+        warmup: Duration::from_secs(warmup),
+    }
+}
+
+fn open(cgroup_id: u64, path: &str) -> Event {
+    Event {
+        time: time::OffsetDateTime::UNIX_EPOCH,
+        cgroup_id,
+        process: Process {
+            pid: 10,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            comm: "app".into(),
+            path: "/bin/app".into(),
+            interpreter: None,
+            args: vec!["app".into()],
+            args_truncated: false,
+            ancestors: vec![],
+        },
+        kind: EventKind::File {
+            file: FileAccess {
+                path: path.into(),
+                access: vec![Access::Read],
+                truncated: false,
+            },
+        },
+        dedup_key: 7,
+    }
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).unwrap()
+}
+
+fn anomalies(changes: &[Change]) -> Vec<&Anomaly> {
+    changes
+        .iter()
+        .filter_map(|c| {
+            if let Change::Anomaly(a) = c {
+                Some(a.as_ref())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn containers_of_one_image_share_a_profile_and_report_once_each() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(
+        Container::new("c1", "web-1", &image("reg/web:v1"), 100, 0),
+        0,
+    );
+    d.add_container(
+        Container::new("c2", "web-2", &image("reg/web:v2"), 200, 0),
+        0,
+    );
+    d.add_container(Container::new("c3", "db", &image("reg/db:v1"), 300, 0), 0);
+    assert!(d.on_event(&open(100, "/etc/web.conf"), 1_000).known);
+    assert_eq!(
+        d.tick(20_000, 0).len(),
+        8,
+        "two profiles, four types each became stable"
+    );
+    assert_eq!(
+        d.profile("web").unwrap().clock(EventType::File).state,
+        State::Stable
+    );
+    // c2 shares web's profile: what c1 did is known.
+    let o = d.on_event(&open(200, "/etc/web.conf"), 21_000);
+    assert!(o.known && o.changes.is_empty());
+    // db never saw it: anomaly for db.
+    let o = d.on_event(&open(300, "/etc/web.conf"), 21_000);
+    assert_eq!(anomalies(&o.changes).len(), 1);
+    // A new file in web containers: once per container.
+    let a1 = d.on_event(&open(100, "/etc/shadow"), 22_000);
+    let a1b = d.on_event(&open(100, "/etc/shadow"), 22_001);
+    let a2 = d.on_event(&open(200, "/etc/shadow"), 22_002);
+    assert_eq!(anomalies(&a1.changes).len(), 1);
+    assert!(
+        anomalies(&a1b.changes).is_empty(),
+        "same behaviour, same container: once"
+    );
+    assert!(!a1b.known);
+    let a2 = anomalies(&a2.changes);
+    assert_eq!(a2.len(), 1);
+    assert_eq!(a2[0].container.id, "c2");
+    assert_eq!(a2[0].profile_version, "v2");
+    assert_eq!(a2[0].event_type, EventType::File);
+    assert_eq!(a2[0].event["file"]["path"], "/etc/shadow");
+}
+
+#[test]
+fn warmup_learns_a_new_containers_startup() {
+    let mut d = Detector::new(cfg(30), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.tick(40_000, 0);
+    d.add_container(
+        Container::new("c2", "web", &image("web:v1"), 200, 41_000),
+        41_000,
+    );
+    let o = d.on_event(&open(200, "/var/cache/startup"), 42_000);
+    assert!(anomalies(&o.changes).is_empty() && o.known);
+    let o = d.on_event(&open(100, "/var/cache/other"), 42_000);
+    assert_eq!(anomalies(&o.changes).len(), 1, "c1 is past its warm-up");
+}
+
+#[test]
+fn unattributed_events_are_flagged() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    let o = d.on_event(&open(999, "/x"), 0);
+    assert!(o.unattributed && !o.known && o.changes.is_empty());
+}
+
+#[test]
+fn reported_anomalies_survive_a_restart() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.tick(20_000, 0);
+    let o = d.on_event(&open(100, "/etc/shadow"), 21_000);
+    let a = anomalies(&o.changes)[0].clone();
+    let profiles: Vec<Profile> = d.profiles().cloned().collect();
+    let mut d2 = Detector::new(
+        cfg(0),
+        profiles,
+        vec![(a.container.id.clone(), a.observation.clone())],
+    );
+    d2.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    assert!(anomalies(&d2.on_event(&open(100, "/etc/shadow"), 30_000).changes).is_empty());
+}
+
+#[test]
+fn lost_events_are_recorded_on_learning_profiles() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    let ch = d.tick(1_000, 4);
+    assert_eq!(ch.len(), 4);
+    assert_eq!(
+        d.profile("web").unwrap().clock(EventType::Dns).lost_events,
+        4
+    );
+}

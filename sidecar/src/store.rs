@@ -1,0 +1,488 @@
+//! The embedded store: SQLite in WAL mode in the data directory. Profiles,
+//! learning clocks and anomalies survive restarts, `kill -9` included
+//! (every batch of changes is one committed transaction).
+//!
+//! This is the one narrow interface the daemon persists through; a shared
+//! backend (Kubernetes custom resources) can implement the same calls.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::detect::{Anomaly, Change};
+use crate::profile::lifecycle::{Clock, LearningConfig, State};
+use crate::profile::{Behaviour, EventType, Observation, Profile};
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "telltale.db";
+
+/// Store failures. Every variant names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("creating data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// There is no database (read-only open of a directory never used).
+    #[error("no telltale database at {0} (has `telltale run` used this --data-dir?)")]
+    Missing(PathBuf),
+    /// The file is not a usable SQLite database.
+    #[error("{path} is corrupt or not a telltale database; move it away to start over")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Written by a newer telltale.
+    #[error("{path} has schema version {found}; this telltale reads version {supported} (upgrade telltale)")]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// [`SCHEMA_VERSION`].
+        supported: i64,
+    },
+    /// A query failed.
+    #[error("database {path}")]
+    Sql {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored row does not decode.
+    #[error("{path}: bad {what} row: {detail}")]
+    BadRow {
+        /// The file.
+        path: PathBuf,
+        /// Which table.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS profiles (image TEXT PRIMARY KEY, tags TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS clocks (
+    image TEXT NOT NULL, type TEXT NOT NULL, state TEXT NOT NULL,
+    started_ms INTEGER NOT NULL, state_since_ms INTEGER NOT NULL, last_new_ms INTEGER,
+    behaviours INTEGER NOT NULL, lost_events INTEGER NOT NULL,
+    PRIMARY KEY (image, type)) STRICT;
+CREATE TABLE IF NOT EXISTS behaviours (
+    image TEXT NOT NULL, lineage TEXT NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL,
+    detail TEXT NOT NULL, access INTEGER NOT NULL, first_seen_ms INTEGER NOT NULL, tag TEXT NOT NULL,
+    PRIMARY KEY (image, lineage, type, key)) STRICT;
+CREATE TABLE IF NOT EXISTS anomalies (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time_ms INTEGER NOT NULL,
+    image TEXT NOT NULL, container_id TEXT NOT NULL, type TEXT NOT NULL,
+    observation TEXT NOT NULL, body TEXT NOT NULL) STRICT;
+";
+
+impl Store {
+    /// Open (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Self { conn, path };
+        store.check(true)?;
+        Ok(store)
+    }
+
+    /// Open an existing store read-only (works while the daemon writes).
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::Missing(path));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        let store = Self { conn, path };
+        store.check(false)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Verify the file, then create or check the schema.
+    fn check(&self, writable: bool) -> Result<(), StoreError> {
+        let corrupt = |source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
+        };
+        let ok: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if ok != "ok" {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        let has_meta: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )
+            .map_err(corrupt)?;
+        if has_meta {
+            let found: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key='schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.sql())?;
+            let found: i64 =
+                found
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| StoreError::BadRow {
+                        path: self.path.clone(),
+                        what: "meta",
+                        detail: "schema_version missing or not a number".into(),
+                    })?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    path: self.path.clone(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+        } else if !writable {
+            return Err(StoreError::Missing(self.path.clone()));
+        }
+        if writable {
+            self.conn
+                .execute_batch(
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+                )
+                .map_err(self.sql())?;
+            self.conn.execute_batch(SCHEMA).map_err(self.sql())?;
+            self.conn
+                .execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    params![SCHEMA_VERSION.to_string()],
+                )
+                .map_err(self.sql())?;
+        } else {
+            self.conn
+                .execute_batch("PRAGMA busy_timeout=5000;")
+                .map_err(self.sql())?;
+        }
+        Ok(())
+    }
+
+    /// Remember the learning configuration (for `telltale status`).
+    pub fn save_learning_config(&self, cfg: &LearningConfig) -> Result<(), StoreError> {
+        let v = serde_json::to_string(cfg).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('learning', ?1)",
+                params![v],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// The learning configuration the daemon last ran with.
+    pub fn learning_config(&self) -> Result<Option<LearningConfig>, StoreError> {
+        let v: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key='learning'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql())?;
+        Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
+    }
+
+    /// Apply a batch of changes in one transaction.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for change in changes {
+            match change {
+                Change::Behaviour {
+                    image,
+                    observation,
+                    tag,
+                    now_ms,
+                } => {
+                    let (key, access) = behaviour_key(&observation.behaviour);
+                    let lineage = serde_json::to_string(&observation.lineage).unwrap_or_default();
+                    let detail = serde_json::to_string(&observation.behaviour).unwrap_or_default();
+                    tx.execute(
+                        "INSERT INTO behaviours (image, lineage, type, key, detail, access, first_seen_ms, tag)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                         ON CONFLICT (image, lineage, type, key) DO UPDATE SET access = access | excluded.access",
+                        params![image, lineage, observation.event_type().name(), key, detail, access, now_ms, tag],
+                    )
+                    .map_err(sql)?;
+                }
+                Change::Profile { image, tags } => {
+                    let tags = serde_json::to_string(tags).unwrap_or_default();
+                    tx.execute(
+                        "INSERT INTO profiles (image, tags) VALUES (?1, ?2)
+                         ON CONFLICT (image) DO UPDATE SET tags = excluded.tags",
+                        params![image, tags],
+                    )
+                    .map_err(sql)?;
+                }
+                Change::Clock {
+                    image,
+                    event_type,
+                    clock,
+                } => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO clocks
+                         (image, type, state, started_ms, state_since_ms, last_new_ms, behaviours, lost_events)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            image,
+                            event_type.name(),
+                            clock.state.name(),
+                            clock.started_ms,
+                            clock.state_since_ms,
+                            clock.last_new_ms,
+                            i64::try_from(clock.behaviours).unwrap_or(i64::MAX),
+                            i64::try_from(clock.lost_events).unwrap_or(i64::MAX),
+                        ],
+                    )
+                    .map_err(sql)?;
+                }
+                Change::Anomaly(a) => {
+                    let observation = serde_json::to_string(&a.observation).unwrap_or_default();
+                    let body = serde_json::to_string(a).unwrap_or_default();
+                    tx.execute(
+                        "INSERT OR IGNORE INTO anomalies (id, time_ms, image, container_id, type, observation, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            a.id,
+                            a.time_ms,
+                            a.container.image,
+                            a.container.id,
+                            a.event_type.name(),
+                            observation,
+                            body
+                        ],
+                    )
+                    .map_err(sql)?;
+                }
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Every profile with its behaviours and clocks.
+    pub fn load_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        let bad = |what, detail: String| StoreError::BadRow {
+            path: self.path.clone(),
+            what,
+            detail,
+        };
+        let mut profiles: std::collections::BTreeMap<String, Profile> = Default::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT image, tags FROM profiles")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sql())?;
+        for row in rows {
+            let (image, tags) = row.map_err(self.sql())?;
+            let mut p = Profile::new(&image, 0);
+            let tags: Vec<String> =
+                serde_json::from_str(&tags).map_err(|e| bad("profiles", e.to_string()))?;
+            p.tags.extend(tags);
+            profiles.insert(image, p);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT image, lineage, detail, access, first_seen_ms, tag FROM behaviours ORDER BY rowid")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(self.sql())?;
+        for row in rows {
+            let (image, lineage, detail, access, first_seen_ms, tag) = row.map_err(self.sql())?;
+            let lineage: Vec<String> = serde_json::from_str(&lineage)
+                .map_err(|e| bad("behaviours", format!("lineage: {e}")))?;
+            let mut behaviour: Behaviour = serde_json::from_str(&detail)
+                .map_err(|e| bad("behaviours", format!("detail: {e}")))?;
+            if let Behaviour::File { access: a, .. } = &mut behaviour {
+                *a = u8::try_from(access).map_err(|e| bad("behaviours", format!("access: {e}")))?;
+            }
+            let p = profiles
+                .entry(image.clone())
+                .or_insert_with(|| Profile::new(&image, 0));
+            p.add(&Observation { lineage, behaviour }, &tag, first_seen_ms);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT image, type, state, started_ms, state_since_ms, last_new_ms, behaviours, lost_events
+                 FROM clocks",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(self.sql())?;
+        for row in rows {
+            let (image, t, state, started_ms, state_since_ms, last_new_ms, behaviours, lost) =
+                row.map_err(self.sql())?;
+            let event_type =
+                EventType::from_name(&t).ok_or_else(|| bad("clocks", format!("type {t:?}")))?;
+            let state = State::from_name(&state)
+                .ok_or_else(|| bad("clocks", format!("state {state:?}")))?;
+            let p = profiles
+                .entry(image.clone())
+                .or_insert_with(|| Profile::new(&image, started_ms));
+            p.set_clock(
+                event_type,
+                Clock {
+                    state,
+                    started_ms,
+                    state_since_ms,
+                    last_new_ms,
+                    behaviours: u64::try_from(behaviours).unwrap_or(0),
+                    lost_events: u64::try_from(lost).unwrap_or(0),
+                },
+            );
+        }
+        Ok(profiles.into_values().collect())
+    }
+
+    /// (container id, observation) of every anomaly stored: what was
+    /// already reported.
+    pub fn reported(&self) -> Result<Vec<(String, Observation)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT container_id, observation FROM anomalies")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (c, o) = row.map_err(self.sql())?;
+            let o = serde_json::from_str(&o).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "anomalies",
+                detail: e.to_string(),
+            })?;
+            out.push((c, o));
+        }
+        Ok(out)
+    }
+
+    /// Stored anomalies, oldest first, as their JSON bodies.
+    pub fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT body FROM anomalies ORDER BY seq")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let body = row.map_err(self.sql())?;
+            out.push(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "anomalies",
+                detail: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+}
+
+/// The unique key of a behaviour within (image, lineage, type), and the
+/// access bits stored beside it.
+fn behaviour_key(b: &Behaviour) -> (String, i64) {
+    match b {
+        Behaviour::Exec => (String::new(), 0),
+        Behaviour::File { pattern, access } => (pattern.clone(), i64::from(*access)),
+        Behaviour::Dns { name, qtype } => (format!("{name}\t{qtype}"), 0),
+        Behaviour::Connect {
+            protocol,
+            address,
+            port,
+        } => (format!("{protocol} {address} {port}"), 0),
+    }
+}
+
+#[cfg(test)]
+mod tests;
