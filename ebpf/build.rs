@@ -11,11 +11,7 @@ fn main() -> Result<()> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let include = manifest.join("include");
     let bpf_dir = manifest.join("bpf");
-    for p in [
-        "include/telltale_abi.h",
-        "bpf/telltale.bpf.c",
-        "bpf/abi_layout.c",
-    ] {
+    for p in ["include/telltale_abi.h", "bpf/telltale.bpf.c", "bpf/abi_layout.c"] {
         println!("cargo:rerun-if-changed={p}");
     }
     println!("cargo:rerun-if-env-changed=TELLTALE_VMLINUX_H");
@@ -44,22 +40,13 @@ fn main() -> Result<()> {
         .arg(bpf_dir.join("telltale.bpf.c"))
         .arg("-o")
         .arg(&object))
-    .with_context(|| {
-        format!("compiling the eBPF programs with `{clang}` (install clang, llvm and libbpf-dev)")
-    })?;
+    .with_context(|| format!("compiling the eBPF programs with `{clang}` (install clang, llvm and libbpf-dev)"))?;
 
     // The ABI layout as the C compiler sees it, for the Rust mirror's test.
     let layout_bin = out.join("abi_layout");
-    run(Command::new(&clang)
-        .arg("-I")
-        .arg(&include)
-        .arg(bpf_dir.join("abi_layout.c"))
-        .arg("-o")
-        .arg(&layout_bin))
-    .context("compiling the ABI layout probe")?;
-    let output = Command::new(&layout_bin)
-        .output()
-        .context("running the ABI layout probe")?;
+    run(Command::new(&clang).arg("-I").arg(&include).arg(bpf_dir.join("abi_layout.c")).arg("-o").arg(&layout_bin))
+        .context("compiling the ABI layout probe")?;
+    let output = Command::new(&layout_bin).output().context("running the ABI layout probe")?;
     if !output.status.success() {
         bail!("the ABI layout probe failed: {}", output.status);
     }
@@ -70,8 +57,7 @@ fn main() -> Result<()> {
 /// vmlinux.h from the build machine's kernel BTF (or TELLTALE_VMLINUX_H).
 fn write_vmlinux_h(dest: &Path) -> Result<()> {
     if let Ok(given) = std::env::var("TELLTALE_VMLINUX_H") {
-        std::fs::copy(&given, dest)
-            .with_context(|| format!("copying TELLTALE_VMLINUX_H={given}"))?;
+        std::fs::copy(&given, dest).with_context(|| format!("copying TELLTALE_VMLINUX_H={given}"))?;
         return Ok(());
     }
     let btf = Path::new("/sys/kernel/btf/vmlinux");
@@ -89,10 +75,7 @@ fn write_vmlinux_h(dest: &Path) -> Result<()> {
         .output()
         .context("running bpftool to generate vmlinux.h (install bpftool)")?;
     if !output.status.success() {
-        bail!(
-            "bpftool btf dump failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("bpftool btf dump failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     std::fs::write(dest, output.stdout)?;
     Ok(())

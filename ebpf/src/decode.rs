@@ -206,15 +206,12 @@ fn slice<'a>(
     start: usize,
     len: usize,
 ) -> Result<&'a [u8], DecodeError> {
-    start
-        .checked_add(len)
-        .and_then(|end| bytes.get(start..end))
-        .ok_or(DecodeError::LengthOutOfBounds {
-            kind,
-            field,
-            claimed: len,
-            available: bytes.len().saturating_sub(start),
-        })
+    start.checked_add(len).and_then(|end| bytes.get(start..end)).ok_or(DecodeError::LengthOutOfBounds {
+        kind,
+        field,
+        claimed: len,
+        available: bytes.len().saturating_sub(start),
+    })
 }
 
 fn ip(family: u8, raw: [u8; 16]) -> Result<IpAddr, DecodeError> {
@@ -226,13 +223,9 @@ fn ip(family: u8, raw: [u8; 16]) -> Result<IpAddr, DecodeError> {
 }
 
 fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
-    let h: EventHeader =
-        read(bytes, 0).ok_or_else(|| too_short(0, bytes.len(), size_of::<EventHeader>()))?;
+    let h: EventHeader = read(bytes, 0).ok_or_else(|| too_short(0, bytes.len(), size_of::<EventHeader>()))?;
     if h.abi_version != abi::ABI_VERSION {
-        return Err(DecodeError::AbiVersion {
-            found: h.abi_version,
-            expected: abi::ABI_VERSION,
-        });
+        return Err(DecodeError::AbiVersion { found: h.abi_version, expected: abi::ABI_VERSION });
     }
     let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
     Ok(Header {
@@ -254,8 +247,7 @@ fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
 /// Read field `$f` of struct `$t` from `$bytes` (length already checked).
 macro_rules! get {
     ($bytes:expr, $t:ty, $f:ident) => {
-        read($bytes, offset_of!($t, $f))
-            .ok_or_else(|| too_short(0, $bytes.len(), offset_of!($t, $f)))?
+        read($bytes, offset_of!($t, $f)).ok_or_else(|| too_short(0, $bytes.len(), offset_of!($t, $f)))?
     };
 }
 
@@ -297,14 +289,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 None
             };
             let args = slice(bytes, kind, "args_len", at, args_len.into())?;
-            Ok(Record::Exec(ExecRecord {
-                header,
-                parent_lineage,
-                path,
-                script,
-                cwd,
-                argv: split_argv(args),
-            }))
+            Ok(Record::Exec(ExecRecord { header, parent_lineage, path, script, cwd, argv: split_argv(args) }))
         }
         abi::EVENT_FILE => {
             let fixed = offset_of!(FileEvent, path);
@@ -345,10 +330,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         }
         abi::EVENT_EXIT => {
             need(size_of::<ExitEvent>())?;
-            Ok(Record::Exit(ExitRecord {
-                header,
-                exit_code: get!(bytes, ExitEvent, exit_code),
-            }))
+            Ok(Record::Exit(ExitRecord { header, exit_code: get!(bytes, ExitEvent, exit_code) }))
         }
         other => Err(DecodeError::UnknownKind(other)),
     }

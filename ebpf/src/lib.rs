@@ -11,8 +11,7 @@ pub mod decode;
 #[repr(C, align(8))]
 struct Aligned<T: ?Sized>(T);
 
-static OBJECT_ALIGNED: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/telltale.bpf.o")));
+static OBJECT_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/telltale.bpf.o")));
 
 /// The eBPF object file (ELF, 8-byte aligned as the loader needs).
 pub fn object() -> &'static [u8] {

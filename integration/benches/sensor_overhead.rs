@@ -15,19 +15,13 @@ use telltale_sidecar::trace::spawn_in;
 use telltale_sidecar::workload::cgroup::OwnedCgroup;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace(['_', ','], "").parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.replace(['_', ','], "").parse().ok()).unwrap_or(default)
 }
 
 fn ns_per_op(stdout: &[u8]) -> f64 {
     let text = String::from_utf8_lossy(stdout);
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix("ns_per_op ")
-                .and_then(|v| v.trim().parse().ok())
-        })
+        .find_map(|l| l.strip_prefix("ns_per_op ").and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("workload printed no ns_per_op: {text}"))
 }
 
@@ -52,11 +46,7 @@ async fn traced(argv: &[&str]) -> (f64, u64, u64) {
     let stdout = std::fs::read(&out_path).expect("read output");
     let _ = std::fs::remove_file(&out_path);
     let c = t.sensor.counters().expect("counters");
-    (
-        ns_per_op(&stdout),
-        events.len() as u64,
-        c.events().dropped_repeats,
-    )
+    (ns_per_op(&stdout), events.len() as u64, c.events().dropped_repeats)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -98,17 +88,7 @@ async fn main() {
     let bin = workload_bin();
     println!("sensor_overhead: {opens} open+close, {execs} execs, median of {rounds} rounds");
     let n = opens.to_string();
-    compare(
-        "open+close (same file)",
-        &[&bin, "open-loop", &file.display().to_string(), &n],
-        rounds,
-    )
-    .await;
+    compare("open+close (same file)", &[&bin, "open-loop", &file.display().to_string(), &n], rounds).await;
     let e = execs.to_string();
-    compare(
-        "exec /bin/true",
-        &[&bin, "exec-loop", &e, "/bin/true"],
-        rounds,
-    )
-    .await;
+    compare("exec /bin/true", &[&bin, "exec-loop", &e, "/bin/true"], rounds).await;
 }

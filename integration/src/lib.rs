@@ -40,14 +40,10 @@ pub struct Traced {
 impl Traced {
     /// Load the sensors and watch a new cgroup.
     pub fn new(options: SensorOptions) -> Self {
-        let sensor =
-            Sensor::load(&options).unwrap_or_else(|e| panic!("loading sensors: {}", chain(&e)));
-        let cgroup = OwnedCgroup::create("telltale-test")
-            .unwrap_or_else(|e| panic!("creating cgroup: {}", chain(&e)));
+        let sensor = Sensor::load(&options).unwrap_or_else(|e| panic!("loading sensors: {}", chain(&e)));
+        let cgroup = OwnedCgroup::create("telltale-test").unwrap_or_else(|e| panic!("creating cgroup: {}", chain(&e)));
         let mut t = Self { sensor, cgroup };
-        t.sensor
-            .watch(t.cgroup.cgroup())
-            .unwrap_or_else(|e| panic!("watching cgroup: {}", chain(&e)));
+        t.sensor.watch(t.cgroup.cgroup()).unwrap_or_else(|e| panic!("watching cgroup: {}", chain(&e)));
         t
     }
 
@@ -60,8 +56,8 @@ impl Traced {
     /// [`Traced::run`] with a prepared command (e.g. with piped stdout).
     pub async fn run_cmd(&mut self, cmd: tokio::process::Command) -> (ExitStatus, Vec<Event>) {
         let shown = format!("{:?}", cmd.as_std());
-        let mut child = spawn_in(self.cgroup.cgroup(), cmd)
-            .unwrap_or_else(|e| panic!("spawning {shown}: {}", chain(&e)));
+        let mut child =
+            spawn_in(self.cgroup.cgroup(), cmd).unwrap_or_else(|e| panic!("spawning {shown}: {}", chain(&e)));
         let mut events = Vec::new();
         let status = loop {
             tokio::select! {
@@ -97,16 +93,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// directory up from `deps/`).
 fn target_bin(name: &str, hint: &str) -> String {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|d| {
-            if d.ends_with("deps") {
-                d.parent()
-            } else {
-                Some(d)
-            }
-        })
-        .expect("exe dir");
+    let dir = exe.parent().and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) }).expect("exe dir");
     let bin = dir.join(name);
     assert!(bin.exists(), "{} is missing: {hint}", bin.display());
     bin.display().to_string()
@@ -114,19 +101,13 @@ fn target_bin(name: &str, hint: &str) -> String {
 
 /// Path of the workload helper binary.
 pub fn workload_bin() -> String {
-    target_bin(
-        "tt-workload",
-        "build it with `cargo test -p telltale-integration`",
-    )
+    target_bin("tt-workload", "build it with `cargo test -p telltale-integration`")
 }
 
 /// Path of the `telltale` binary (build it first: `cargo build --workspace --bins`,
 /// as scripts/test.sh does).
 pub fn telltale_bin() -> String {
-    target_bin(
-        "telltale",
-        "build it first with `cargo build --workspace --bins` (scripts/test.sh does)",
-    )
+    target_bin("telltale", "build it first with `cargo build --workspace --bins` (scripts/test.sh does)")
 }
 
 /// The exec events, as (path, args).
@@ -144,9 +125,7 @@ pub fn resolve(program: &str) -> String {
     for dir in std::env::split_paths(&path) {
         let p = dir.join(program);
         if p.is_file() {
-            return std::fs::canonicalize(&p)
-                .map(|c| c.display().to_string())
-                .unwrap_or_default();
+            return std::fs::canonicalize(&p).map(|c| c.display().to_string()).unwrap_or_default();
         }
     }
     panic!("{program} not found in PATH")
@@ -159,14 +138,9 @@ pub struct TempDir(pub std::path::PathBuf);
 impl TempDir {
     /// Create `/tmp/telltale-<tag>-<pid>-<nanos>`.
     pub fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_nanos();
-        let p = std::path::PathBuf::from(format!(
-            "/tmp/telltale-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_nanos();
+        let p = std::path::PathBuf::from(format!("/tmp/telltale-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).expect("creating temp dir");
         Self(std::fs::canonicalize(&p).expect("canonical temp dir"))
     }

@@ -12,10 +12,7 @@ use telltale_sidecar::workload::cgroup::Cgroup;
 
 fn own_cgroup() -> Cgroup {
     let text = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
-    let rel = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .expect("unified cgroup line");
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::")).expect("unified cgroup line");
     Cgroup::open(std::path::Path::new(rel.trim_start_matches('/'))).expect("own cgroup")
 }
 
@@ -34,31 +31,20 @@ async fn telltale_itself_is_never_reported() {
     let mut t = Traced::new(SensorOptions::default());
 
     // Move this (sensor-owning) process into the watched cgroup, act, leave.
-    t.cgroup
-        .cgroup()
-        .add_process(std::process::id())
-        .expect("move self in");
+    t.cgroup.cgroup().add_process(std::process::id()).expect("move self in");
     std::fs::read(&mine).expect("read");
     let _ = std::net::TcpStream::connect(listener.local_addr().expect("addr"));
-    home.add_process(std::process::id())
-        .expect("move self back");
+    home.add_process(std::process::id()).expect("move self back");
 
     let bin = workload_bin();
-    let (s, events) = t
-        .run(&[&bin, "open", &child_file.display().to_string()])
-        .await;
+    let (s, events) = t.run(&[&bin, "open", &child_file.display().to_string()]).await;
     assert!(s.success());
-    let ours: Vec<_> = events
-        .iter()
-        .filter(|e| e.process.pid == std::process::id())
-        .collect();
+    let ours: Vec<_> = events.iter().filter(|e| e.process.pid == std::process::id()).collect();
     assert!(ours.is_empty(), "telltale's own events: {ours:?}");
     let paths: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::File { file } if file.path.starts_with(&dir.str()) => {
-                Some(file.path.clone())
-            }
+            EventKind::File { file } if file.path.starts_with(&dir.str()) => Some(file.path.clone()),
             _ => None,
         })
         .collect();

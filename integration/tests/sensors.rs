@@ -16,22 +16,14 @@ fn files(events: &[Event]) -> Vec<(String, Vec<Access>, String)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::File { file } => Some((
-                file.path.clone(),
-                file.access.clone(),
-                e.process.path.clone(),
-            )),
+            EventKind::File { file } => Some((file.path.clone(), file.access.clone(), e.process.path.clone())),
             _ => None,
         })
         .collect()
 }
 
 fn files_under(events: &[Event], prefix: &str) -> BTreeSet<(String, Vec<Access>)> {
-    files(events)
-        .into_iter()
-        .filter(|(p, _, _)| p.starts_with(prefix))
-        .map(|(p, a, _)| (p, a))
-        .collect()
+    files(events).into_iter().filter(|(p, _, _)| p.starts_with(prefix)).map(|(p, a, _)| (p, a)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,31 +39,15 @@ async fn exec_and_file_of_a_shell_pipeline() {
     assert_eq!(
         execs(&events),
         vec![
-            (
-                sh.clone(),
-                vec![
-                    "sh".to_owned(),
-                    "-c".to_owned(),
-                    "cd /etc && cat hostname".to_owned()
-                ]
-            ),
+            (sh.clone(), vec!["sh".to_owned(), "-c".to_owned(), "cd /etc && cat hostname".to_owned()]),
             (cat.clone(), vec!["cat".to_owned(), "hostname".to_owned()]),
         ]
     );
-    let cat_exec = events
-        .iter()
-        .find(|e| matches!(e.kind, EventKind::Exec) && e.process.path == cat)
-        .expect("cat");
+    let cat_exec = events.iter().find(|e| matches!(e.kind, EventKind::Exec) && e.process.path == cat).expect("cat");
     assert_eq!(cat_exec.process.ancestors, vec![sh.clone()]);
     assert_eq!(cat_exec.cgroup_id, t.cgroup.cgroup().id);
-    let hostname: Vec<_> = files(&events)
-        .into_iter()
-        .filter(|(p, _, _)| p == "/etc/hostname")
-        .collect();
-    assert_eq!(
-        hostname,
-        vec![("/etc/hostname".to_owned(), vec![Access::Read], cat.clone())]
-    );
+    let hostname: Vec<_> = files(&events).into_iter().filter(|(p, _, _)| p == "/etc/hostname").collect();
+    assert_eq!(hostname, vec![("/etc/hostname".to_owned(), vec![Access::Read], cat.clone())]);
     let ev = events
         .iter()
         .find(|e| matches!(&e.kind, EventKind::File { file } if file.path == "/etc/hostname"))
@@ -101,18 +77,10 @@ async fn file_paths_are_resolved_in_the_kernel() {
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
     let steps: Vec<Vec<String>> = vec![
-        vec![
-            "chdir-open".into(),
-            dir.join("a").display().to_string(),
-            "../b/file".into(),
-        ],
+        vec!["chdir-open".into(), dir.join("a").display().to_string(), "../b/file".into()],
         vec!["open".into(), format!("{d}/link")],
         vec!["open".into(), format!("{d}/a/../c/./file2")],
-        vec![
-            "openat".into(),
-            dir.join("c").display().to_string(),
-            "../target".into(),
-        ],
+        vec!["openat".into(), dir.join("c").display().to_string(), "../target".into()],
         vec!["write".into(), format!("{d}/new")],
         vec!["creat".into(), format!("{d}/created")],
         vec!["openat2".into(), format!("{d}/o2")],
@@ -141,15 +109,9 @@ async fn file_paths_are_resolved_in_the_kernel() {
     .collect();
     // The directory opened by `openat` is an open too.
     let mut got = files_under(&all, &d);
-    assert!(
-        got.remove(&(format!("{d}/c"), r.clone())),
-        "openat's directory fd: {got:?}"
-    );
+    assert!(got.remove(&(format!("{d}/c"), r.clone())), "openat's directory fd: {got:?}");
     assert_eq!(got, expected);
-    assert_eq!(
-        files_under(&all, &shm),
-        [(shm.clone(), r)].into_iter().collect()
-    );
+    assert_eq!(files_under(&all, &shm), [(shm.clone(), r)].into_iter().collect());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,18 +132,12 @@ async fn hostile_and_overlong_paths() {
     std::fs::write(&deep_file, b"x").expect("deep file");
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
-    let (status, events) = t
-        .run(&[&bin, "open", &weird, &deep_file.display().to_string()])
-        .await;
+    let (status, events) = t.run(&[&bin, "open", &weird, &deep_file.display().to_string()]).await;
     assert!(status.success());
     let f: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::File { file }
-                if file.path.contains("/d/d/") || file.path.contains("new\nline") =>
-            {
-                Some(file)
-            }
+            EventKind::File { file } if file.path.contains("/d/d/") || file.path.contains("new\nline") => Some(file),
             _ => None,
         })
         .collect();
@@ -201,11 +157,9 @@ struct Resolver {
 impl Resolver {
     fn bind(ip: IpAddr) -> Self {
         let a = SocketAddr::new(ip, 53);
-        let udp = UdpSocket::bind(a)
-            .unwrap_or_else(|e| panic!("binding udp {a}: {e} (is a resolver running?)"));
+        let udp = UdpSocket::bind(a).unwrap_or_else(|e| panic!("binding udp {a}: {e} (is a resolver running?)"));
         let tcp = TcpListener::bind(a).unwrap_or_else(|e| panic!("binding tcp {a}: {e}"));
-        udp.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        udp.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         Self { udp, tcp }
     }
 
@@ -239,41 +193,26 @@ async fn dns_queries_over_udp_and_tcp_v4_and_v6() {
     let mut t = Traced::new(SensorOptions::default());
     let mut all = Vec::new();
 
-    let (s, e) = t
-        .run(&[&bin, "dns-udp", "127.0.0.1:53", "udp4.telltale.test", "A"])
-        .await;
+    let (s, e) = t.run(&[&bin, "dns-udp", "127.0.0.1:53", "udp4.telltale.test", "A"]).await;
     assert!(s.success());
     all.extend(e);
     assert!(!v4.recv_udp().is_empty());
-    let (s, e) = t
-        .run(&[&bin, "dns-udp", "[::1]:53", "udp6.telltale.test", "AAAA"])
-        .await;
+    let (s, e) = t.run(&[&bin, "dns-udp", "[::1]:53", "udp6.telltale.test", "AAAA"]).await;
     assert!(s.success());
     all.extend(e);
     assert!(!v6.recv_udp().is_empty());
     let h = v4.serve_tcp_once();
-    let (s, e) = t
-        .run(&[&bin, "dns-tcp", "127.0.0.1:53", "tcp4.telltale.test", "TXT"])
-        .await;
+    let (s, e) = t.run(&[&bin, "dns-tcp", "127.0.0.1:53", "tcp4.telltale.test", "TXT"]).await;
     assert!(s.success());
     all.extend(e);
     assert!(h.join().expect("tcp server").len() > 2);
     let h = v6.serve_tcp_once();
-    let (s, e) = t
-        .run(&[&bin, "dns-tcp", "[::1]:53", "tcp6.telltale.test", "MX"])
-        .await;
+    let (s, e) = t.run(&[&bin, "dns-tcp", "[::1]:53", "tcp6.telltale.test", "MX"]).await;
     assert!(s.success());
     all.extend(e);
     assert!(h.join().expect("tcp server").len() > 2);
     // Garbage to port 53: counted as malformed, no event, nothing breaks.
-    let (s, e) = t
-        .run(&[
-            &bin,
-            "raw-udp",
-            "127.0.0.1:53",
-            "deadbeef00ff00ff00ff00ff00ff",
-        ])
-        .await;
+    let (s, e) = t.run(&[&bin, "raw-udp", "127.0.0.1:53", "deadbeef00ff00ff00ff00ff00ff"]).await;
     assert!(s.success());
     all.extend(e);
     let _ = v4.recv_udp();
@@ -284,14 +223,7 @@ async fn dns_queries_over_udp_and_tcp_v4_and_v6() {
             EventKind::Dns { dns } => Some(
                 dns.questions
                     .iter()
-                    .map(|q| {
-                        (
-                            q.name.clone(),
-                            q.qtype.clone(),
-                            dns.protocol,
-                            dns.server.to_string(),
-                        )
-                    })
+                    .map(|q| (q.name.clone(), q.qtype.clone(), dns.protocol, dns.server.to_string()))
                     .collect::<Vec<_>>(),
             ),
             _ => None,
@@ -301,39 +233,14 @@ async fn dns_queries_over_udp_and_tcp_v4_and_v6() {
     assert_eq!(
         got,
         vec![
-            (
-                "udp4.telltale.test".into(),
-                "A".into(),
-                Protocol::Udp,
-                "127.0.0.1".into()
-            ),
-            (
-                "udp6.telltale.test".into(),
-                "AAAA".into(),
-                Protocol::Udp,
-                "::1".into()
-            ),
-            (
-                "tcp4.telltale.test".into(),
-                "TXT".into(),
-                Protocol::Tcp,
-                "127.0.0.1".into()
-            ),
-            (
-                "tcp6.telltale.test".into(),
-                "MX".into(),
-                Protocol::Tcp,
-                "::1".into()
-            ),
+            ("udp4.telltale.test".into(), "A".into(), Protocol::Udp, "127.0.0.1".into()),
+            ("udp6.telltale.test".into(), "AAAA".into(), Protocol::Udp, "::1".into()),
+            ("tcp4.telltale.test".into(), "TXT".into(), Protocol::Tcp, "127.0.0.1".into()),
+            ("tcp6.telltale.test".into(), "MX".into(), Protocol::Tcp, "::1".into()),
         ]
     );
-    let dns_events: Vec<&Event> = all
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::Dns { .. }))
-        .collect();
-    assert!(dns_events
-        .iter()
-        .all(|e| e.process.path.ends_with("/tt-workload")));
+    let dns_events: Vec<&Event> = all.iter().filter(|e| matches!(e.kind, EventKind::Dns { .. })).collect();
+    assert!(dns_events.iter().all(|e| e.process.path.ends_with("/tt-workload")));
     assert_eq!(t.sensor.counters().expect("counters").malformed_dns, 1);
 }
 
@@ -346,24 +253,12 @@ async fn outbound_connects_v4_and_v6() {
     let l6 = TcpListener::bind("[::1]:0").expect("bind v6");
     let u4 = UdpSocket::bind("127.0.0.1:0").expect("bind udp v4");
     let u6 = UdpSocket::bind("[::1]:0").expect("bind udp v6");
-    let (a4, a6) = (
-        l4.local_addr().expect("addr"),
-        l6.local_addr().expect("addr"),
-    );
-    let (b4, b6) = (
-        u4.local_addr().expect("addr"),
-        u6.local_addr().expect("addr"),
-    );
+    let (a4, a6) = (l4.local_addr().expect("addr"), l6.local_addr().expect("addr"));
+    let (b4, b6) = (u4.local_addr().expect("addr"), u6.local_addr().expect("addr"));
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
     let mut all = Vec::new();
-    for (cmd, addr) in [
-        ("connect", a4),
-        ("connect", a6),
-        ("udp-send", b4),
-        ("udp-connect", b6),
-        ("udp-send", b6),
-    ] {
+    for (cmd, addr) in [("connect", a4), ("connect", a6), ("udp-send", b4), ("udp-connect", b6), ("udp-send", b6)] {
         let (s, e) = t.run(&[&bin, cmd, &addr.to_string()]).await;
         assert!(s.success(), "{cmd} {addr}");
         all.extend(e);
@@ -371,23 +266,12 @@ async fn outbound_connects_v4_and_v6() {
     let got: Vec<(Protocol, SocketAddr)> = all
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Connect { connect } => Some((
-                connect.protocol,
-                SocketAddr::new(connect.address, connect.port),
-            )),
+            EventKind::Connect { connect } => Some((connect.protocol, SocketAddr::new(connect.address, connect.port))),
             _ => None,
         })
         .collect();
     // udp-send to b6 repeats udp-connect to b6 by the same program: dropped.
-    assert_eq!(
-        got,
-        vec![
-            (Protocol::Tcp, a4),
-            (Protocol::Tcp, a6),
-            (Protocol::Udp, b4),
-            (Protocol::Udp, b6)
-        ]
-    );
+    assert_eq!(got, vec![(Protocol::Tcp, a4), (Protocol::Tcp, a6), (Protocol::Udp, b4), (Protocol::Udp, b6)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,32 +294,18 @@ async fn processes_outside_the_cgroup_produce_nothing() {
         .status()
         .expect("outside open");
     assert!(out.success());
-    let outside = std::process::Command::new(&bin)
-        .args(["connect", &addr])
-        .spawn()
-        .expect("outside connect");
+    let outside = std::process::Command::new(&bin).args(["connect", &addr]).spawn().expect("outside connect");
     let outside_pid = outside.id();
     let _ = outside.wait_with_output();
     std::fs::read(&outside_file).expect("the test itself reads it too");
     // Inside: a marker that must be seen.
-    let (s, events) = t
-        .run(&[&bin, "open", &inside_file.display().to_string()])
-        .await;
+    let (s, events) = t.run(&[&bin, "open", &inside_file.display().to_string()]).await;
     assert!(s.success());
     let paths = files_under(&events, &dir.str());
-    assert_eq!(
-        paths,
-        [(inside_file.display().to_string(), vec![Access::Read])]
-            .into_iter()
-            .collect()
-    );
-    assert!(events
-        .iter()
-        .all(|e| e.process.pid != outside_pid && e.process.pid != std::process::id()));
+    assert_eq!(paths, [(inside_file.display().to_string(), vec![Access::Read])].into_iter().collect());
+    assert!(events.iter().all(|e| e.process.pid != outside_pid && e.process.pid != std::process::id()));
     assert!(events.iter().all(|e| e.cgroup_id == t.cgroup.cgroup().id));
-    assert!(!events
-        .iter()
-        .any(|e| matches!(&e.kind, EventKind::Connect { .. })));
+    assert!(!events.iter().any(|e| matches!(&e.kind, EventKind::Connect { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,9 +319,7 @@ async fn repeated_opens_are_dropped_in_the_kernel() {
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions::default());
     let before = t.sensor.counters().expect("counters").file.dropped_repeats;
-    let (s, events) = t
-        .run(&[&bin, "open-n", &file.display().to_string(), "100000"])
-        .await;
+    let (s, events) = t.run(&[&bin, "open-n", &file.display().to_string(), "100000"]).await;
     assert!(s.success());
     let hot = files_under(&events, &dir.str());
     assert_eq!(hot.len(), 1, "one event for 100,000 opens: {hot:?}");
@@ -459,10 +327,7 @@ async fn repeated_opens_are_dropped_in_the_kernel() {
     let c = t.sensor.counters().expect("counters");
     let dropped = c.file.dropped_repeats - before;
     assert!((99_999..=100_100).contains(&dropped), "dropped {dropped}");
-    assert!(
-        all_file_events < 50,
-        "a handful of file events, got {all_file_events}"
-    );
+    assert!(all_file_events < 50, "a handful of file events, got {all_file_events}");
     assert_eq!(c.events().lost, 0);
 }
 
@@ -476,19 +341,11 @@ async fn without_dedup_every_open_is_reported() {
     std::fs::write(&file, b"x").expect("write");
     let bin = workload_bin();
     let mut t = Traced::new(SensorOptions { dedup: false });
-    let (s, events) = t
-        .run(&[&bin, "open-n", &file.display().to_string(), "1000"])
-        .await;
+    let (s, events) = t.run(&[&bin, "open-n", &file.display().to_string(), "1000"]).await;
     assert!(s.success());
-    let n = files(&events)
-        .iter()
-        .filter(|(p, _, _)| p.starts_with(&dir.str()))
-        .count();
+    let n = files(&events).iter().filter(|(p, _, _)| p.starts_with(&dir.str())).count();
     assert_eq!(n, 1000);
-    assert_eq!(
-        t.sensor.counters().expect("counters").file.dropped_repeats,
-        0
-    );
+    assert_eq!(t.sensor.counters().expect("counters").file.dropped_repeats, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,8 +356,7 @@ async fn scripts_are_reported_with_their_path() {
     let dir = TempDir::new("script");
     let script = dir.join("evil.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("script");
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let mut t = Traced::new(SensorOptions::default());
     let cmd = format!("cd {} && ./evil.sh", dir.str());
     let (s, events) = t.run(&["sh", "-c", &cmd]).await;
@@ -510,10 +366,7 @@ async fn scripts_are_reported_with_their_path() {
         .find(|e| matches!(e.kind, EventKind::Exec) && e.process.path.ends_with("evil.sh"))
         .expect("script exec");
     assert_eq!(e.process.path, script.display().to_string());
-    assert_eq!(
-        e.process.interpreter.as_deref(),
-        Some(resolve("sh").as_str())
-    );
+    assert_eq!(e.process.interpreter.as_deref(), Some(resolve("sh").as_str()));
     assert_eq!(e.process.ancestors, vec![resolve("sh")]);
 }
 
@@ -528,10 +381,7 @@ async fn long_argv_is_bounded_and_marked() {
     argv.extend(std::iter::repeat_n(long.as_str(), 3));
     let (s, events) = t.run(&argv).await;
     assert!(s.success());
-    let e = events
-        .iter()
-        .find(|e| matches!(e.kind, EventKind::Exec))
-        .expect("exec");
+    let e = events.iter().find(|e| matches!(e.kind, EventKind::Exec)).expect("exec");
     assert!(e.process.args_truncated);
     assert_eq!(e.process.args[0], "/bin/true");
     assert!(e.process.args.iter().map(String::len).sum::<usize>() <= 4096);
@@ -540,10 +390,7 @@ async fn long_argv_is_bounded_and_marked() {
     let mut argv = vec!["/bin/true"];
     argv.extend(many.iter().map(String::as_str));
     let (_, events) = t2.run(&argv).await;
-    let e = events
-        .iter()
-        .find(|e| matches!(e.kind, EventKind::Exec))
-        .expect("exec");
+    let e = events.iter().find(|e| matches!(e.kind, EventKind::Exec)).expect("exec");
     assert_eq!(e.process.args.len(), 16);
     assert!(e.process.args_truncated);
 }

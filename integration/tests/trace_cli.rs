@@ -35,48 +35,23 @@ fn trace_json_of_a_command() {
         return;
     }
     let child = telltale()
-        .args([
-            "trace",
-            "--json",
-            "--",
-            "sh",
-            "-c",
-            "cd /etc && cat hostname >/dev/null; exit 7",
-        ])
+        .args(["trace", "--json", "--", "sh", "-c", "cd /etc && cat hostname >/dev/null; exit 7"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("telltale runs");
     let pid = child.id();
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(7),
-        "exit status of the command is kept"
-    );
+    assert_eq!(out.status.code(), Some(7), "exit status of the command is kept");
     let lines = json_lines(&out.stdout);
     let cat = resolve("cat");
-    let exec = lines
-        .iter()
-        .find(|v| v["kind"] == "exec" && v["process"]["path"] == cat.as_str())
-        .expect("exec of cat");
-    assert_eq!(
-        exec["process"]["args"],
-        serde_json::json!(["cat", "hostname"])
-    );
-    assert_eq!(
-        exec["process"]["ancestors"],
-        serde_json::json!([resolve("sh")])
-    );
-    assert!(exec["time"]
-        .as_str()
-        .is_some_and(|t| t.contains('T') && t.ends_with('Z')));
+    let exec = lines.iter().find(|v| v["kind"] == "exec" && v["process"]["path"] == cat.as_str()).expect("exec of cat");
+    assert_eq!(exec["process"]["args"], serde_json::json!(["cat", "hostname"]));
+    assert_eq!(exec["process"]["ancestors"], serde_json::json!([resolve("sh")]));
+    assert!(exec["time"].as_str().is_some_and(|t| t.contains('T') && t.ends_with('Z')));
     assert!(exec["cgroup_id"].as_u64().is_some_and(|c| c > 1));
     assert!(exec["process"]["ppid"].as_u64().is_some());
-    let file = lines
-        .iter()
-        .find(|v| v["kind"] == "file" && v["file"]["path"] == "/etc/hostname")
-        .expect("file event");
+    let file = lines.iter().find(|v| v["kind"] == "file" && v["file"]["path"] == "/etc/hostname").expect("file event");
     assert_eq!(file["file"]["access"], serde_json::json!(["read"]));
     assert_eq!(file["process"]["path"], cat.as_str());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -85,18 +60,10 @@ fn trace_json_of_a_command() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v.get("summary").is_some())
         .unwrap_or_else(|| panic!("no JSON summary on stderr: {stderr}"));
-    assert_eq!(
-        summary["summary"]["events_printed"].as_u64(),
-        Some(lines.len() as u64)
-    );
+    assert_eq!(summary["summary"]["events_printed"].as_u64(), Some(lines.len() as u64));
     assert_eq!(summary["summary"]["records_lost"], 0);
-    assert!(summary["summary"]["repeats_dropped_in_kernel"]
-        .as_u64()
-        .is_some());
-    assert!(
-        leftover_cgroups(pid).is_empty(),
-        "the trace cgroup is removed"
-    );
+    assert!(summary["summary"]["repeats_dropped_in_kernel"].as_u64().is_some());
+    assert!(leftover_cgroups(pid).is_empty(), "the trace cgroup is removed");
 }
 
 #[test]
@@ -104,30 +71,14 @@ fn trace_text_output_and_summary() {
     if !kernel_tests_enabled("trace_text_output_and_summary") {
         return;
     }
-    let out = telltale()
-        .args(["trace", "--", "cat", "/etc/hostname"])
-        .output()
-        .expect("runs");
+    let out = telltale().args(["trace", "--", "cat", "/etc/hostname"]).output().expect("runs");
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let cat = resolve("cat");
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.contains(" exec ") && l.contains(&cat)),
-        "{stdout}"
-    );
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.contains(" file ") && l.contains("read /etc/hostname")),
-        "{stdout}"
-    );
+    assert!(stdout.lines().any(|l| l.contains(" exec ") && l.contains(&cat)), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains(" file ") && l.contains("read /etc/hostname")), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("repeats dropped in kernel") && stderr.contains("records lost"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("repeats dropped in kernel") && stderr.contains("records lost"), "{stderr}");
     assert!(stderr.contains("malformed DNS packets"), "{stderr}");
 }
 
@@ -136,20 +87,11 @@ fn unknown_command_exits_127() {
     if !kernel_tests_enabled("unknown_command_exits_127") {
         return;
     }
-    let out = telltale()
-        .args(["trace", "--", "no-such-command-telltale"])
-        .output()
-        .expect("runs");
+    let out = telltale().args(["trace", "--", "no-such-command-telltale"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("no-such-command-telltale: command not found"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no-such-command-telltale: command not found"), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 }
 
 #[test]
@@ -157,20 +99,11 @@ fn nonexistent_cgroup_is_a_clear_error() {
     if !kernel_tests_enabled("nonexistent_cgroup_is_a_clear_error") {
         return;
     }
-    let out = telltale()
-        .args(["trace", "--cgroup", "/sys/fs/cgroup/no/such/cgroup"])
-        .output()
-        .expect("runs");
+    let out = telltale().args(["trace", "--cgroup", "/sys/fs/cgroup/no/such/cgroup"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("cgroup /sys/fs/cgroup/no/such/cgroup does not exist"),
-        "{stderr}"
-    );
-    let out = telltale()
-        .args(["trace", "--cgroup", "/etc"])
-        .output()
-        .expect("runs");
+    assert!(stderr.contains("cgroup /sys/fs/cgroup/no/such/cgroup does not exist"), "{stderr}");
+    let out = telltale().args(["trace", "--cgroup", "/etc"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a cgroup v2 directory"));
 }
@@ -182,12 +115,7 @@ fn not_root_is_a_clear_error() {
     }
     // Run the binary as `nobody` (setpriv from util-linux).
     let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            &telltale_bin(),
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", &telltale_bin()])
         .args(["trace", "--", "true"])
         .output()
         .expect("setpriv runs");
@@ -227,16 +155,8 @@ fn watch_an_existing_cgroup_until_sigint() {
     assert!(line.contains("telltale: watching"), "{line}");
     // A workload placed in the cgroup after it was created.
     let procs = cg.cgroup().path.join("cgroup.procs");
-    let script = format!(
-        "echo $$ > {} && exec {} open {}",
-        procs.display(),
-        workload_bin(),
-        marker.display()
-    );
-    let st = Command::new("sh")
-        .args(["-c", &script])
-        .status()
-        .expect("workload");
+    let script = format!("echo $$ > {} && exec {} open {}", procs.display(), workload_bin(), marker.display());
+    let st = Command::new("sh").args(["-c", &script]).status().expect("workload");
     assert!(st.success());
     nix_kill(trace.id(), libc::SIGINT);
     let mut rest = String::new();
@@ -245,9 +165,7 @@ fn watch_an_existing_cgroup_until_sigint() {
     assert_eq!(out.status.code(), Some(0), "{rest}");
     let lines = json_lines(&out.stdout);
     assert!(
-        lines
-            .iter()
-            .any(|v| v["kind"] == "file" && v["file"]["path"] == marker.display().to_string()),
+        lines.iter().any(|v| v["kind"] == "file" && v["file"]["path"] == marker.display().to_string()),
         "{lines:?}"
     );
     assert!(rest.contains("\"summary\""), "{rest}");

@@ -18,11 +18,7 @@ mod tests {
         let e = v1::Event {
             time_unix_nano: 1,
             cgroup_id: 2,
-            process: Some(v1::Process {
-                pid: 3,
-                path: "/usr/bin/cat".into(),
-                ..Default::default()
-            }),
+            process: Some(v1::Process { pid: 3, path: "/usr/bin/cat".into(), ..Default::default() }),
             kind: Some(v1::event::Kind::File(v1::FileAccess {
                 path: "/etc/hostname".into(),
                 access: vec![v1::Access::Read as i32],
@@ -31,9 +27,6 @@ mod tests {
         };
         let bytes = e.encode_to_vec();
         assert_eq!(v1::Event::decode(bytes.as_slice()).expect("decodes"), e);
-        assert!(
-            v1::Event::decode(&[0xff, 0xff, 0xff][..]).is_err(),
-            "garbage is an error"
-        );
+        assert!(v1::Event::decode(&[0xff, 0xff, 0xff][..]).is_err(), "garbage is an error");
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::profile::lifecycle::{Clock, LearningConfig};
-use crate::profile::{EventType, Observation, Profile, Verdict};
+use crate::profile::{Behaviour, EventType, Observation, Profile, Verdict};
 use crate::workload::image::ImageRef;
 
 /// A container: a cgroup under the pod cgroup.
@@ -47,6 +47,9 @@ impl Container {
 pub struct Anomaly {
     /// Unique id.
     pub id: String,
+    /// Event time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: time::OffsetDateTime,
     /// Event time (ms since the epoch).
     pub time_ms: i64,
     /// Where it happened.
@@ -120,11 +123,7 @@ pub struct Detector {
 
 impl Detector {
     /// A detector over stored profiles and already reported anomalies.
-    pub fn new(
-        cfg: LearningConfig,
-        profiles: Vec<Profile>,
-        reported: Vec<(String, Observation)>,
-    ) -> Self {
+    pub fn new(cfg: LearningConfig, profiles: Vec<Profile>, reported: Vec<(String, Observation)>) -> Self {
         Self {
             cfg,
             profiles: profiles.into_iter().map(|p| (p.image.clone(), p)).collect(),
@@ -165,19 +164,12 @@ impl Detector {
         let profile = self.profiles.entry(c.image.clone()).or_insert_with(|| {
             let p = Profile::new(&c.image, now_ms);
             for t in EventType::ALL {
-                changes.push(Change::Clock {
-                    image: c.image.clone(),
-                    event_type: t,
-                    clock: *p.clock(t),
-                });
+                changes.push(Change::Clock { image: c.image.clone(), event_type: t, clock: *p.clock(t) });
             }
             p
         });
         if profile.tags.insert(c.tag.clone()) || !changes.is_empty() {
-            changes.push(Change::Profile {
-                image: c.image.clone(),
-                tags: profile.tags.iter().cloned().collect(),
-            });
+            changes.push(Change::Profile { image: c.image.clone(), tags: profile.tags.iter().cloned().collect() });
         }
         self.containers.insert(c.cgroup_id, c);
         changes
@@ -191,24 +183,14 @@ impl Detector {
     /// Learn or judge one event.
     pub fn on_event(&mut self, event: &Event, now_ms: i64) -> Outcome {
         let Some(container) = self.containers.get(&event.cgroup_id) else {
-            return Outcome {
-                unattributed: true,
-                ..Outcome::default()
-            };
+            return Outcome { unattributed: true, ..Outcome::default() };
         };
         let Some(profile) = self.profiles.get_mut(&container.image) else {
-            return Outcome {
-                unattributed: true,
-                ..Outcome::default()
-            };
+            return Outcome { unattributed: true, ..Outcome::default() };
         };
         let warmup = now_ms - container.first_seen_ms < ms(self.cfg.warmup);
-        let time_ms =
-            i64::try_from(event.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(now_ms);
-        let mut out = Outcome {
-            known: true,
-            ..Outcome::default()
-        };
+        let time_ms = i64::try_from(event.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(now_ms);
+        let mut out = Outcome { known: true, ..Outcome::default() };
         for o in Observation::from_event(event) {
             match profile.observe(&o, &container.tag, now_ms, warmup) {
                 Verdict::Known => {}
@@ -228,6 +210,12 @@ impl Detector {
                 }
                 Verdict::Anomaly => {
                     out.known = false;
+                    // What a process reported as a new exec does next belongs to
+                    // that anomaly: its library loads are not anomalies of their own.
+                    let exec = Observation { lineage: o.lineage.clone(), behaviour: Behaviour::Exec };
+                    if o.behaviour != Behaviour::Exec && self.reported.contains(&(container.id.clone(), exec)) {
+                        continue;
+                    }
                     let key = (container.id.clone(), o);
                     if self.reported.contains(&key) {
                         continue;
@@ -237,6 +225,7 @@ impl Detector {
                     self.next_id += 1;
                     out.changes.push(Change::Anomaly(Box::new(Anomaly {
                         id: format!("{:x}-{:x}-{:x}", time_ms, event.cgroup_id, self.next_id),
+                        time: event.time,
                         time_ms,
                         container: container.clone(),
                         event_type: o.event_type(),
@@ -261,11 +250,7 @@ impl Detector {
             let changed = p.tick(now_ms, &self.cfg);
             for t in EventType::ALL {
                 if lost > 0 || changed.contains(&t) {
-                    changes.push(Change::Clock {
-                        image: p.image.clone(),
-                        event_type: t,
-                        clock: *p.clock(t),
-                    });
+                    changes.push(Change::Clock { image: p.image.clone(), event_type: t, clock: *p.clock(t) });
                 }
             }
         }

@@ -6,14 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use telltale_sidecar::config::{Config, Overrides};
+use telltale_sidecar::store::Store;
 use telltale_sidecar::trace::{self, format, Target, TraceOptions};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "telltale",
-    version,
-    about = "Runtime anomaly detection for containerized workloads."
-)]
+#[command(name = "telltale", version, about = "Runtime anomaly detection for containerized workloads.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +38,43 @@ enum Command {
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Run the daemon: learn a profile per image, report anomalies.
+    ///
+    /// Watches the pod cgroup given by --cgroup (each child cgroup is a
+    /// container) or, with `-- CMD`, starts CMD in a fresh cgroup and keeps
+    /// watching after it exits. Stops on SIGINT/SIGTERM.
+    Run {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Data directory for the SQLite store [default: /var/lib/telltale].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The pod cgroup (absolute, or relative to the cgroup2 mount).
+        #[arg(long, value_name = "PATH", conflicts_with = "command")]
+        cgroup: Option<PathBuf>,
+        /// Image of the containers (when one container, or none mapped in the config).
+        #[arg(long, value_name = "NAME")]
+        image: Option<String>,
+        /// Also write anomalies as JSON lines to PATH (`-` for stdout).
+        #[arg(long, value_name = "PATH")]
+        anomalies_json: Option<String>,
+        /// Local mode: the command to run and watch, after `--`.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Print the learning status of every profile and event type.
+    Status {
+        /// TOML configuration file (for its data_dir).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Data directory [default: /var/lib/telltale].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,12 +87,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Trace {
-            json,
-            no_dedup,
-            cgroup,
-            command,
-        } => {
+        Command::Trace { json, no_dedup, cgroup, command } => {
             let target = match (cgroup, command.is_empty()) {
                 (Some(path), _) => Target::Cgroup(path),
                 (None, false) => Target::Command(command),
@@ -66,26 +96,69 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            trace_main(TraceOptions {
-                target,
-                json,
-                dedup: !no_dedup,
-            })
+            trace_main(TraceOptions { target, json, dedup: !no_dedup })
+        }
+        Command::Run { config, data_dir, cgroup, image, anomalies_json, command } => {
+            let overrides = Overrides { data_dir, cgroup, image, anomalies_json };
+            let cfg = match Config::load(config.as_deref(), &overrides) {
+                Ok(c) => c,
+                Err(e) => return fail(&e, 1),
+            };
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            match runtime.block_on(telltale_sidecar::run::run(cfg, command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e, 1),
+            }
+        }
+        Command::Status { config, data_dir, json } => {
+            let overrides = Overrides { data_dir, ..Overrides::default() };
+            let cfg = match Config::load(config.as_deref(), &overrides) {
+                Ok(c) => c,
+                Err(e) => return fail(&e, 1),
+            };
+            status_main(&cfg, json)
         }
     }
 }
 
+fn fail(e: &dyn std::error::Error, code: u8) -> ExitCode {
+    eprintln!("telltale: error: {}", error_chain(e));
+    ExitCode::from(code)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
+        eprintln!("telltale: error: starting the runtime: {e}");
+        ExitCode::from(1)
+    })
+}
+
+fn status_main(cfg: &Config, json: bool) -> ExitCode {
+    let store = match Store::open_read_only(&cfg.data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(&e, 1),
+    };
+    let (profiles, learning) = match (store.load_profiles(), store.learning_config()) {
+        (Ok(p), Ok(l)) => (p, l.unwrap_or(cfg.learning)),
+        (Err(e), _) | (_, Err(e)) => return fail(&e, 1),
+    };
+    let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let statuses = telltale_sidecar::status::status(&profiles, &learning, now);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default());
+    } else {
+        print!("{}", telltale_sidecar::status::table(&statuses));
+    }
+    ExitCode::SUCCESS
+}
+
 fn trace_main(options: TraceOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("telltale: error: starting the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -35,12 +35,7 @@ pub enum EventType {
 
 impl EventType {
     /// All types, in index order.
-    pub const ALL: [EventType; 4] = [
-        EventType::Exec,
-        EventType::File,
-        EventType::Dns,
-        EventType::Connect,
-    ];
+    pub const ALL: [EventType; 4] = [EventType::Exec, EventType::File, EventType::Dns, EventType::Connect];
 
     /// Stable name.
     pub fn name(self) -> &'static str {
@@ -119,12 +114,7 @@ impl Observation {
     pub fn from_event(e: &Event) -> Vec<Observation> {
         let mut lineage = e.process.ancestors.clone();
         lineage.push(e.process.path.clone());
-        let one = |behaviour| {
-            vec![Observation {
-                lineage: lineage.clone(),
-                behaviour,
-            }]
-        };
+        let one = |behaviour| vec![Observation { lineage: lineage.clone(), behaviour }];
         match &e.kind {
             EventKind::Exec => one(Behaviour::Exec),
             EventKind::File { file } => one(Behaviour::File {
@@ -136,17 +126,12 @@ impl Observation {
                 .iter()
                 .map(|q| Observation {
                     lineage: lineage.clone(),
-                    behaviour: Behaviour::Dns {
-                        name: q.name.clone(),
-                        qtype: q.qtype.clone(),
-                    },
+                    behaviour: Behaviour::Dns { name: q.name.clone(), qtype: q.qtype.clone() },
                 })
                 .collect(),
-            EventKind::Connect { connect } => one(Behaviour::Connect {
-                protocol: connect.protocol,
-                address: connect.address,
-                port: connect.port,
-            }),
+            EventKind::Connect { connect } => {
+                one(Behaviour::Connect { protocol: connect.protocol, address: connect.address, port: connect.port })
+            }
         }
     }
 
@@ -203,12 +188,7 @@ pub struct Profile {
 impl Profile {
     /// An empty profile whose types all start learning at `now_ms`.
     pub fn new(image: &str, now_ms: i64) -> Self {
-        Self {
-            image: image.to_owned(),
-            tags: BTreeSet::new(),
-            nodes: HashMap::new(),
-            clocks: [Clock::new(now_ms); 4],
-        }
+        Self { image: image.to_owned(), tags: BTreeSet::new(), nodes: HashMap::new(), clocks: [Clock::new(now_ms); 4] }
     }
 
     /// Is this observation already in the profile?
@@ -218,16 +198,9 @@ impl Profile {
         };
         match &o.behaviour {
             Behaviour::Exec => true,
-            Behaviour::File { pattern, access } => node
-                .files
-                .get(pattern)
-                .is_some_and(|a| a & access == *access),
+            Behaviour::File { pattern, access } => node.files.get(pattern).is_some_and(|a| a & access == *access),
             Behaviour::Dns { name, qtype } => node.dns.contains(&(name.clone(), qtype.clone())),
-            Behaviour::Connect {
-                protocol,
-                address,
-                port,
-            } => node.endpoints.contains(&(*protocol, *address, *port)),
+            Behaviour::Connect { protocol, address, port } => node.endpoints.contains(&(*protocol, *address, *port)),
         }
     }
 
@@ -249,11 +222,7 @@ impl Profile {
                 *entry != before
             }
             Behaviour::Dns { name, qtype } => node.dns.insert((name.clone(), qtype.clone())),
-            Behaviour::Connect {
-                protocol,
-                address,
-                port,
-            } => node.endpoints.insert((*protocol, *address, *port)),
+            Behaviour::Connect { protocol, address, port } => node.endpoints.insert((*protocol, *address, *port)),
         };
         if added {
             node.last_seen_ms = now_ms;
@@ -285,10 +254,7 @@ impl Profile {
 
     /// Advance every type's lifecycle. Returns the types whose state changed.
     pub fn tick(&mut self, now_ms: i64, cfg: &LearningConfig) -> Vec<EventType> {
-        EventType::ALL
-            .into_iter()
-            .filter(|t| self.clocks[t.index()].tick(now_ms, cfg))
-            .collect()
+        EventType::ALL.into_iter().filter(|t| self.clocks[t.index()].tick(now_ms, cfg)).collect()
     }
 
     /// Count events lost while a type was learning.
@@ -317,10 +283,7 @@ impl Profile {
 
     /// Number of behaviours (nodes + files + names + endpoints).
     pub fn behaviour_count(&self) -> usize {
-        self.nodes
-            .values()
-            .map(|n| 1 + n.files.len() + n.dns.len() + n.endpoints.len())
-            .sum()
+        self.nodes.values().map(|n| 1 + n.files.len() + n.dns.len() + n.endpoints.len()).sum()
     }
 }
 

@@ -9,9 +9,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{
-    BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr,
-};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr};
 use aya::{Btf, Ebpf, EbpfLoader};
 use telltale_ebpf::{abi, decode, globals, maps, programs};
 use tokio::io::unix::AsyncFd;
@@ -144,15 +142,13 @@ pub struct Counters {
 impl Counters {
     /// Sum over the four event kinds (exits excluded).
     pub fn events(&self) -> KindCounts {
-        [self.exec, self.file, self.dns, self.connect]
-            .iter()
-            .fold(KindCounts::default(), |a, k| KindCounts {
-                emitted: a.emitted + k.emitted,
-                dropped_repeats: a.dropped_repeats + k.dropped_repeats,
-                lost: a.lost + k.lost,
-                truncated: a.truncated + k.truncated,
-                filtered_known: a.filtered_known + k.filtered_known,
-            })
+        [self.exec, self.file, self.dns, self.connect].iter().fold(KindCounts::default(), |a, k| KindCounts {
+            emitted: a.emitted + k.emitted,
+            dropped_repeats: a.dropped_repeats + k.dropped_repeats,
+            lost: a.lost + k.lost,
+            truncated: a.truncated + k.truncated,
+            filtered_known: a.filtered_known + k.filtered_known,
+        })
     }
 }
 
@@ -174,10 +170,7 @@ pub struct Sensor {
 
 impl std::fmt::Debug for Sensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sensor")
-            .field("scopes", &self.scopes)
-            .field("processes", &self.table.len())
-            .finish()
+        f.debug_struct("Sensor").field("scopes", &self.scopes).field("processes", &self.table.len()).finish()
     }
 }
 
@@ -189,9 +182,7 @@ pub fn preflight() -> Result<(), SensorError> {
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(SensorError::NoBtf);
     }
-    if !Path::new("/sys/kernel/tracing/events").exists()
-        && !Path::new("/sys/kernel/debug/tracing/events").exists()
-    {
+    if !Path::new("/sys/kernel/tracing/events").exists() && !Path::new("/sys/kernel/debug/tracing/events").exists() {
         return Err(SensorError::NoTracefs);
     }
     Ok(())
@@ -199,11 +190,8 @@ pub fn preflight() -> Result<(), SensorError> {
 
 fn boot_epoch_ns() -> i128 {
     use nix::time::{clock_gettime, ClockId};
-    let ns = |c| {
-        clock_gettime(c)
-            .map(|t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
-            .unwrap_or(0)
-    };
+    let ns =
+        |c| clock_gettime(c).map(|t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())).unwrap_or(0);
     ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_BOOTTIME)
 }
 
@@ -218,10 +206,7 @@ fn proc_snapshot(pid: u32) -> Option<ProcSnapshot> {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    Some(ProcSnapshot {
-        path: path.to_string_lossy().into_owned(),
-        args,
-    })
+    Some(ProcSnapshot { path: path.to_string_lossy().into_owned(), args })
 }
 
 impl Sensor {
@@ -241,24 +226,12 @@ impl Sensor {
 
         for &(name, tp) in programs::BTF_TRACEPOINTS {
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
-            prog.load(tp, &btf).map_err(|source| SensorError::Program {
-                action: "loading",
-                program: name,
-                source,
-            })?;
-            prog.attach().map_err(|source| SensorError::Program {
-                action: "attaching",
-                program: name,
-                source,
-            })?;
+            prog.load(tp, &btf).map_err(|source| SensorError::Program { action: "loading", program: name, source })?;
+            prog.attach().map_err(|source| SensorError::Program { action: "attaching", program: name, source })?;
         }
         for &name in programs::SOCK_ADDR {
             let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| SensorError::Program {
-                action: "loading",
-                program: name,
-                source,
-            })?;
+            prog.load().map_err(|source| SensorError::Program { action: "loading", program: name, source })?;
         }
         let skb: &mut CgroupSkb = program(&mut ebpf, programs::SKB_EGRESS)?;
         skb.load().map_err(|source| SensorError::Program {
@@ -267,13 +240,8 @@ impl Sensor {
             source,
         })?;
 
-        let ring_map = ebpf
-            .take_map(maps::EVENTS)
-            .ok_or(SensorError::MissingMap(maps::EVENTS))?;
-        let ring = RingBuf::try_from(ring_map).map_err(|source| SensorError::Map {
-            map: maps::EVENTS,
-            source,
-        })?;
+        let ring_map = ebpf.take_map(maps::EVENTS).ok_or(SensorError::MissingMap(maps::EVENTS))?;
+        let ring = RingBuf::try_from(ring_map).map_err(|source| SensorError::Map { map: maps::EVENTS, source })?;
         // SAFETY: the ring buffer's fd is owned by `ring`, which the AsyncFd
         // owns, so it stays open for as long as it is registered.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -293,54 +261,26 @@ impl Sensor {
     pub fn watch(&mut self, cgroup: &Cgroup) -> Result<(), SensorError> {
         let slot = u32::try_from(self.scopes.len()).unwrap_or(u32::MAX);
         if slot >= abi::MAX_SCOPES {
-            return Err(SensorError::TooManyScopes {
-                max: abi::MAX_SCOPES,
-            });
+            return Err(SensorError::TooManyScopes { max: abi::MAX_SCOPES });
         }
-        let dir = File::open(&cgroup.path).map_err(|source| SensorError::CgroupOpen {
-            path: cgroup.path.display().to_string(),
-            source,
-        })?;
+        let dir = File::open(&cgroup.path)
+            .map_err(|source| SensorError::CgroupOpen { path: cgroup.path.display().to_string(), source })?;
         for &name in programs::SOCK_ADDR {
             let prog: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
-            prog.attach(dir.as_fd(), CgroupAttachMode::Single)
-                .map_err(|source| SensorError::Program {
-                    action: "attaching",
-                    program: name,
-                    source,
-                })?;
+            prog.attach(dir.as_fd(), CgroupAttachMode::Single).map_err(|source| SensorError::Program {
+                action: "attaching",
+                program: name,
+                source,
+            })?;
         }
         let skb: &mut CgroupSkb = program(&mut self.ebpf, programs::SKB_EGRESS)?;
-        skb.attach(
-            dir.as_fd(),
-            CgroupSkbAttachType::Egress,
-            CgroupAttachMode::Single,
-        )
-        .map_err(|source| SensorError::Program {
-            action: "attaching",
-            program: programs::SKB_EGRESS,
-            source,
-        })?;
-        let map = self
-            .ebpf
-            .map_mut(maps::SCOPES)
-            .ok_or(SensorError::MissingMap(maps::SCOPES))?;
+        skb.attach(dir.as_fd(), CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+            .map_err(|source| SensorError::Program { action: "attaching", program: programs::SKB_EGRESS, source })?;
+        let map = self.ebpf.map_mut(maps::SCOPES).ok_or(SensorError::MissingMap(maps::SCOPES))?;
         let mut scopes: Array<&mut MapData, PodScope> =
-            Array::try_from(map).map_err(|source| SensorError::Map {
-                map: maps::SCOPES,
-                source,
-            })?;
-        let value = PodScope(abi::Scope {
-            cgroup_id: cgroup.id,
-            level: cgroup.level,
-            pad: 0,
-        });
-        scopes
-            .set(slot, value, 0)
-            .map_err(|source| SensorError::Map {
-                map: maps::SCOPES,
-                source,
-            })?;
+            Array::try_from(map).map_err(|source| SensorError::Map { map: maps::SCOPES, source })?;
+        let value = PodScope(abi::Scope { cgroup_id: cgroup.id, level: cgroup.level, pad: 0 });
+        scopes.set(slot, value, 0).map_err(|source| SensorError::Map { map: maps::SCOPES, source })?;
         self.scopes.push(cgroup.clone());
         Ok(())
     }
@@ -349,20 +289,11 @@ impl Sensor {
     /// dropped (and counted) before reaching the ring buffer. Keys of 0 are
     /// ignored. Fails when the kernel map is full.
     pub fn mark_known(&mut self, keys: &[u64]) -> Result<(), SensorError> {
-        let map = self
-            .ebpf
-            .map_mut(maps::KNOWN)
-            .ok_or(SensorError::MissingMap(maps::KNOWN))?;
+        let map = self.ebpf.map_mut(maps::KNOWN).ok_or(SensorError::MissingMap(maps::KNOWN))?;
         let mut known: HashMap<&mut MapData, u64, u8> =
-            HashMap::try_from(map).map_err(|source| SensorError::Map {
-                map: maps::KNOWN,
-                source,
-            })?;
+            HashMap::try_from(map).map_err(|source| SensorError::Map { map: maps::KNOWN, source })?;
         for &k in keys.iter().filter(|&&k| k != 0) {
-            known.insert(k, 1, 0).map_err(|source| SensorError::Map {
-                map: maps::KNOWN,
-                source,
-            })?;
+            known.insert(k, 1, 0).map_err(|source| SensorError::Map { map: maps::KNOWN, source })?;
         }
         Ok(())
     }
@@ -374,21 +305,9 @@ impl Sensor {
 
     /// Wait until records are available, then decode all of them into `out`.
     pub async fn next_events(&mut self, out: &mut Vec<Event>) -> Result<(), SensorError> {
-        let Self {
-            ring,
-            table,
-            malformed_dns,
-            undecodable,
-            ..
-        } = self;
+        let Self { ring, table, malformed_dns, undecodable, .. } = self;
         let mut guard = ring.readable_mut().await.map_err(SensorError::Poll)?;
-        drain_ring(
-            guard.get_inner_mut(),
-            table,
-            malformed_dns,
-            undecodable,
-            out,
-        );
+        drain_ring(guard.get_inner_mut(), table, malformed_dns, undecodable, out);
         guard.clear_ready();
         Ok(())
     }
@@ -397,34 +316,19 @@ impl Sensor {
     /// waiting. Returns how many events were added.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
         let before = out.len();
-        let Self {
-            ring,
-            table,
-            malformed_dns,
-            undecodable,
-            ..
-        } = self;
+        let Self { ring, table, malformed_dns, undecodable, .. } = self;
         drain_ring(ring.get_mut(), table, malformed_dns, undecodable, out);
         out.len() - before
     }
 
     /// Read the kernel counters (summed over CPUs) and user-space counts.
     pub fn counters(&self) -> Result<Counters, SensorError> {
-        let map = self
-            .ebpf
-            .map(maps::COUNTERS)
-            .ok_or(SensorError::MissingMap(maps::COUNTERS))?;
+        let map = self.ebpf.map(maps::COUNTERS).ok_or(SensorError::MissingMap(maps::COUNTERS))?;
         let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| SensorError::Map {
-                map: maps::COUNTERS,
-                source,
-            })?;
+            PerCpuArray::try_from(map).map_err(|source| SensorError::Map { map: maps::COUNTERS, source })?;
         let get = |what: u32, kind: u16| -> Result<u64, SensorError> {
             let idx = what * abi::KIND_SLOTS + u32::from(kind);
-            let values = arr.get(&idx, 0).map_err(|source| SensorError::Map {
-                map: maps::COUNTERS,
-                source,
-            })?;
+            let values = arr.get(&idx, 0).map_err(|source| SensorError::Map { map: maps::COUNTERS, source })?;
             Ok(values.iter().sum())
         };
         let kind = |k: u16| -> Result<KindCounts, SensorError> {
@@ -480,9 +384,6 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, S
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program>,
 {
-    let prog = ebpf
-        .program_mut(name)
-        .ok_or(SensorError::MissingProgram(name))?;
-    prog.try_into()
-        .map_err(|_| SensorError::MissingProgram(name))
+    let prog = ebpf.program_mut(name).ok_or(SensorError::MissingProgram(name))?;
+    prog.try_into().map_err(|_| SensorError::MissingProgram(name))
 }

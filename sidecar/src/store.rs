@@ -101,15 +101,9 @@ CREATE TABLE IF NOT EXISTS anomalies (
 impl Store {
     /// Open (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
         let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|source| StoreError::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
+        let conn = Connection::open(&path).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
         let store = Self { conn, path };
         store.check(true)?;
         Ok(store)
@@ -122,11 +116,8 @@ impl Store {
             return Err(StoreError::Missing(path));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Corrupt {
-                path: path.clone(),
-                source,
-            })?;
+        let conn = Connection::open_with_flags(&path, flags)
+            .map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
         let store = Self { conn, path };
         store.check(false)?;
         Ok(store)
@@ -138,69 +129,42 @@ impl Store {
     }
 
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sql {
-            path: self.path.clone(),
-            source,
-        }
+        move |source| StoreError::Sql { path: self.path.clone(), source }
     }
 
     /// Verify the file, then create or check the schema.
     fn check(&self, writable: bool) -> Result<(), StoreError> {
-        let corrupt = |source| StoreError::Corrupt {
-            path: self.path.clone(),
-            source,
-        };
-        let ok: String = self
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(corrupt)?;
+        let corrupt = |source| StoreError::Corrupt { path: self.path.clone(), source };
+        let ok: String = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(corrupt)?;
         if ok != "ok" {
-            return Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                source: rusqlite::Error::InvalidQuery,
-            });
+            return Err(StoreError::Corrupt { path: self.path.clone(), source: rusqlite::Error::InvalidQuery });
         }
         let has_meta: bool = self
             .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'",
-                [],
-                |r| r.get::<_, i64>(0).map(|n| n > 0),
-            )
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| {
+                r.get::<_, i64>(0).map(|n| n > 0)
+            })
             .map_err(corrupt)?;
         if has_meta {
             let found: Option<String> = self
                 .conn
-                .query_row(
-                    "SELECT value FROM meta WHERE key='schema_version'",
-                    [],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
                 .optional()
                 .map_err(self.sql())?;
-            let found: i64 =
-                found
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| StoreError::BadRow {
-                        path: self.path.clone(),
-                        what: "meta",
-                        detail: "schema_version missing or not a number".into(),
-                    })?;
+            let found: i64 = found.and_then(|v| v.parse().ok()).ok_or_else(|| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "meta",
+                detail: "schema_version missing or not a number".into(),
+            })?;
             if found > SCHEMA_VERSION {
-                return Err(StoreError::NewerSchema {
-                    path: self.path.clone(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
+                return Err(StoreError::NewerSchema { path: self.path.clone(), found, supported: SCHEMA_VERSION });
             }
         } else if !writable {
             return Err(StoreError::Missing(self.path.clone()));
         }
         if writable {
             self.conn
-                .execute_batch(
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
-                )
+                .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
                 .map_err(self.sql())?;
             self.conn.execute_batch(SCHEMA).map_err(self.sql())?;
             self.conn
@@ -210,9 +174,7 @@ impl Store {
                 )
                 .map_err(self.sql())?;
         } else {
-            self.conn
-                .execute_batch("PRAGMA busy_timeout=5000;")
-                .map_err(self.sql())?;
+            self.conn.execute_batch("PRAGMA busy_timeout=5000;").map_err(self.sql())?;
         }
         Ok(())
     }
@@ -221,10 +183,7 @@ impl Store {
     pub fn save_learning_config(&self, cfg: &LearningConfig) -> Result<(), StoreError> {
         let v = serde_json::to_string(cfg).unwrap_or_default();
         self.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('learning', ?1)",
-                params![v],
-            )
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('learning', ?1)", params![v])
             .map_err(self.sql())?;
         Ok(())
     }
@@ -233,9 +192,7 @@ impl Store {
     pub fn learning_config(&self) -> Result<Option<LearningConfig>, StoreError> {
         let v: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key='learning'", [], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT value FROM meta WHERE key='learning'", [], |r| r.get(0))
             .optional()
             .map_err(self.sql())?;
         Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
@@ -247,19 +204,11 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sql)?;
         for change in changes {
             match change {
-                Change::Behaviour {
-                    image,
-                    observation,
-                    tag,
-                    now_ms,
-                } => {
+                Change::Behaviour { image, observation, tag, now_ms } => {
                     let (key, access) = behaviour_key(&observation.behaviour);
                     let lineage = serde_json::to_string(&observation.lineage).unwrap_or_default();
                     let detail = serde_json::to_string(&observation.behaviour).unwrap_or_default();
@@ -280,11 +229,7 @@ impl Store {
                     )
                     .map_err(sql)?;
                 }
-                Change::Clock {
-                    image,
-                    event_type,
-                    clock,
-                } => {
+                Change::Clock { image, event_type, clock } => {
                     tx.execute(
                         "INSERT OR REPLACE INTO clocks
                          (image, type, state, started_ms, state_since_ms, last_new_ms, behaviours, lost_events)
@@ -327,24 +272,14 @@ impl Store {
 
     /// Every profile with its behaviours and clocks.
     pub fn load_profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        let bad = |what, detail: String| StoreError::BadRow {
-            path: self.path.clone(),
-            what,
-            detail,
-        };
+        let bad = |what, detail: String| StoreError::BadRow { path: self.path.clone(), what, detail };
         let mut profiles: std::collections::BTreeMap<String, Profile> = Default::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT image, tags FROM profiles")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(self.sql())?;
+        let mut stmt = self.conn.prepare("SELECT image, tags FROM profiles").map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(self.sql())?;
         for row in rows {
             let (image, tags) = row.map_err(self.sql())?;
             let mut p = Profile::new(&image, 0);
-            let tags: Vec<String> =
-                serde_json::from_str(&tags).map_err(|e| bad("profiles", e.to_string()))?;
+            let tags: Vec<String> = serde_json::from_str(&tags).map_err(|e| bad("profiles", e.to_string()))?;
             p.tags.extend(tags);
             profiles.insert(image, p);
         }
@@ -366,16 +301,14 @@ impl Store {
             .map_err(self.sql())?;
         for row in rows {
             let (image, lineage, detail, access, first_seen_ms, tag) = row.map_err(self.sql())?;
-            let lineage: Vec<String> = serde_json::from_str(&lineage)
-                .map_err(|e| bad("behaviours", format!("lineage: {e}")))?;
-            let mut behaviour: Behaviour = serde_json::from_str(&detail)
-                .map_err(|e| bad("behaviours", format!("detail: {e}")))?;
+            let lineage: Vec<String> =
+                serde_json::from_str(&lineage).map_err(|e| bad("behaviours", format!("lineage: {e}")))?;
+            let mut behaviour: Behaviour =
+                serde_json::from_str(&detail).map_err(|e| bad("behaviours", format!("detail: {e}")))?;
             if let Behaviour::File { access: a, .. } = &mut behaviour {
                 *a = u8::try_from(access).map_err(|e| bad("behaviours", format!("access: {e}")))?;
             }
-            let p = profiles
-                .entry(image.clone())
-                .or_insert_with(|| Profile::new(&image, 0));
+            let p = profiles.entry(image.clone()).or_insert_with(|| Profile::new(&image, 0));
             p.add(&Observation { lineage, behaviour }, &tag, first_seen_ms);
         }
         let mut stmt = self
@@ -402,13 +335,9 @@ impl Store {
         for row in rows {
             let (image, t, state, started_ms, state_since_ms, last_new_ms, behaviours, lost) =
                 row.map_err(self.sql())?;
-            let event_type =
-                EventType::from_name(&t).ok_or_else(|| bad("clocks", format!("type {t:?}")))?;
-            let state = State::from_name(&state)
-                .ok_or_else(|| bad("clocks", format!("state {state:?}")))?;
-            let p = profiles
-                .entry(image.clone())
-                .or_insert_with(|| Profile::new(&image, started_ms));
+            let event_type = EventType::from_name(&t).ok_or_else(|| bad("clocks", format!("type {t:?}")))?;
+            let state = State::from_name(&state).ok_or_else(|| bad("clocks", format!("state {state:?}")))?;
+            let p = profiles.entry(image.clone()).or_insert_with(|| Profile::new(&image, started_ms));
             p.set_clock(
                 event_type,
                 Clock {
@@ -427,13 +356,8 @@ impl Store {
     /// (container id, observation) of every anomaly stored: what was
     /// already reported.
     pub fn reported(&self) -> Result<Vec<(String, Observation)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT container_id, observation FROM anomalies")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(self.sql())?;
+        let mut stmt = self.conn.prepare("SELECT container_id, observation FROM anomalies").map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(self.sql())?;
         let mut out = Vec::new();
         for row in rows {
             let (c, o) = row.map_err(self.sql())?;
@@ -449,13 +373,8 @@ impl Store {
 
     /// Stored anomalies, oldest first, as their JSON bodies.
     pub fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT body FROM anomalies ORDER BY seq")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(self.sql())?;
+        let mut stmt = self.conn.prepare("SELECT body FROM anomalies ORDER BY seq").map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.sql())?;
         let mut out = Vec::new();
         for row in rows {
             let body = row.map_err(self.sql())?;
@@ -476,11 +395,7 @@ fn behaviour_key(b: &Behaviour) -> (String, i64) {
         Behaviour::Exec => (String::new(), 0),
         Behaviour::File { pattern, access } => (pattern.clone(), i64::from(*access)),
         Behaviour::Dns { name, qtype } => (format!("{name}\t{qtype}"), 0),
-        Behaviour::Connect {
-            protocol,
-            address,
-            port,
-        } => (format!("{protocol} {address} {port}"), 0),
+        Behaviour::Connect { protocol, address, port } => (format!("{protocol} {address} {port}"), 0),
     }
 }
 

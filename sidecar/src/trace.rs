@@ -116,9 +116,7 @@ async fn run_command(
     out: &mut dyn Write,
 ) -> Result<TraceSummary, TraceError> {
     let (program, args) = argv.split_first().ok_or(TraceError::NoCommand)?;
-    let mut sensor = Sensor::load(&SensorOptions {
-        dedup: options.dedup,
-    })?;
+    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup })?;
     let cgroup = OwnedCgroup::create("telltale-trace")?;
     sensor.watch(cgroup.cgroup())?;
 
@@ -147,11 +145,7 @@ async fn run_command(
     printed += write_events(&mut batch, options.json, out)?;
     let counters = sensor.counters()?;
     cgroup.remove()?;
-    Ok(TraceSummary {
-        printed,
-        counters,
-        exit_code: exit_code(status),
-    })
+    Ok(TraceSummary { printed, counters, exit_code: exit_code(status) })
 }
 
 async fn run_cgroup(
@@ -160,15 +154,9 @@ async fn run_cgroup(
     out: &mut dyn Write,
 ) -> Result<TraceSummary, TraceError> {
     let cgroup = Cgroup::open(path)?;
-    let mut sensor = Sensor::load(&SensorOptions {
-        dedup: options.dedup,
-    })?;
+    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup })?;
     sensor.watch(&cgroup)?;
-    eprintln!(
-        "telltale: watching {} (cgroup id {}); stop with Ctrl-C",
-        cgroup.path.display(),
-        cgroup.id
-    );
+    eprintln!("telltale: watching {} (cgroup id {}); stop with Ctrl-C", cgroup.path.display(), cgroup.id);
     let mut sigterm = signal(SignalKind::terminate()).map_err(TraceError::Wait)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(TraceError::Wait)?;
     let mut printed = 0u64;
@@ -185,19 +173,12 @@ async fn run_cgroup(
     }
     sensor.drain(&mut batch);
     printed += write_events(&mut batch, options.json, out)?;
-    Ok(TraceSummary {
-        printed,
-        counters: sensor.counters()?,
-        exit_code: 0,
-    })
+    Ok(TraceSummary { printed, counters: sensor.counters()?, exit_code: 0 })
 }
 
 /// Start `cmd` inside `cgroup`: the child moves itself into the cgroup
 /// between fork and exec, so everything the program does is in scope.
-pub fn spawn_in(
-    cgroup: &Cgroup,
-    mut cmd: tokio::process::Command,
-) -> Result<tokio::process::Child, TraceError> {
+pub fn spawn_in(cgroup: &Cgroup, mut cmd: tokio::process::Command) -> Result<tokio::process::Child, TraceError> {
     let procs = cgroup.procs_file()?;
     let fd = procs.as_raw_fd();
     // SAFETY: the closure only calls write(2), which is async-signal-safe,
@@ -213,17 +194,9 @@ pub fn spawn_in(
     }
     let name = cmd.as_std().get_program().to_string_lossy().into_owned();
     let child = cmd.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => TraceError::CommandNotFound {
-            program: name.clone(),
-        },
-        std::io::ErrorKind::PermissionDenied => TraceError::CommandNotExecutable {
-            program: name.clone(),
-            source,
-        },
-        _ => TraceError::Spawn {
-            program: name.clone(),
-            source,
-        },
+        std::io::ErrorKind::NotFound => TraceError::CommandNotFound { program: name.clone() },
+        std::io::ErrorKind::PermissionDenied => TraceError::CommandNotExecutable { program: name.clone(), source },
+        _ => TraceError::Spawn { program: name.clone(), source },
     })?;
     drop(procs);
     Ok(child)
@@ -231,23 +204,13 @@ pub fn spawn_in(
 
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-fn write_events(
-    batch: &mut Vec<Event>,
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<u64, TraceError> {
+fn write_events(batch: &mut Vec<Event>, json: bool, out: &mut dyn Write) -> Result<u64, TraceError> {
     let n = batch.len() as u64;
     for event in batch.drain(..) {
-        let line = if json {
-            format::json_line(&event)
-        } else {
-            format::text_line(&event)
-        };
+        let line = if json { format::json_line(&event) } else { format::text_line(&event) };
         out.write_all(line.as_bytes()).map_err(TraceError::Output)?;
     }
     out.flush().map_err(TraceError::Output)?;

@@ -81,11 +81,7 @@ fn rust_mirror_matches_the_c_header() {
     assert!(C_LAYOUT.len() > 50, "the layout probe printed too little");
     for &(s, f, offset, size) in C_LAYOUT {
         let rust = rust_layout(s, f).unwrap_or_else(|| panic!("{s}.{f} has no Rust mirror"));
-        assert_eq!(
-            rust,
-            (offset, size),
-            "{s}.{f}: Rust (offset, size) differs from C"
-        );
+        assert_eq!(rust, (offset, size), "{s}.{f}: Rust (offset, size) differs from C");
     }
 }
 
@@ -125,11 +121,7 @@ fn constants_match_the_c_header() {
         ("TT_CNT_NR", CNT_NR.into()),
         ("TT_COUNTERS", COUNTERS.into()),
     ];
-    assert_eq!(
-        rust.len(),
-        C_CONSTANTS.len(),
-        "a constant is missing on one side"
-    );
+    assert_eq!(rust.len(), C_CONSTANTS.len(), "a constant is missing on one side");
     for (name, value) in rust {
         let c = C_CONSTANTS.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
         assert_eq!(c, Some(*value), "{name}");

@@ -3,11 +3,7 @@ use super::*;
 fn header_bytes(kind: u16, size: usize, flags: u32) -> Vec<u8> {
     let mut b = vec![0u8; size];
     put(&mut b, offset_of!(EventHeader, kind), kind);
-    put(
-        &mut b,
-        offset_of!(EventHeader, abi_version),
-        abi::ABI_VERSION,
-    );
+    put(&mut b, offset_of!(EventHeader, abi_version), abi::ABI_VERSION);
     put(&mut b, offset_of!(EventHeader, size), size as u32);
     put(&mut b, offset_of!(EventHeader, ktime_ns), 42u64);
     put(&mut b, offset_of!(EventHeader, cgroup_id), 7u64);
@@ -15,11 +11,7 @@ fn header_bytes(kind: u16, size: usize, flags: u32) -> Vec<u8> {
     put(&mut b, offset_of!(EventHeader, tgid), 100u32);
     put(&mut b, offset_of!(EventHeader, ppid), 1u32);
     put(&mut b, offset_of!(EventHeader, flags), flags);
-    put(
-        &mut b,
-        offset_of!(EventHeader, comm),
-        *b"cat\0\0\0\0\0\0\0\0\0\0\0\0\0",
-    );
+    put(&mut b, offset_of!(EventHeader, comm), *b"cat\0\0\0\0\0\0\0\0\0\0\0\0\0");
     b
 }
 
@@ -39,9 +31,7 @@ fn decodes_a_file_record() {
     put(&mut b, offset_of!(FileEvent, path_len), path.len() as u32);
     put(&mut b, offset_of!(FileEvent, fd), 3i32);
     b[fixed..].copy_from_slice(path);
-    let Record::File(f) = decode(&b).expect("decodes") else {
-        panic!("not a file record")
-    };
+    let Record::File(f) = decode(&b).expect("decodes") else { panic!("not a file record") };
     assert_eq!(f.path, path);
     assert_eq!(f.access, abi::ACCESS_READ);
     assert_eq!(f.fd, 3);
@@ -53,49 +43,19 @@ fn decodes_a_file_record() {
 #[test]
 fn decodes_an_exec_record_with_script_cwd_and_args() {
     let data = offset_of!(ExecEvent, data);
-    let parts: [&[u8]; 4] = [
-        b"/usr/bin/bash",
-        b"./evil.sh",
-        b"/tmp",
-        b"./evil.sh\0-x\0\0",
-    ];
+    let parts: [&[u8]; 4] = [b"/usr/bin/bash", b"./evil.sh", b"/tmp", b"./evil.sh\0-x\0\0"];
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut b = header_bytes(
-        abi::EVENT_EXEC,
-        data + total,
-        abi::FLAG_SCRIPT | abi::FLAG_PATH_RELATIVE,
-    );
-    put(
-        &mut b,
-        offset_of!(ExecEvent, path_len),
-        parts[0].len() as u16,
-    );
-    put(
-        &mut b,
-        offset_of!(ExecEvent, script_len),
-        parts[1].len() as u16,
-    );
-    put(
-        &mut b,
-        offset_of!(ExecEvent, cwd_len),
-        parts[2].len() as u16,
-    );
-    put(
-        &mut b,
-        offset_of!(ExecEvent, args_len),
-        parts[3].len() as u16,
-    );
+    let mut b = header_bytes(abi::EVENT_EXEC, data + total, abi::FLAG_SCRIPT | abi::FLAG_PATH_RELATIVE);
+    put(&mut b, offset_of!(ExecEvent, path_len), parts[0].len() as u16);
+    put(&mut b, offset_of!(ExecEvent, script_len), parts[1].len() as u16);
+    put(&mut b, offset_of!(ExecEvent, cwd_len), parts[2].len() as u16);
+    put(&mut b, offset_of!(ExecEvent, args_len), parts[3].len() as u16);
     b[data..].copy_from_slice(&parts.concat());
-    let Record::Exec(e) = decode(&b).expect("decodes") else {
-        panic!("not an exec")
-    };
+    let Record::Exec(e) = decode(&b).expect("decodes") else { panic!("not an exec") };
     assert_eq!(e.path, b"/usr/bin/bash");
     assert_eq!(e.script.as_deref(), Some(&b"./evil.sh"[..]));
     assert_eq!(e.cwd.as_deref(), Some(&b"/tmp"[..]));
-    assert_eq!(
-        e.argv,
-        vec![b"./evil.sh".to_vec(), b"-x".to_vec(), Vec::new()]
-    );
+    assert_eq!(e.argv, vec![b"./evil.sh".to_vec(), b"-x".to_vec(), Vec::new()]);
 }
 
 #[test]
@@ -104,25 +64,13 @@ fn decodes_connect_v4_and_v6() {
     put(&mut b, offset_of!(ConnectEvent, family), abi::AF_INET);
     put(&mut b, offset_of!(ConnectEvent, protocol), abi::PROTO_TCP);
     put(&mut b, offset_of!(ConnectEvent, port), 8080u16);
-    put(
-        &mut b,
-        offset_of!(ConnectEvent, addr),
-        [127u8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    );
-    let Record::Connect(c) = decode(&b).expect("decodes") else {
-        panic!()
-    };
+    put(&mut b, offset_of!(ConnectEvent, addr), [127u8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let Record::Connect(c) = decode(&b).expect("decodes") else { panic!() };
     assert_eq!(c.address, IpAddr::from([127, 0, 0, 1]));
     assert_eq!(c.port, 8080);
     put(&mut b, offset_of!(ConnectEvent, family), abi::AF_INET6);
-    put(
-        &mut b,
-        offset_of!(ConnectEvent, addr),
-        Ipv6Addr::LOCALHOST.octets(),
-    );
-    let Record::Connect(c) = decode(&b).expect("decodes") else {
-        panic!()
-    };
+    put(&mut b, offset_of!(ConnectEvent, addr), Ipv6Addr::LOCALHOST.octets());
+    let Record::Connect(c) = decode(&b).expect("decodes") else { panic!() };
     assert_eq!(c.address, IpAddr::V6(Ipv6Addr::LOCALHOST));
     put(&mut b, offset_of!(ConnectEvent, family), 99u8);
     assert_eq!(decode(&b), Err(DecodeError::UnknownFamily(99)));
@@ -130,39 +78,18 @@ fn decodes_connect_v4_and_v6() {
 
 #[test]
 fn rejects_short_records_bad_lengths_versions_and_kinds() {
-    assert!(matches!(
-        decode(&[0u8; 10]),
-        Err(DecodeError::TooShort { .. })
-    ));
+    assert!(matches!(decode(&[0u8; 10]), Err(DecodeError::TooShort { .. })));
     let fixed = offset_of!(FileEvent, path);
     let mut b = header_bytes(abi::EVENT_FILE, fixed + 4, 0);
     put(&mut b, offset_of!(FileEvent, path_len), 5000u32);
-    assert!(matches!(
-        decode(&b),
-        Err(DecodeError::LengthOutOfBounds {
-            field: "path_len",
-            ..
-        })
-    ));
+    assert!(matches!(decode(&b), Err(DecodeError::LengthOutOfBounds { field: "path_len", .. })));
     let b = header_bytes(abi::EVENT_FILE, 40 + 80, 0);
-    assert!(matches!(
-        decode(&b[..90]),
-        Err(DecodeError::TooShort {
-            kind: abi::EVENT_FILE,
-            ..
-        })
-    ));
+    assert!(matches!(decode(&b[..90]), Err(DecodeError::TooShort { kind: abi::EVENT_FILE, .. })));
     let b = header_bytes(77, 200, 0);
     assert_eq!(decode(&b), Err(DecodeError::UnknownKind(77)));
     let mut b = header_bytes(abi::EVENT_EXIT, 88, 0);
     put(&mut b, offset_of!(EventHeader, abi_version), 9u16);
-    assert_eq!(
-        decode(&b),
-        Err(DecodeError::AbiVersion {
-            found: 9,
-            expected: abi::ABI_VERSION
-        })
-    );
+    assert_eq!(decode(&b), Err(DecodeError::AbiVersion { found: 9, expected: abi::ABI_VERSION }));
 }
 
 #[test]

@@ -17,16 +17,11 @@ fn main() -> Result<()> {
     let config = dir.join("app.conf");
     std::fs::write(&config, "listen=127.0.0.1:0\ndb=db.demo.internal\n")?;
     let text = std::fs::read_to_string(&config).context("reading config")?;
-    let db = text
-        .lines()
-        .find_map(|l| l.strip_prefix("db="))
-        .unwrap_or("db.demo.internal");
+    let db = text.lines().find_map(|l| l.strip_prefix("db=")).unwrap_or("db.demo.internal");
 
     // Resolve the database name (the resolver need not answer).
     let mut m = Message::new();
-    m.set_id(7)
-        .set_message_type(MessageType::Query)
-        .set_recursion_desired(true);
+    m.set_id(7).set_message_type(MessageType::Query).set_recursion_desired(true);
     m.add_query(Query::query(Name::from_ascii(db)?, RecordType::A));
     UdpSocket::bind("127.0.0.1:0")?.send_to(&m.to_vec()?, "127.0.0.1:53")?;
 
@@ -44,23 +39,14 @@ fn main() -> Result<()> {
     c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
     let mut body = String::new();
     c.read_to_string(&mut body)?;
-    server
-        .join()
-        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    server.join().map_err(|_| anyhow::anyhow!("server thread panicked"))??;
 
     let log = dir.join("access.log");
-    std::fs::write(
-        &log,
-        format!("GET / -> {}\n", body.lines().next().unwrap_or("")),
-    )?;
+    std::fs::write(&log, format!("GET / -> {}\n", body.lines().next().unwrap_or("")))?;
 
     // The health check the app runs.
     let status = Command::new("sh")
-        .args([
-            "-c",
-            "test -s \"$1\" && cat /etc/hostname >/dev/null",
-            "health",
-        ])
+        .args(["-c", "test -s \"$1\" && cat /etc/hostname >/dev/null", "health"])
         .arg(&log)
         .status()?;
     std::fs::remove_dir_all(&dir)?;

@@ -63,9 +63,7 @@ fn open_close(path: &CString, flags: i32) -> Result<()> {
 }
 
 fn arg<'a>(args: &'a [String], i: usize, what: &str) -> Result<&'a str> {
-    args.get(i)
-        .map(String::as_str)
-        .ok_or_else(|| format!("missing {what}"))
+    args.get(i).map(String::as_str).ok_or_else(|| format!("missing {what}"))
 }
 
 fn addr(s: &str) -> Result<SocketAddr> {
@@ -75,13 +73,8 @@ fn addr(s: &str) -> Result<SocketAddr> {
 fn dns_query(name: &str, qtype: &str) -> Result<Vec<u8>> {
     let t = RecordType::from_str(qtype).map_err(|e| e.to_string())?;
     let mut m = Message::new();
-    m.set_id(0x4242)
-        .set_message_type(MessageType::Query)
-        .set_recursion_desired(true);
-    m.add_query(Query::query(
-        Name::from_ascii(name).map_err(|e| e.to_string())?,
-        t,
-    ));
+    m.set_id(0x4242).set_message_type(MessageType::Query).set_recursion_desired(true);
+    m.add_query(Query::query(Name::from_ascii(name).map_err(|e| e.to_string())?, t));
     m.to_vec().map_err(|e| e.to_string())
 }
 
@@ -105,9 +98,7 @@ fn run(args: &[String]) -> Result<()> {
         }
         "open-n" | "open-loop" => {
             let path = cstr(arg(args, 1, "path")?)?;
-            let n: u64 = arg(args, 2, "count")?
-                .parse()
-                .map_err(|e| format!("count: {e}"))?;
+            let n: u64 = arg(args, 2, "count")?.parse().map_err(|e| format!("count: {e}"))?;
             let start = Instant::now();
             for _ in 0..n {
                 open_close(&path, libc::O_RDONLY)?;
@@ -117,16 +108,11 @@ fn run(args: &[String]) -> Result<()> {
             }
         }
         "exec-loop" => {
-            let n: u64 = arg(args, 1, "count")?
-                .parse()
-                .map_err(|e| format!("count: {e}"))?;
+            let n: u64 = arg(args, 1, "count")?.parse().map_err(|e| format!("count: {e}"))?;
             let program = arg(args, 2, "program")?;
             let start = Instant::now();
             for _ in 0..n {
-                let status = Command::new(program)
-                    .args(&args[3..])
-                    .status()
-                    .map_err(|e| e.to_string())?;
+                let status = Command::new(program).args(&args[3..]).status().map_err(|e| e.to_string())?;
                 if !status.success() {
                     return Err(format!("{program} failed: {status}"));
                 }
@@ -141,23 +127,14 @@ fn run(args: &[String]) -> Result<()> {
             let dir = cstr(arg(args, 1, "dir")?)?;
             let rel = cstr(arg(args, 2, "relative path")?)?;
             // SAFETY: valid C strings; fds closed below.
-            let dfd = sys(
-                unsafe { libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) },
-                "open dir",
-            )?;
-            let fd = sys(
-                unsafe { libc::openat(dfd, rel.as_ptr(), libc::O_RDONLY) },
-                "openat",
-            )?;
+            let dfd = sys(unsafe { libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) }, "open dir")?;
+            let fd = sys(unsafe { libc::openat(dfd, rel.as_ptr(), libc::O_RDONLY) }, "openat")?;
             unsafe {
                 libc::close(fd);
                 libc::close(dfd);
             }
         }
-        "write" => open_close(
-            &cstr(arg(args, 1, "path")?)?,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
-        )?,
+        "write" => open_close(&cstr(arg(args, 1, "path")?)?, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?,
         "creat" => {
             let p = cstr(arg(args, 1, "path")?)?;
             // SAFETY: valid C string.
@@ -170,13 +147,7 @@ fn run(args: &[String]) -> Result<()> {
             let how: [u64; 3] = [libc::O_RDONLY as u64, 0, 0];
             // SAFETY: valid pointers for the duration of the call.
             let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    libc::AT_FDCWD,
-                    p.as_ptr(),
-                    how.as_ptr(),
-                    std::mem::size_of_val(&how),
-                )
+                libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, p.as_ptr(), how.as_ptr(), std::mem::size_of_val(&how))
             };
             sys(i32::try_from(fd).unwrap_or(-1), "openat2")?;
             unsafe { libc::close(fd as i32) };
@@ -189,13 +160,11 @@ fn run(args: &[String]) -> Result<()> {
         "dns-tcp" => {
             let a = addr(arg(args, 1, "address")?)?;
             let q = dns_query(arg(args, 2, "name")?, arg(args, 3, "type")?)?;
-            let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
+            let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).map_err(|e| e.to_string())?;
             let mut framed = (q.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(&q);
             s.write_all(&framed).map_err(|e| e.to_string())?;
-            s.shutdown(std::net::Shutdown::Write)
-                .map_err(|e| e.to_string())?;
+            s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
             let mut sink = Vec::new();
             let _ = s.read_to_end(&mut sink);
         }
@@ -213,9 +182,7 @@ fn run(args: &[String]) -> Result<()> {
         }
         "udp-send" => {
             let a = addr(arg(args, 1, "address")?)?;
-            udp_for(&a)?
-                .send_to(b"ping", a)
-                .map_err(|e| e.to_string())?;
+            udp_for(&a)?.send_to(b"ping", a).map_err(|e| e.to_string())?;
         }
         "udp-connect" => {
             let a = addr(arg(args, 1, "address")?)?;

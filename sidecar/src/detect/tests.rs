@@ -28,13 +28,7 @@ fn open(cgroup_id: u64, path: &str) -> Event {
             args_truncated: false,
             ancestors: vec![],
         },
-        kind: EventKind::File {
-            file: FileAccess {
-                path: path.into(),
-                access: vec![Access::Read],
-                truncated: false,
-            },
-        },
+        kind: EventKind::File { file: FileAccess { path: path.into(), access: vec![Access::Read], truncated: false } },
         dedup_key: 7,
     }
 }
@@ -44,40 +38,18 @@ fn image(s: &str) -> ImageRef {
 }
 
 fn anomalies(changes: &[Change]) -> Vec<&Anomaly> {
-    changes
-        .iter()
-        .filter_map(|c| {
-            if let Change::Anomaly(a) = c {
-                Some(a.as_ref())
-            } else {
-                None
-            }
-        })
-        .collect()
+    changes.iter().filter_map(|c| if let Change::Anomaly(a) = c { Some(a.as_ref()) } else { None }).collect()
 }
 
 #[test]
 fn containers_of_one_image_share_a_profile_and_report_once_each() {
     let mut d = Detector::new(cfg(0), vec![], vec![]);
-    d.add_container(
-        Container::new("c1", "web-1", &image("reg/web:v1"), 100, 0),
-        0,
-    );
-    d.add_container(
-        Container::new("c2", "web-2", &image("reg/web:v2"), 200, 0),
-        0,
-    );
+    d.add_container(Container::new("c1", "web-1", &image("reg/web:v1"), 100, 0), 0);
+    d.add_container(Container::new("c2", "web-2", &image("reg/web:v2"), 200, 0), 0);
     d.add_container(Container::new("c3", "db", &image("reg/db:v1"), 300, 0), 0);
     assert!(d.on_event(&open(100, "/etc/web.conf"), 1_000).known);
-    assert_eq!(
-        d.tick(20_000, 0).len(),
-        8,
-        "two profiles, four types each became stable"
-    );
-    assert_eq!(
-        d.profile("web").unwrap().clock(EventType::File).state,
-        State::Stable
-    );
+    assert_eq!(d.tick(20_000, 0).len(), 8, "two profiles, four types each became stable");
+    assert_eq!(d.profile("web").unwrap().clock(EventType::File).state, State::Stable);
     // c2 shares web's profile: what c1 did is known.
     let o = d.on_event(&open(200, "/etc/web.conf"), 21_000);
     assert!(o.known && o.changes.is_empty());
@@ -89,10 +61,7 @@ fn containers_of_one_image_share_a_profile_and_report_once_each() {
     let a1b = d.on_event(&open(100, "/etc/shadow"), 22_001);
     let a2 = d.on_event(&open(200, "/etc/shadow"), 22_002);
     assert_eq!(anomalies(&a1.changes).len(), 1);
-    assert!(
-        anomalies(&a1b.changes).is_empty(),
-        "same behaviour, same container: once"
-    );
+    assert!(anomalies(&a1b.changes).is_empty(), "same behaviour, same container: once");
     assert!(!a1b.known);
     let a2 = anomalies(&a2.changes);
     assert_eq!(a2.len(), 1);
@@ -107,10 +76,7 @@ fn warmup_learns_a_new_containers_startup() {
     let mut d = Detector::new(cfg(30), vec![], vec![]);
     d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
     d.tick(40_000, 0);
-    d.add_container(
-        Container::new("c2", "web", &image("web:v1"), 200, 41_000),
-        41_000,
-    );
+    d.add_container(Container::new("c2", "web", &image("web:v1"), 200, 41_000), 41_000);
     let o = d.on_event(&open(200, "/var/cache/startup"), 42_000);
     assert!(anomalies(&o.changes).is_empty() && o.known);
     let o = d.on_event(&open(100, "/var/cache/other"), 42_000);
@@ -132,11 +98,7 @@ fn reported_anomalies_survive_a_restart() {
     let o = d.on_event(&open(100, "/etc/shadow"), 21_000);
     let a = anomalies(&o.changes)[0].clone();
     let profiles: Vec<Profile> = d.profiles().cloned().collect();
-    let mut d2 = Detector::new(
-        cfg(0),
-        profiles,
-        vec![(a.container.id.clone(), a.observation.clone())],
-    );
+    let mut d2 = Detector::new(cfg(0), profiles, vec![(a.container.id.clone(), a.observation.clone())]);
     d2.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
     assert!(anomalies(&d2.on_event(&open(100, "/etc/shadow"), 30_000).changes).is_empty());
 }
@@ -147,8 +109,28 @@ fn lost_events_are_recorded_on_learning_profiles() {
     d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
     let ch = d.tick(1_000, 4);
     assert_eq!(ch.len(), 4);
-    assert_eq!(
-        d.profile("web").unwrap().clock(EventType::Dns).lost_events,
-        4
-    );
+    assert_eq!(d.profile("web").unwrap().clock(EventType::Dns).lost_events, 4);
+}
+
+#[test]
+fn a_new_process_is_one_anomaly_not_one_per_library() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.on_event(&open(100, "/etc/web.conf"), 1_000);
+    d.tick(20_000, 0);
+    let mut exec = open(100, "");
+    exec.kind = EventKind::Exec;
+    exec.process.path = "/tmp/xmrig".into();
+    exec.process.ancestors = vec!["/bin/app".into()];
+    let mut lib = open(100, "/usr/lib/libc.so.6");
+    lib.process = exec.process.clone();
+    let a = d.on_event(&exec, 21_000);
+    let b = d.on_event(&lib, 21_001);
+    assert_eq!(anomalies(&a.changes).len(), 1);
+    assert_eq!(anomalies(&a.changes)[0].event_type, EventType::Exec);
+    assert!(anomalies(&b.changes).is_empty(), "folded into the exec anomaly");
+    // A process never seen to exec (started before telltale) is not swallowed.
+    let mut old = open(100, "/etc/shadow");
+    old.process.path = "/usr/bin/preexisting".into();
+    assert_eq!(anomalies(&d.on_event(&old, 21_002).changes).len(), 1);
 }

@@ -89,9 +89,7 @@ fn token_pattern(t: &str) -> Option<&'static str> {
     if digits == t.len() {
         return (t.len() >= 3).then_some("{num}");
     }
-    let hex = t
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex = t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if hex && t.len() >= 8 && digits > 0 {
         return Some("{hex}");
     }
@@ -107,10 +105,7 @@ fn class_changes(t: &str) -> usize {
         b'A'..=b'Z' => 1,
         _ => 2,
     };
-    t.as_bytes()
-        .windows(2)
-        .filter(|w| class(w[0]) != class(w[1]))
-        .count()
+    t.as_bytes().windows(2).filter(|w| class(w[0]) != class(w[1])).count()
 }
 
 #[cfg(test)]
@@ -120,37 +115,22 @@ mod tests {
     #[test]
     fn proc_pids_and_tids() {
         assert_eq!(path_pattern("/proc/1234/status"), "/proc/{pid}/status");
-        assert_eq!(
-            path_pattern("/proc/1/task/77/stat"),
-            "/proc/{pid}/task/{tid}/stat"
-        );
+        assert_eq!(path_pattern("/proc/1/task/77/stat"), "/proc/{pid}/task/{tid}/stat");
         assert_eq!(path_pattern("/proc/self/maps"), "/proc/self/maps");
-        assert_eq!(
-            path_pattern("/proc/sys/kernel/pid_max"),
-            "/proc/sys/kernel/pid_max"
-        );
+        assert_eq!(path_pattern("/proc/sys/kernel/pid_max"), "/proc/sys/kernel/pid_max");
     }
 
     #[test]
     fn per_run_names() {
         assert_eq!(path_pattern("/tmp/tmp.aB3dE9fGh1"), "/tmp/tmp.{rand}");
         assert_eq!(path_pattern("/tmp/tmp.Xk2p9QzL0m"), "/tmp/tmp.{rand}");
-        assert_eq!(
-            path_pattern("/var/log/app-2026-11-28.log"),
-            "/var/log/app-{date}.log"
-        );
-        assert_eq!(
-            path_pattern("/var/log/app.20261128.log"),
-            "/var/log/app.{date}.log"
-        );
+        assert_eq!(path_pattern("/var/log/app-2026-11-28.log"), "/var/log/app-{date}.log");
+        assert_eq!(path_pattern("/var/log/app.20261128.log"), "/var/log/app.{date}.log");
         assert_eq!(
             path_pattern("/run/containers/3f2b8c1e-9a7d-4c2b-8e1f-0a9b8c7d6e5f/config.json"),
             "/run/containers/{uuid}/config.json"
         );
-        assert_eq!(
-            path_pattern("/var/cache/app/9f86d081884c7d65/blob"),
-            "/var/cache/app/{hex}/blob"
-        );
+        assert_eq!(path_pattern("/var/cache/app/9f86d081884c7d65/blob"), "/var/cache/app/{hex}/blob");
         assert_eq!(path_pattern("/data/job-48213.out"), "/data/job-{num}.out");
     }
 

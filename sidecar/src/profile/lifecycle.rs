@@ -209,10 +209,9 @@ mod tests {
 
     #[test]
     fn durations_parse_as_humantime() {
-        let c: LearningConfig = serde_json::from_str(
-            r#"{"min_duration":"2s","stable_period":"1m","max_duration":"48h","warmup":"180s"}"#,
-        )
-        .expect("parses");
+        let c: LearningConfig =
+            serde_json::from_str(r#"{"min_duration":"2s","stable_period":"1m","max_duration":"48h","warmup":"180s"}"#)
+                .expect("parses");
         assert_eq!(c.stable_period, Duration::from_secs(60));
         assert_eq!(c.max_duration, Duration::from_secs(48 * 3600));
         let e = serde_json::from_str::<LearningConfig>(

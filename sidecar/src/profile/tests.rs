@@ -2,17 +2,11 @@ use super::*;
 use std::time::Duration;
 
 fn obs(lineage: &[&str], b: Behaviour) -> Observation {
-    Observation {
-        lineage: lineage.iter().map(|s| s.to_string()).collect(),
-        behaviour: b,
-    }
+    Observation { lineage: lineage.iter().map(|s| s.to_string()).collect(), behaviour: b }
 }
 
 fn file(p: &str, access: u8) -> Behaviour {
-    Behaviour::File {
-        pattern: generalize::path_pattern(p),
-        access,
-    }
+    Behaviour::File { pattern: generalize::path_pattern(p), access }
 }
 
 fn cfg() -> LearningConfig {
@@ -27,41 +21,16 @@ fn cfg() -> LearningConfig {
 fn stable_profile() -> Profile {
     let mut p = Profile::new("cws-webapp", 0);
     p.observe(&obs(&["/usr/sbin/nginx"], Behaviour::Exec), "v1", 1, false);
+    p.observe(&obs(&["/usr/sbin/nginx", "/bin/sh"], Behaviour::Exec), "v1", 1, false);
+    p.observe(&obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 1)), "v1", 1, false);
+    p.observe(&obs(&["/usr/sbin/nginx"], file("/proc/1234/status", 1)), "v1", 1, false);
     p.observe(
-        &obs(&["/usr/sbin/nginx", "/bin/sh"], Behaviour::Exec),
+        &obs(&["/usr/sbin/nginx"], Behaviour::Dns { name: "db.internal".into(), qtype: "A".into() }),
         "v1",
         1,
         false,
     );
-    p.observe(
-        &obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 1)),
-        "v1",
-        1,
-        false,
-    );
-    p.observe(
-        &obs(&["/usr/sbin/nginx"], file("/proc/1234/status", 1)),
-        "v1",
-        1,
-        false,
-    );
-    p.observe(
-        &obs(
-            &["/usr/sbin/nginx"],
-            Behaviour::Dns {
-                name: "db.internal".into(),
-                qtype: "A".into(),
-            },
-        ),
-        "v1",
-        1,
-        false,
-    );
-    let ep = Behaviour::Connect {
-        protocol: Protocol::Tcp,
-        address: "10.0.0.5".parse().unwrap(),
-        port: 5432,
-    };
+    let ep = Behaviour::Connect { protocol: Protocol::Tcp, address: "10.0.0.5".parse().unwrap(), port: 5432 };
     p.observe(&obs(&["/usr/sbin/nginx"], ep), "v1", 1, false);
     assert_eq!(p.tick(20_000, &cfg()).len(), 4);
     p
@@ -74,45 +43,16 @@ fn learning_then_anomalies_per_type() {
         assert_eq!(p.clock(t).state, State::Stable);
     }
     // Known behaviour, including a generalized /proc/<pid> read.
-    assert_eq!(
-        p.observe(
-            &obs(&["/usr/sbin/nginx"], file("/proc/999/status", 1)),
-            "v1",
-            30_000,
-            false
-        ),
-        Verdict::Known
-    );
-    assert_eq!(
-        p.observe(
-            &obs(&["/usr/sbin/nginx", "/bin/sh"], Behaviour::Exec),
-            "v1",
-            30_000,
-            false
-        ),
-        Verdict::Known
-    );
+    assert_eq!(p.observe(&obs(&["/usr/sbin/nginx"], file("/proc/999/status", 1)), "v1", 30_000, false), Verdict::Known);
+    assert_eq!(p.observe(&obs(&["/usr/sbin/nginx", "/bin/sh"], Behaviour::Exec), "v1", 30_000, false), Verdict::Known);
     // New of each type.
     let new = [
-        obs(
-            &["/usr/sbin/nginx", "/bin/sh", "/tmp/xmrig"],
-            Behaviour::Exec,
-        ),
+        obs(&["/usr/sbin/nginx", "/bin/sh", "/tmp/xmrig"], Behaviour::Exec),
         obs(&["/usr/sbin/nginx"], file("/etc/shadow", 1)),
+        obs(&["/usr/sbin/nginx"], Behaviour::Dns { name: "exfil.evil.test".into(), qtype: "TXT".into() }),
         obs(
             &["/usr/sbin/nginx"],
-            Behaviour::Dns {
-                name: "exfil.evil.test".into(),
-                qtype: "TXT".into(),
-            },
-        ),
-        obs(
-            &["/usr/sbin/nginx"],
-            Behaviour::Connect {
-                protocol: Protocol::Tcp,
-                address: "203.0.113.9".parse().unwrap(),
-                port: 4444,
-            },
+            Behaviour::Connect { protocol: Protocol::Tcp, address: "203.0.113.9".parse().unwrap(), port: 4444 },
         ),
     ];
     for o in &new {
@@ -126,25 +66,12 @@ fn lineage_matters() {
     let mut p = stable_profile();
     // sh is known under nginx; sh launched by something else is new.
     assert_eq!(
-        p.observe(
-            &obs(&["/usr/bin/python3", "/bin/sh"], Behaviour::Exec),
-            "v1",
-            30_000,
-            false
-        ),
+        p.observe(&obs(&["/usr/bin/python3", "/bin/sh"], Behaviour::Exec), "v1", 30_000, false),
         Verdict::Anomaly
     );
     // nginx.conf read by sh (not by nginx) is new.
     assert_eq!(
-        p.observe(
-            &obs(
-                &["/usr/sbin/nginx", "/bin/sh"],
-                file("/etc/nginx/nginx.conf", 1)
-            ),
-            "v1",
-            30_000,
-            false
-        ),
+        p.observe(&obs(&["/usr/sbin/nginx", "/bin/sh"], file("/etc/nginx/nginx.conf", 1)), "v1", 30_000, false),
         Verdict::Anomaly
     );
 }
@@ -153,21 +80,11 @@ fn lineage_matters() {
 fn a_write_to_a_file_only_read_before_is_new() {
     let mut p = stable_profile();
     assert_eq!(
-        p.observe(
-            &obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 2)),
-            "v1",
-            30_000,
-            false
-        ),
+        p.observe(&obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 2)), "v1", 30_000, false),
         Verdict::Anomaly
     );
     assert_eq!(
-        p.observe(
-            &obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 1)),
-            "v1",
-            30_000,
-            false
-        ),
+        p.observe(&obs(&["/usr/sbin/nginx"], file("/etc/nginx/nginx.conf", 1)), "v1", 30_000, false),
         Verdict::Known
     );
 }
@@ -179,11 +96,7 @@ fn warmup_learns_even_when_stable() {
     assert_eq!(p.observe(&o, "v2", 30_000, true), Verdict::Learned);
     assert_eq!(p.observe(&o, "v2", 30_001, false), Verdict::Known);
     assert!(p.tags.contains("v2"));
-    assert_eq!(
-        p.clock(EventType::File).state,
-        State::Stable,
-        "warm-up learning keeps the state"
-    );
+    assert_eq!(p.clock(EventType::File).state, State::Stable, "warm-up learning keeps the state");
 }
 
 #[test]
@@ -191,30 +104,14 @@ fn unstable_types_raise_nothing() {
     let mut p = Profile::new("noisy", 0);
     let cfg = cfg();
     for i in 0..70 {
-        let o = obs(
-            &["/bin/app"],
-            Behaviour::Dns {
-                name: format!("n{i}.example"),
-                qtype: "A".into(),
-            },
-        );
+        let o = obs(&["/bin/app"], Behaviour::Dns { name: format!("n{i}.example"), qtype: "A".into() });
         assert_eq!(p.observe(&o, "v1", i * 1000, false), Verdict::Learned);
         p.tick(i * 1000, &cfg);
     }
     assert_eq!(p.clock(EventType::Dns).state, State::Unstable);
-    let o = obs(
-        &["/bin/app"],
-        Behaviour::Dns {
-            name: "brand-new.example".into(),
-            qtype: "A".into(),
-        },
-    );
+    let o = obs(&["/bin/app"], Behaviour::Dns { name: "brand-new.example".into(), qtype: "A".into() });
     assert_eq!(p.observe(&o, "v1", 80_000, false), Verdict::Learned);
-    assert_eq!(
-        p.clock(EventType::Exec).state,
-        State::Stable,
-        "types are independent"
-    );
+    assert_eq!(p.clock(EventType::Exec).state, State::Stable, "types are independent");
 }
 
 #[test]
@@ -247,14 +144,8 @@ fn one_dns_event_is_one_observation_per_question() {
         kind: EventKind::Dns {
             dns: DnsQuery {
                 questions: vec![
-                    DnsQuestion {
-                        name: "a.test".into(),
-                        qtype: "A".into(),
-                    },
-                    DnsQuestion {
-                        name: "a.test".into(),
-                        qtype: "AAAA".into(),
-                    },
+                    DnsQuestion { name: "a.test".into(), qtype: "A".into() },
+                    DnsQuestion { name: "a.test".into(), qtype: "AAAA".into() },
                 ],
                 protocol: Protocol::Udp,
                 server: "127.0.0.1".parse().unwrap(),

@@ -39,10 +39,7 @@ pub fn parse_query(payload: &[u8]) -> Result<Vec<DnsQuestion>, DnsParseError> {
                 Some("") | None => ascii.clone(),
                 Some(stripped) => stripped.to_owned(),
             };
-            DnsQuestion {
-                name,
-                qtype: q.query_type().to_string(),
-            }
+            DnsQuestion { name, qtype: q.query_type().to_string() }
         })
         .collect())
 }
@@ -55,9 +52,7 @@ mod tests {
 
     fn query(names: &[(&str, RecordType)]) -> Vec<u8> {
         let mut m = Message::new();
-        m.set_id(0x1234)
-            .set_message_type(MessageType::Query)
-            .set_recursion_desired(true);
+        m.set_id(0x1234).set_message_type(MessageType::Query).set_recursion_desired(true);
         for (n, t) in names {
             m.add_query(Query::query(Name::from_ascii(n).expect("name"), *t));
         }
@@ -66,22 +61,13 @@ mod tests {
 
     #[test]
     fn parses_every_question() {
-        let q = parse_query(&query(&[
-            ("Example.COM.", RecordType::A),
-            ("exfil.evil.test", RecordType::TXT),
-        ]))
-        .expect("parses");
+        let q = parse_query(&query(&[("Example.COM.", RecordType::A), ("exfil.evil.test", RecordType::TXT)]))
+            .expect("parses");
         assert_eq!(
             q,
             vec![
-                DnsQuestion {
-                    name: "example.com".into(),
-                    qtype: "A".into()
-                },
-                DnsQuestion {
-                    name: "exfil.evil.test".into(),
-                    qtype: "TXT".into()
-                },
+                DnsQuestion { name: "example.com".into(), qtype: "A".into() },
+                DnsQuestion { name: "exfil.evil.test".into(), qtype: "TXT".into() },
             ]
         );
     }
@@ -89,28 +75,16 @@ mod tests {
     #[test]
     fn rejects_garbage_truncation_and_responses() {
         assert!(matches!(parse_query(&[]), Err(DnsParseError::Malformed(_))));
-        assert!(matches!(
-            parse_query(&[0xff; 7]),
-            Err(DnsParseError::Malformed(_))
-        ));
+        assert!(matches!(parse_query(&[0xff; 7]), Err(DnsParseError::Malformed(_))));
         let full = query(&[("example.com", RecordType::AAAA)]);
-        assert!(matches!(
-            parse_query(&full[..full.len() - 3]),
-            Err(DnsParseError::Malformed(_))
-        ));
+        assert!(matches!(parse_query(&full[..full.len() - 3]), Err(DnsParseError::Malformed(_))));
         let mut response = full.clone();
         response[2] |= 0x80;
-        assert!(matches!(
-            parse_query(&response),
-            Err(DnsParseError::NotAQuery)
-        ));
+        assert!(matches!(parse_query(&response), Err(DnsParseError::NotAQuery)));
         let mut none = full.clone();
         none[4] = 0;
         none[5] = 0;
-        assert!(matches!(
-            parse_query(&none[..12]),
-            Err(DnsParseError::NoQuestions)
-        ));
+        assert!(matches!(parse_query(&none[..12]), Err(DnsParseError::NoQuestions)));
     }
 
     #[test]
@@ -118,9 +92,7 @@ mod tests {
         // A label with a newline, a NUL and a dot inside: compression-free
         // wire format written by hand.
         let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        b.extend_from_slice(&[
-            5, b'a', b'\n', 0, b'.', b'b', 4, b't', b'e', b's', b't', 0, 0, 16, 0, 1,
-        ]);
+        b.extend_from_slice(&[5, b'a', b'\n', 0, b'.', b'b', 4, b't', b'e', b's', b't', 0, 0, 16, 0, 1]);
         let q = parse_query(&b).expect("parses");
         assert_eq!(q.len(), 1);
         assert!(!q[0].name.contains('\n'), "{:?}", q[0].name);
@@ -131,9 +103,7 @@ mod tests {
     #[test]
     fn compression_loops_are_rejected() {
         // Question name is a pointer to itself.
-        let b = vec![
-            0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1,
-        ];
+        let b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
         assert!(parse_query(&b).is_err());
     }
 }

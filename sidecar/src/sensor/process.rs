@@ -60,10 +60,7 @@ pub struct ProcessTable {
 impl ProcessTable {
     /// A table whose events are dated `boot_epoch_ns + ktime_ns`.
     pub fn new(boot_epoch_ns: i128) -> Self {
-        Self {
-            boot_epoch_ns,
-            ..Self::default()
-        }
+        Self { boot_epoch_ns, ..Self::default() }
     }
 
     /// Number of processes tracked.
@@ -77,11 +74,7 @@ impl ProcessTable {
     }
 
     /// Feed one record; `lookup` describes processes never seen to exec.
-    pub fn feed(
-        &mut self,
-        record: Record,
-        lookup: &dyn Fn(u32) -> Option<ProcSnapshot>,
-    ) -> Outcome {
+    pub fn feed(&mut self, record: Record, lookup: &dyn Fn(u32) -> Option<ProcSnapshot>) -> Outcome {
         match record {
             Record::Exec(r) => {
                 let path = String::from_utf8_lossy(&r.path).into_owned();
@@ -89,11 +82,7 @@ impl ProcessTable {
                     Some(script) => {
                         let script = String::from_utf8_lossy(script);
                         let abs = match &r.cwd {
-                            Some(cwd) => normalize_path(&format!(
-                                "{}/{}",
-                                String::from_utf8_lossy(cwd),
-                                script
-                            )),
+                            Some(cwd) => normalize_path(&format!("{}/{}", String::from_utf8_lossy(cwd), script)),
                             None => normalize_path(&script),
                         };
                         (abs, Some(path))
@@ -104,23 +93,11 @@ impl ProcessTable {
                 let mut chain: Vec<String> = ancestors.to_vec();
                 chain.push(path.clone());
                 self.chains.insert(r.header.lineage, chain.into());
-                let mut args: Vec<String> = r
-                    .argv
-                    .iter()
-                    .take(MAX_ARGS)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
+                let mut args: Vec<String> =
+                    r.argv.iter().take(MAX_ARGS).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
                 args.shrink_to_fit();
-                let args_truncated =
-                    r.argv.len() > MAX_ARGS || r.header.flags & abi::FLAG_ARGS_TRUNCATED != 0;
-                let entry = ProcEntry {
-                    lineage: r.header.lineage,
-                    path,
-                    interpreter,
-                    args,
-                    args_truncated,
-                    ancestors,
-                };
+                let args_truncated = r.argv.len() > MAX_ARGS || r.header.flags & abi::FLAG_ARGS_TRUNCATED != 0;
+                let entry = ProcEntry { lineage: r.header.lineage, path, interpreter, args, args_truncated, ancestors };
                 let process = process(&r.header, &entry);
                 self.procs.insert(r.header.tgid, entry);
                 self.event(&r.header, process, EventKind::Exec)
@@ -144,20 +121,12 @@ impl ProcessTable {
                     Err(e) => return Outcome::MalformedDns(e),
                 };
                 let process = self.process_of(&r.header, lookup);
-                let dns = DnsQuery {
-                    questions,
-                    protocol: protocol(r.protocol),
-                    server: r.server,
-                };
+                let dns = DnsQuery { questions, protocol: protocol(r.protocol), server: r.server };
                 self.event(&r.header, process, EventKind::Dns { dns })
             }
             Record::Connect(r) => {
                 let process = self.process_of(&r.header, lookup);
-                let connect = Endpoint {
-                    protocol: protocol(r.protocol),
-                    address: r.address,
-                    port: r.port,
-                };
+                let connect = Endpoint { protocol: protocol(r.protocol), address: r.address, port: r.port };
                 self.event(&r.header, process, EventKind::Connect { connect })
             }
         }
@@ -165,15 +134,8 @@ impl ProcessTable {
 
     fn event(&self, h: &Header, process: Process, kind: EventKind) -> Outcome {
         let nanos = self.boot_epoch_ns + i128::from(h.ktime_ns);
-        let time =
-            OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        Outcome::Event(Box::new(Event {
-            time,
-            cgroup_id: h.cgroup_id,
-            process,
-            kind,
-            dedup_key: h.dedup_key,
-        }))
+        let time = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Outcome::Event(Box::new(Event { time, cgroup_id: h.cgroup_id, process, kind, dedup_key: h.dedup_key }))
     }
 
     /// Ancestors of a new program: the chain of the lineage it came from.
@@ -184,11 +146,7 @@ impl ProcessTable {
         // The process (or its parent) predates the sensor: what it ran
         // before, if it was seen in scope. Processes outside the watched
         // cgroup (a container runtime, telltale itself) are never ancestors.
-        self.procs
-            .get(&h.tgid)
-            .or_else(|| self.procs.get(&h.ppid))
-            .map(chain_of)
-            .unwrap_or_else(|| Vec::new().into())
+        self.procs.get(&h.tgid).or_else(|| self.procs.get(&h.ppid)).map(chain_of).unwrap_or_else(|| Vec::new().into())
     }
 
     /// The process of a non-exec event.
@@ -204,10 +162,7 @@ impl ProcessTable {
             return process;
         }
         if let Some(chain) = self.chains.get(&h.lineage).filter(|c| !c.is_empty()) {
-            let (path, ancestors) = chain
-                .split_last()
-                .map(|(p, a)| (p.clone(), a.to_vec()))
-                .unwrap_or_default();
+            let (path, ancestors) = chain.split_last().map(|(p, a)| (p.clone(), a.to_vec())).unwrap_or_default();
             let entry = ProcEntry {
                 lineage: h.lineage,
                 path,

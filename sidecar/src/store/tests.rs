@@ -26,13 +26,7 @@ fn open(path: &str) -> Event {
             args_truncated: false,
             ancestors: vec!["/bin/sh".into()],
         },
-        kind: EventKind::File {
-            file: FileAccess {
-                path: path.into(),
-                access: vec![Access::Read],
-                truncated: false,
-            },
-        },
+        kind: EventKind::File { file: FileAccess { path: path.into(), access: vec![Access::Read], truncated: false } },
         dedup_key: 1,
     }
 }
@@ -53,15 +47,9 @@ fn profiles_clocks_and_anomalies_round_trip() {
     let mut d = Detector::new(cfg(), vec![], vec![]);
     let c = Container::new("c1", "web", &ImageRef::parse("web:v1").unwrap(), 5, 0);
     store.apply(&d.add_container(c.clone(), 0)).unwrap();
-    store
-        .apply(&d.on_event(&open("/etc/app.conf"), 1_000).changes)
-        .unwrap();
-    store
-        .apply(&d.on_event(&open("/proc/77/status"), 1_000).changes)
-        .unwrap();
-    store
-        .apply(&d.tick(20_000, 2).into_iter().collect::<Vec<_>>())
-        .unwrap();
+    store.apply(&d.on_event(&open("/etc/app.conf"), 1_000).changes).unwrap();
+    store.apply(&d.on_event(&open("/proc/77/status"), 1_000).changes).unwrap();
+    store.apply(&d.tick(20_000, 2).into_iter().collect::<Vec<_>>()).unwrap();
     let anomaly = d.on_event(&open("/etc/shadow"), 21_000);
     store.apply(&anomaly.changes).unwrap();
     drop(store);
@@ -87,29 +75,17 @@ fn profiles_clocks_and_anomalies_round_trip() {
 fn corrupt_and_newer_databases_are_clear_errors() {
     let dir = tmp("corrupt");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join(DB_FILE),
-        b"this is not a database, just text that is long enough",
-    )
-    .unwrap();
+    std::fs::write(dir.join(DB_FILE), b"this is not a database, just text that is long enough").unwrap();
     let e = Store::open(&dir).unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
     assert!(e.to_string().contains(DB_FILE), "{e}");
     std::fs::remove_file(dir.join(DB_FILE)).unwrap();
 
     let s = Store::open(&dir).unwrap();
-    s.conn
-        .execute(
-            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-            [],
-        )
-        .unwrap();
+    s.conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
     drop(s);
     let e = Store::open(&dir).unwrap_err();
-    assert!(
-        matches!(e, StoreError::NewerSchema { found: 99, .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, StoreError::NewerSchema { found: 99, .. }), "{e:?}");
     assert!(e.to_string().contains("schema version 99"));
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -123,17 +99,9 @@ fn file_access_bits_merge() {
     let mut store = Store::open(&dir).unwrap();
     let o = |access| Observation {
         lineage: vec!["/bin/app".into()],
-        behaviour: Behaviour::File {
-            pattern: "/data/x".into(),
-            access,
-        },
+        behaviour: Behaviour::File { pattern: "/data/x".into(), access },
     };
-    let ch = |access| Change::Behaviour {
-        image: "web".into(),
-        observation: o(access),
-        tag: "v1".into(),
-        now_ms: 1,
-    };
+    let ch = |access| Change::Behaviour { image: "web".into(), observation: o(access), tag: "v1".into(), now_ms: 1 };
     store.apply(&[ch(1), ch(2)]).unwrap();
     let p = store.load_profiles().unwrap();
     assert!(p[0].contains(&o(3)));

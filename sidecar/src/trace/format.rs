@@ -29,12 +29,7 @@ pub fn clean(s: &str) -> Cow<'_, str> {
 pub fn text_line(event: &Event) -> String {
     let time = event.time.format(&Rfc3339).unwrap_or_default();
     let p = &event.process;
-    let mut s = format!(
-        "{time} {:<7} pid={} ppid={} ",
-        event.kind.name(),
-        p.pid,
-        p.ppid
-    );
+    let mut s = format!("{time} {:<7} pid={} ppid={} ", event.kind.name(), p.pid, p.ppid);
     match &event.kind {
         EventKind::Exec => {
             let args: Vec<Cow<'_, str>> = p.args.iter().map(|a| clean(a)).collect();
@@ -48,13 +43,7 @@ pub fn text_line(event: &Event) -> String {
         }
         EventKind::File { file } => {
             let access: Vec<&str> = file.access.iter().map(|a| a.name()).collect();
-            let _ = write!(
-                s,
-                "{} {} {}",
-                clean(&p.path),
-                access.join(","),
-                clean(&file.path)
-            );
+            let _ = write!(s, "{} {} {}", clean(&p.path), access.join(","), clean(&file.path));
             if file.truncated {
                 s.push_str(" (path truncated)");
             }
@@ -137,11 +126,7 @@ mod tests {
                 ancestors: vec!["/bin/sh".into()],
             },
             kind: EventKind::File {
-                file: FileAccess {
-                    path: path.into(),
-                    access: vec![Access::Read],
-                    truncated: false,
-                },
+                file: FileAccess { path: path.into(), access: vec![Access::Read], truncated: false },
             },
             dedup_key: 0,
         }
@@ -149,8 +134,7 @@ mod tests {
 
     #[test]
     fn json_has_the_documented_fields() {
-        let v: serde_json::Value =
-            serde_json::from_str(&json_line(&ev("/etc/hostname"))).expect("json");
+        let v: serde_json::Value = serde_json::from_str(&json_line(&ev("/etc/hostname"))).expect("json");
         assert_eq!(v["kind"], "file");
         assert_eq!(v["time"], "1970-01-01T00:00:00Z");
         assert_eq!(v["cgroup_id"], 5);

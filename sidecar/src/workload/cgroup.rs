@@ -55,11 +55,7 @@ pub enum CgroupError {
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| CgroupError::Io { what, path: path.to_owned(), source }
 }
 
 /// The mount point of the cgroup v2 hierarchy, from a mountinfo text.
@@ -82,10 +78,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -124,39 +117,23 @@ impl Cgroup {
 
     /// [`Cgroup::open`] with a known mount point.
     pub fn open_in(mount: &Path, path: &Path) -> Result<Self, CgroupError> {
-        let joined = if path.is_absolute() {
-            path.to_owned()
-        } else {
-            mount.join(path)
-        };
+        let joined = if path.is_absolute() { path.to_owned() } else { mount.join(path) };
         let canonical = match joined.canonicalize() {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CgroupError::NotFound {
-                    path: path.to_owned(),
-                })
+                return Err(CgroupError::NotFound { path: path.to_owned() })
             }
             Err(e) => return Err(io("resolving", path)(e)),
         };
         let rel = canonical
             .strip_prefix(mount)
-            .map_err(|_| CgroupError::NotInHierarchy {
-                path: path.to_owned(),
-                mount: mount.to_owned(),
-            })?;
+            .map_err(|_| CgroupError::NotInHierarchy { path: path.to_owned(), mount: mount.to_owned() })?;
         if !canonical.join("cgroup.procs").exists() {
-            return Err(CgroupError::NotInHierarchy {
-                path: path.to_owned(),
-                mount: mount.to_owned(),
-            });
+            return Err(CgroupError::NotInHierarchy { path: path.to_owned(), mount: mount.to_owned() });
         }
         let meta = std::fs::metadata(&canonical).map_err(io("reading", &canonical))?;
         let level = u32::try_from(rel.components().count()).unwrap_or(u32::MAX);
-        Ok(Self {
-            path: canonical,
-            id: meta.ino(),
-            level,
-        })
+        Ok(Self { path: canonical, id: meta.ino(), level })
     }
 
     /// Create a new child cgroup `name` under `self`.
@@ -164,31 +141,20 @@ impl Cgroup {
         let path = self.path.join(name);
         std::fs::create_dir(&path).map_err(io("creating cgroup", &path))?;
         let meta = std::fs::metadata(&path).map_err(io("reading", &path))?;
-        Ok(Cgroup {
-            path,
-            id: meta.ino(),
-            level: self.level + 1,
-        })
+        Ok(Cgroup { path, id: meta.ino(), level: self.level + 1 })
     }
 
     /// The root of the hierarchy.
     pub fn root() -> Result<Cgroup, CgroupError> {
         let mount = cgroup2_mount()?;
         let meta = std::fs::metadata(&mount).map_err(io("reading", &mount))?;
-        Ok(Cgroup {
-            path: mount,
-            id: meta.ino(),
-            level: 0,
-        })
+        Ok(Cgroup { path: mount, id: meta.ino(), level: 0 })
     }
 
     /// Open `cgroup.procs` for writing: writing "0" to it moves the writer.
     pub fn procs_file(&self) -> Result<File, CgroupError> {
         let p = self.path.join("cgroup.procs");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .map_err(io("opening", &p))
+        std::fs::OpenOptions::new().write(true).open(&p).map_err(io("opening", &p))
     }
 
     /// Move process `pid` into this cgroup.
@@ -213,10 +179,7 @@ impl Cgroup {
         } else {
             for pid in self.processes()? {
                 if let Ok(pid) = i32::try_from(pid) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
             }
         }
@@ -227,11 +190,7 @@ impl Cgroup {
         let entries = std::fs::read_dir(&self.path).map_err(io("listing", &self.path))?;
         for entry in entries.flatten() {
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                let child = Cgroup {
-                    path: entry.path(),
-                    id: 0,
-                    level: self.level + 1,
-                };
+                let child = Cgroup { path: entry.path(), id: 0, level: self.level + 1 };
                 child.remove_tree(deadline, timeout)?;
             }
         }
@@ -242,10 +201,7 @@ impl Cgroup {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    return Err(CgroupError::Busy {
-                        path: self.path.clone(),
-                        waited: timeout,
-                    })
+                    return Err(CgroupError::Busy { path: self.path.clone(), waited: timeout })
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(io("removing cgroup", &self.path)(e)),
@@ -267,15 +223,8 @@ impl OwnedCgroup {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let root = Cgroup::root()?;
-        let name = format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        Ok(Self {
-            cgroup: root.create_child(&name)?,
-            removed: false,
-        })
+        let name = format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        Ok(Self { cgroup: root.create_child(&name)?, removed: false })
     }
 
     /// The cgroup.
@@ -316,28 +265,16 @@ mod tests {
 
     #[test]
     fn finds_cgroup2_in_hybrid_and_unified_layouts() {
-        assert_eq!(
-            cgroup2_mount_in(HYBRID),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(
-            cgroup2_mount_in(UNIFIED),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
-        assert_eq!(
-            cgroup2_mount_in("35 25 0:30 / /x rw - tmpfs tmpfs rw\n"),
-            None
-        );
+        assert_eq!(cgroup2_mount_in(HYBRID), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(cgroup2_mount_in(UNIFIED), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(cgroup2_mount_in("35 25 0:30 / /x rw - tmpfs tmpfs rw\n"), None);
         assert_eq!(cgroup2_mount_in(""), None);
     }
 
     #[test]
     fn mountinfo_escapes_are_decoded() {
         let line = "1 2 0:1 / /mnt/with\\040space rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            cgroup2_mount_in(line),
-            Some(PathBuf::from("/mnt/with space"))
-        );
+        assert_eq!(cgroup2_mount_in(line), Some(PathBuf::from("/mnt/with space")));
         assert_eq!(unescape_mountinfo("a\\134b"), "a\\b");
         assert_eq!(unescape_mountinfo("trailing\\04"), "trailing\\04");
     }

@@ -37,14 +37,8 @@ impl ImageRef {
         if r.is_empty() {
             return Err(ImageError::Empty);
         }
-        if let Some(ch) = r
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "._-/:@+".contains(*c)))
-        {
-            return Err(ImageError::InvalidChar {
-                reference: r.to_owned(),
-                ch,
-            });
+        if let Some(ch) = r.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-/:@+".contains(*c))) {
+            return Err(ImageError::InvalidChar { reference: r.to_owned(), ch });
         }
         let (name_tag, digest) = match r.split_once('@') {
             Some((n, d)) => (n, Some(d)),
@@ -54,18 +48,12 @@ impl ImageRef {
         let (name, tag) = match last.split_once(':') {
             Some((n, t)) if !t.is_empty() => (n, t.to_owned()),
             Some((n, _)) => (n, "latest".to_owned()),
-            None => (
-                last,
-                digest.map_or_else(|| "latest".to_owned(), |d| d.chars().take(19).collect()),
-            ),
+            None => (last, digest.map_or_else(|| "latest".to_owned(), |d| d.chars().take(19).collect())),
         };
         if name.is_empty() {
             return Err(ImageError::NoName(r.to_owned()));
         }
-        Ok(Self {
-            short_name: name.to_ascii_lowercase(),
-            tag,
-        })
+        Ok(Self { short_name: name.to_ascii_lowercase(), tag })
     }
 }
 
@@ -81,16 +69,10 @@ mod tests {
     #[test]
     fn short_names_and_tags() {
         let cases = [
-            (
-                "registry.example.com:5000/team/cws-webapp:v2@sha256:abcdef",
-                ("cws-webapp", "v2"),
-            ),
+            ("registry.example.com:5000/team/cws-webapp:v2@sha256:abcdef", ("cws-webapp", "v2")),
             ("cws-webapp", ("cws-webapp", "latest")),
             ("cws-webapp:1.2.3", ("cws-webapp", "1.2.3")),
-            (
-                "docker.io/library/nginx:1.27-alpine",
-                ("nginx", "1.27-alpine"),
-            ),
+            ("docker.io/library/nginx:1.27-alpine", ("nginx", "1.27-alpine")),
             ("localhost:5000/nginx", ("nginx", "latest")),
             ("ghcr.io/org/sub/team/app:latest", ("app", "latest")),
             ("Quay.io/Org/MyApp:V1", ("myapp", "V1")),
@@ -99,26 +81,14 @@ mod tests {
         for (input, (name, tag)) in cases {
             assert_eq!(p(input), (name.to_owned(), tag.to_owned()), "{input}");
         }
-        assert_eq!(
-            p("nginx@sha256:0123456789abcdef0123").1,
-            "sha256:0123456789ab"
-        );
+        assert_eq!(p("nginx@sha256:0123456789abcdef0123").1, "sha256:0123456789ab");
     }
 
     #[test]
     fn bad_references() {
         assert_eq!(ImageRef::parse(""), Err(ImageError::Empty));
-        assert!(matches!(
-            ImageRef::parse("a b"),
-            Err(ImageError::InvalidChar { ch: ' ', .. })
-        ));
-        assert!(matches!(
-            ImageRef::parse("registry/:v1"),
-            Err(ImageError::NoName(_))
-        ));
-        assert!(matches!(
-            ImageRef::parse("x/..\n/a"),
-            Err(ImageError::InvalidChar { .. })
-        ));
+        assert!(matches!(ImageRef::parse("a b"), Err(ImageError::InvalidChar { ch: ' ', .. })));
+        assert!(matches!(ImageRef::parse("registry/:v1"), Err(ImageError::NoName(_))));
+        assert!(matches!(ImageRef::parse("x/..\n/a"), Err(ImageError::InvalidChar { .. })));
     }
 }

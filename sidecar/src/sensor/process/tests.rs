@@ -18,14 +18,7 @@ fn header(kind: u16, tgid: u32, ppid: u32, lineage: u64) -> Header {
     }
 }
 
-fn exec(
-    tgid: u32,
-    ppid: u32,
-    parent_lineage: u64,
-    lineage: u64,
-    path: &str,
-    argv: &[&str],
-) -> Record {
+fn exec(tgid: u32, ppid: u32, parent_lineage: u64, lineage: u64, path: &str, argv: &[&str]) -> Record {
     Record::Exec(ExecRecord {
         header: header(abi::EVENT_EXEC, tgid, ppid, lineage),
         parent_lineage,
@@ -61,15 +54,9 @@ fn lineage_follows_exec_chains_and_forks() {
     let mut t = ProcessTable::new(0);
     let e = event(t.feed(exec(10, 1, 0, 100, "/usr/sbin/nginx", &["nginx"]), &no_proc));
     assert_eq!(e.process.ancestors, Vec::<String>::new());
-    let e = event(t.feed(
-        exec(11, 10, 100, 200, "/bin/sh", &["sh", "-c", "curl x"]),
-        &no_proc,
-    ));
+    let e = event(t.feed(exec(11, 10, 100, 200, "/bin/sh", &["sh", "-c", "curl x"]), &no_proc));
     assert_eq!(e.process.ancestors, vec!["/usr/sbin/nginx"]);
-    let e = event(t.feed(
-        exec(12, 11, 200, 300, "/usr/bin/curl", &["curl", "x"]),
-        &no_proc,
-    ));
+    let e = event(t.feed(exec(12, 11, 200, 300, "/usr/bin/curl", &["curl", "x"]), &no_proc));
     assert_eq!(e.process.ancestors, vec!["/usr/sbin/nginx", "/bin/sh"]);
     assert_eq!(e.process.args, vec!["curl", "x"]);
     let f = event(t.feed(file(12, 11, 300, "/etc/hosts"), &no_proc));
@@ -80,13 +67,7 @@ fn lineage_follows_exec_chains_and_forks() {
     assert_eq!(f.process.path, "/bin/sh");
     assert_eq!(f.process.args, vec!["sh", "-c", "curl x"]);
     assert_eq!(f.process.pid, 13);
-    t.feed(
-        Record::Exit(ExitRecord {
-            header: header(abi::EVENT_EXIT, 12, 11, 300),
-            exit_code: 0,
-        }),
-        &no_proc,
-    );
+    t.feed(Record::Exit(ExitRecord { header: header(abi::EVENT_EXIT, 12, 11, 300), exit_code: 0 }), &no_proc);
     assert_eq!(t.len(), 3);
 }
 
@@ -121,12 +102,7 @@ fn argv_is_bounded_and_marked() {
 #[test]
 fn unknown_processes_are_looked_up_once() {
     let mut t = ProcessTable::new(0);
-    let lookup = |pid: u32| {
-        (pid == 40).then(|| ProcSnapshot {
-            path: "/usr/bin/old".into(),
-            args: vec!["old".into()],
-        })
-    };
+    let lookup = |pid: u32| (pid == 40).then(|| ProcSnapshot { path: "/usr/bin/old".into(), args: vec!["old".into()] });
     let f = event(t.feed(file(40, 1, 0, "/etc/passwd"), &lookup));
     assert_eq!(f.process.path, "/usr/bin/old");
     let f = event(t.feed(file(40, 1, 0, "/etc/group"), &no_proc));
@@ -164,10 +140,7 @@ fn path_normalization() {
 
 #[test]
 fn access_bits() {
-    assert_eq!(
-        access_modes(abi::ACCESS_READ | abi::ACCESS_WRITE),
-        vec![Access::Read, Access::Write]
-    );
+    assert_eq!(access_modes(abi::ACCESS_READ | abi::ACCESS_WRITE), vec![Access::Read, Access::Write]);
     assert_eq!(access_modes(0), Vec::<Access>::new());
     assert_eq!(
         access_modes(abi::ACCESS_WRITE | abi::ACCESS_CREATE | abi::ACCESS_TRUNCATE),

@@ -1,0 +1,205 @@
+//! Configuration: defaults ← TOML file ← environment (`TELLTALE_…`, nested
+//! with `__`) ← command-line flags (figment). Unknown keys and invalid values
+//! are rejected at start-up with a message naming the key.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::profile::lifecycle::LearningConfig;
+
+/// Environment variables with the `TELLTALE_` prefix that are not
+/// configuration keys (they belong to tools and tests).
+const NOT_CONFIG: &[&str] = &["log", "skip_kernel_tests", "addr", "token", "vmlinux_h", "clang"];
+
+/// The daemon's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite store lives.
+    pub data_dir: PathBuf,
+    /// The pod cgroup (absolute, or relative to the cgroup2 mount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+    /// Image of containers not listed in `containers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Also write anomalies as JSON lines to this file (`-`: stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomalies_json: Option<String>,
+    /// Learning lifecycle durations.
+    pub learning: LearningConfig,
+    /// Container → image map.
+    #[serde(default)]
+    pub containers: Vec<ContainerImage>,
+}
+
+/// One `[[containers]]` entry: which image a container runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerImage {
+    /// The container's cgroup directory name (or its container id).
+    pub cgroup: String,
+    /// Container name to show (default: the cgroup name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image reference, e.g. `registry.example.com/team/app:v2`.
+    pub image: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/telltale"),
+            cgroup: None,
+            image: None,
+            anomalies_json: None,
+            learning: LearningConfig::default(),
+            containers: Vec::new(),
+        }
+    }
+}
+
+/// Values given on the command line (they win over everything).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--cgroup`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+    /// `--image`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `--anomalies-json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomalies_json: Option<String>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The given file does not exist.
+    #[error("config file {0} does not exist")]
+    NoFile(PathBuf),
+    /// Parsing or validation failed (the message names the key).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+fn describe(e: figment::Error) -> ConfigError {
+    let msgs: Vec<String> = e
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() { String::new() } else { format!("key `{}`: ", e.path.join(".")) };
+            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect();
+    ConfigError::Invalid(msgs.join("; "))
+}
+
+impl Config {
+    /// Load: defaults ← `file` ← `TELLTALE_*` environment ← `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::NoFile(f.to_owned()));
+            }
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let env = Env::prefixed("TELLTALE_")
+            .split("__")
+            .filter(|k| !NOT_CONFIG.iter().any(|n| k.as_str().eq_ignore_ascii_case(n)));
+        fig = fig.merge(env).merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().map_err(describe)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.learning;
+        if l.min_duration > l.max_duration {
+            return Err(ConfigError::Invalid(format!(
+                "key `learning.min_duration` ({}) is longer than `learning.max_duration` ({})",
+                humantime::format_duration(l.min_duration),
+                humantime::format_duration(l.max_duration)
+            )));
+        }
+        for (i, c) in self.containers.iter().enumerate() {
+            crate::workload::image::ImageRef::parse(&c.image)
+                .map_err(|e| ConfigError::Invalid(format!("key `containers[{i}].image`: {e}")))?;
+        }
+        if let Some(image) = &self.image {
+            crate::workload::image::ImageRef::parse(image)
+                .map_err(|e| ConfigError::Invalid(format!("key `image`: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn with_file(text: &str, f: impl FnOnce(&Path)) {
+        let p = std::env::temp_dir().join(format!("telltale-cfg-{}-{}.toml", std::process::id(), text.len()));
+        std::fs::write(&p, text).unwrap();
+        f(&p);
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn defaults_mirror_the_reference_product() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.learning.min_duration, Duration::from_secs(48 * 3600));
+        assert_eq!(c.learning.stable_period, Duration::from_secs(48 * 3600));
+        assert_eq!(c.learning.max_duration, Duration::from_secs(120 * 3600));
+        assert_eq!(c.learning.warmup, Duration::from_secs(180));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/telltale"));
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let toml = "data_dir = \"/tmp/x\"\n[learning]\nmin_duration = \"2s\"\n\n[[containers]]\ncgroup = \"web\"\nimage = \"reg/web:v1\"\n";
+        with_file(toml, |p| {
+            let o = Overrides { data_dir: Some("/tmp/y".into()), ..Overrides::default() };
+            let c = Config::load(Some(p), &o).unwrap();
+            assert_eq!(c.learning.min_duration, Duration::from_secs(2));
+            assert_eq!(c.learning.stable_period, Duration::from_secs(48 * 3600), "unset keys keep defaults");
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+            assert_eq!(c.containers[0].image, "reg/web:v1");
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        with_file("[learning]\nmin_duraton = \"2s\"\n", |p| {
+            let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("min_duraton"), "{e}");
+        });
+        with_file("bogus = 1\n", |p| {
+            let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("bogus"), "{e}");
+        });
+        with_file("[learning]\nwarmup = \"soon\"\n", |p| {
+            let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("learning.warmup"), "{e}");
+        });
+        with_file("[[containers]]\ncgroup = \"a\"\nimage = \"bad image\"\n", |p| {
+            let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("containers[0].image"), "{e}");
+        });
+        with_file("[learning]\nmin_duration = \"10h\"\nmax_duration = \"1h\"\n", |p| {
+            let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("learning.min_duration"), "{e}");
+        });
+        let e = Config::load(Some(Path::new("/no/such/telltale.toml")), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("/no/such/telltale.toml"));
+    }
+}

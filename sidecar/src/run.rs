@@ -1,0 +1,291 @@
+//! `telltale run`: the daemon. Watches a pod cgroup (or a command it starts),
+//! learns a profile per image and reports what stable profiles never saw.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Config;
+use crate::detect::{Change, Container, Detector};
+use crate::event::Event;
+use crate::sensor::{Sensor, SensorError, SensorOptions};
+use crate::store::{Store, StoreError};
+use crate::trace::{spawn_in, TraceError};
+use crate::workload::cgroup::{Cgroup, CgroupError, OwnedCgroup};
+use crate::workload::image::ImageRef;
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The sensors failed.
+    #[error(transparent)]
+    Sensor(#[from] SensorError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A cgroup could not be used.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// The command could not be started.
+    #[error(transparent)]
+    Command(#[from] TraceError),
+    /// Nothing to watch.
+    #[error("nothing to watch: give --cgroup PATH (the pod cgroup) or a command after `--`")]
+    NoTarget,
+    /// The anomalies output could not be opened or written.
+    #[error("anomalies output {path}")]
+    Output {
+        /// The path (`-` for stdout).
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Installing signal handlers failed.
+    #[error("installing signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// The containers of a pod cgroup: its child cgroups, or the pod cgroup
+/// itself when it has none. Maps every cgroup id in each container's
+/// subtree to the container's cgroup id.
+fn discover(pod: &Cgroup) -> (Vec<Cgroup>, HashMap<u64, u64>) {
+    let children: Vec<Cgroup> = std::fs::read_dir(&pod.path)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .filter_map(|e| Cgroup::open(&e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let containers = if children.is_empty() { vec![pod.clone()] } else { children };
+    let mut aliases = HashMap::new();
+    for c in &containers {
+        let mut stack = vec![c.path.clone()];
+        while let Some(dir) = stack.pop() {
+            if let Ok(meta) = std::fs::metadata(&dir) {
+                aliases.insert(std::os::unix::fs::MetadataExt::ino(&meta), c.id);
+            }
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            }
+        }
+    }
+    (containers, aliases)
+}
+
+/// The image of a container cgroup, from `[[containers]]` or `--image`.
+fn image_of(cfg: &Config, cgroup: &Cgroup) -> (String, ImageRef) {
+    let dir = cgroup.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mapped = cfg.containers.iter().find(|c| c.cgroup == dir);
+    let reference = mapped.map(|c| c.image.clone()).or_else(|| cfg.image.clone());
+    let name = mapped.and_then(|c| c.name.clone()).unwrap_or_else(|| dir.clone());
+    // Validated at start-up; a container without a mapping is named after its cgroup.
+    let image = reference.and_then(|r| ImageRef::parse(&r).ok()).unwrap_or_else(|| {
+        tracing::warn!(cgroup = %dir, "No image configured for this container: using its cgroup name.");
+        let short: String =
+            dir.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        ImageRef { short_name: short, tag: "latest".into() }
+    });
+    (name, image)
+}
+
+struct Daemon {
+    cfg: Config,
+    store: Store,
+    detector: Detector,
+    sensor: Sensor,
+    pod: Cgroup,
+    aliases: HashMap<u64, u64>,
+    out: Option<Box<dyn Write + Send>>,
+    lost_seen: u64,
+    known_map_full: bool,
+}
+
+impl Daemon {
+    fn persist(&mut self, changes: &[Change]) -> Result<(), RunError> {
+        for c in changes {
+            if let Change::Anomaly(a) = c {
+                tracing::warn!(
+                    container = %a.container.id,
+                    image = %a.container.image,
+                    kind = a.event_type.name(),
+                    "Anomaly detected."
+                );
+                if let Some(out) = &mut self.out {
+                    let line = serde_json::to_string(a).unwrap_or_default();
+                    let path = self.cfg.anomalies_json.clone().unwrap_or_default();
+                    writeln!(out, "{line}")
+                        .and_then(|()| out.flush())
+                        .map_err(|source| RunError::Output { path, source })?;
+                }
+            }
+        }
+        self.store.apply(changes)?;
+        Ok(())
+    }
+
+    fn rescan(&mut self, now: i64) -> Result<(), RunError> {
+        let (containers, aliases) = discover(&self.pod);
+        let mut changes = Vec::new();
+        for cg in &containers {
+            if self.detector.container(cg.id).is_none() {
+                let (name, image) = image_of(&self.cfg, cg);
+                let id = cg.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                tracing::info!(container = %id, image = %image.short_name, tag = %image.tag, "Watching container.");
+                changes.extend(self.detector.add_container(Container::new(&id, &name, &image, cg.id, now), now));
+            }
+        }
+        let gone: Vec<u64> =
+            self.detector.containers().map(|c| c.cgroup_id).filter(|id| !aliases.contains_key(id)).collect();
+        for id in gone {
+            self.detector.remove_container(id);
+        }
+        self.aliases = aliases;
+        self.persist(&changes)
+    }
+
+    fn on_events(&mut self, batch: &mut Vec<Event>) -> Result<(), RunError> {
+        let now = now_ms();
+        let mut changes = Vec::new();
+        let mut known = Vec::new();
+        let mut rescanned = false;
+        for mut event in batch.drain(..) {
+            if !self.aliases.contains_key(&event.cgroup_id) && !rescanned {
+                // A container (or a nested cgroup) appeared since the last scan.
+                self.rescan(now)?;
+                rescanned = true;
+            }
+            if let Some(&container) = self.aliases.get(&event.cgroup_id) {
+                event.cgroup_id = container;
+            }
+            let outcome = self.detector.on_event(&event, now);
+            if outcome.unattributed {
+                tracing::debug!(cgroup_id = event.cgroup_id, "Event from no known container.");
+            }
+            if outcome.known && event.dedup_key != 0 {
+                known.push(event.dedup_key);
+            }
+            changes.extend(outcome.changes);
+        }
+        self.persist(&changes)?;
+        if !known.is_empty() && !self.known_map_full {
+            if let Err(e) = self.sensor.mark_known(&known) {
+                tracing::warn!(error = %e, "Kernel map of known behaviour is full: repeats reach user space.");
+                self.known_map_full = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), RunError> {
+        let now = now_ms();
+        self.rescan(now)?;
+        let c = self.sensor.counters()?;
+        let lost = c.events().lost + c.exit.lost;
+        let delta = lost.saturating_sub(self.lost_seen);
+        self.lost_seen = lost;
+        if delta > 0 {
+            tracing::warn!(lost = delta, "Ring buffer records lost.");
+        }
+        let changes = self.detector.tick(now, delta);
+        for ch in &changes {
+            if let Change::Clock { image, event_type, clock } = ch {
+                tracing::info!(image = %image, kind = event_type.name(), state = clock.state.name(), "Learning state.");
+            }
+        }
+        self.persist(&changes)
+    }
+}
+
+fn open_output(spec: &Option<String>) -> Result<Option<Box<dyn Write + Send>>, RunError> {
+    match spec.as_deref() {
+        None => Ok(None),
+        Some("-") => Ok(Some(Box::new(std::io::stdout()))),
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(path))
+                .map_err(|source| RunError::Output { path: path.to_owned(), source })?;
+            Ok(Some(Box::new(f)))
+        }
+    }
+}
+
+/// Wait for the local-mode command, if any (pending forever otherwise).
+async fn wait_child(child: &mut Option<tokio::process::Child>) -> Option<std::io::Result<std::process::ExitStatus>> {
+    match child {
+        Some(c) => Some(c.wait().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Run the daemon until SIGINT/SIGTERM.
+pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
+    let store = Store::open(&cfg.data_dir)?;
+    store.save_learning_config(&cfg.learning)?;
+    let detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
+    let out = open_output(&cfg.anomalies_json)?;
+    let mut sensor = Sensor::load(&SensorOptions::default())?;
+
+    let mut owned = None;
+    let mut child = None;
+    let pod = if let Some((program, args)) = command.split_first() {
+        let cg = OwnedCgroup::create("telltale-run")?;
+        sensor.watch(cg.cgroup())?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args);
+        child = Some(spawn_in(cg.cgroup(), cmd)?);
+        let pod = cg.cgroup().clone();
+        owned = Some(cg);
+        pod
+    } else {
+        let path = cfg.cgroup.clone().ok_or(RunError::NoTarget)?;
+        let pod = Cgroup::open(&path)?;
+        sensor.watch(&pod)?;
+        pod
+    };
+    eprintln!("telltale: watching {} (cgroup id {}); data in {}", pod.path.display(), pod.id, cfg.data_dir.display());
+    let mut d =
+        Daemon { cfg, store, detector, sensor, pod, aliases: HashMap::new(), out, lost_seen: 0, known_map_full: false };
+    d.rescan(now_ms())?;
+    d.tick()?;
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = ticker.tick() => d.tick()?,
+            status = wait_child(&mut child), if child.is_some() => {
+                if let Some(Ok(status)) = status {
+                    tracing::info!(%status, "Command exited; still watching until SIGTERM/SIGINT.");
+                }
+                child = None;
+            }
+            r = d.sensor.next_events(&mut batch) => {
+                r?;
+                d.on_events(&mut batch)?;
+            }
+        }
+    }
+    d.sensor.drain(&mut batch);
+    d.on_events(&mut batch)?;
+    d.tick()?;
+    if let Some(cg) = owned {
+        cg.remove()?;
+    }
+    Ok(())
+}

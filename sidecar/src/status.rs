@@ -1,0 +1,146 @@
+//! `telltale status`: learning status per profile and event type, read from
+//! the store (works while the daemon runs).
+
+use serde::Serialize;
+
+use crate::profile::lifecycle::{LearningConfig, State};
+use crate::profile::{EventType, Profile};
+
+/// Status of one event type of one profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TypeStatus {
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Lifecycle state.
+    pub state: State,
+    /// When learning began (RFC 3339).
+    pub learning_started: String,
+    /// When the current state was entered (RFC 3339).
+    pub since: String,
+    /// Behaviours of this type in the profile.
+    pub behaviours: u64,
+    /// When a new behaviour was last learned (RFC 3339), if ever.
+    pub last_new_behaviour: Option<String>,
+    /// Seconds until stable if nothing new appears (learning only).
+    pub time_left_seconds: Option<i64>,
+    /// Kernel events lost while this type was learning.
+    pub lost_events: u64,
+}
+
+/// Status of one profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileStatus {
+    /// Short image name.
+    pub image: String,
+    /// Tags (versions) seen.
+    pub tags: Vec<String>,
+    /// Behaviours in the profile (all types, process nodes included).
+    pub behaviours: usize,
+    /// Per event type.
+    pub types: Vec<TypeStatus>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The status of `profiles` at `now_ms`.
+pub fn status(profiles: &[Profile], cfg: &LearningConfig, now_ms: i64) -> Vec<ProfileStatus> {
+    profiles
+        .iter()
+        .map(|p| ProfileStatus {
+            image: p.image.clone(),
+            tags: p.tags.iter().cloned().collect(),
+            behaviours: p.behaviour_count(),
+            types: EventType::ALL
+                .into_iter()
+                .map(|t| {
+                    let c = p.clock(t);
+                    TypeStatus {
+                        event_type: t,
+                        state: c.state,
+                        learning_started: rfc3339(c.started_ms),
+                        since: rfc3339(c.state_since_ms),
+                        behaviours: c.behaviours,
+                        last_new_behaviour: c.last_new_ms.map(rfc3339),
+                        time_left_seconds: c.time_left_ms(now_ms, cfg).map(|ms| (ms + 999) / 1000),
+                        lost_events: c.lost_events,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A readable table.
+pub fn table(statuses: &[ProfileStatus]) -> String {
+    let mut s = format!(
+        "{:<24} {:<8} {:<9} {:<21} {:>10} {:<21} {:>10} {}\n",
+        "IMAGE", "TYPE", "STATE", "SINCE", "BEHAVIOURS", "LAST NEW", "TIME LEFT", "NOTE"
+    );
+    if statuses.is_empty() {
+        s.push_str("(no profiles yet)\n");
+    }
+    for p in statuses {
+        for t in &p.types {
+            let left = t.time_left_seconds.map_or_else(
+                || "-".to_owned(),
+                |secs| {
+                    humantime::format_duration(std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+                        .to_string()
+                },
+            );
+            let note = match (t.state, t.lost_events) {
+                (State::Unstable, _) => "never settled: no anomalies for this type".to_owned(),
+                (_, 0) => String::new(),
+                (_, n) => format!("learned with {n} lost events"),
+            };
+            s.push_str(&format!(
+                "{:<24} {:<8} {:<9} {:<21} {:>10} {:<21} {:>10} {}\n",
+                p.image,
+                t.event_type.name(),
+                t.state.name(),
+                &t.since.get(..19).unwrap_or(&t.since),
+                t.behaviours,
+                t.last_new_behaviour.as_deref().and_then(|l| l.get(..19)).unwrap_or("-"),
+                left,
+                note
+            ));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Behaviour, Observation};
+    use std::time::Duration;
+
+    #[test]
+    fn status_reports_states_time_left_and_lost_events() {
+        let cfg = LearningConfig {
+            min_duration: Duration::from_secs(10),
+            stable_period: Duration::from_secs(5),
+            max_duration: Duration::from_secs(60),
+            warmup: Duration::ZERO,
+        };
+        let mut p = Profile::new("web", 0);
+        p.add(&Observation { lineage: vec!["/bin/app".into()], behaviour: Behaviour::Exec }, "v1", 1_000);
+        p.add_lost_events(2);
+        let s = status(&[p], &cfg, 4_000);
+        assert_eq!(s[0].image, "web");
+        let exec = &s[0].types[0];
+        assert_eq!(exec.state, State::Learning);
+        assert_eq!(exec.behaviours, 1);
+        assert_eq!(exec.time_left_seconds, Some(6));
+        assert_eq!(exec.lost_events, 2);
+        let text = table(&s);
+        assert!(text.contains("learned with 2 lost events"), "{text}");
+        assert!(text.contains("web"), "{text}");
+    }
+}
