@@ -12,7 +12,10 @@
 //!      upper case and digits (`tmp.aB3dE9fGh1`) → `{rand}`.
 //!
 //!    Plain words never change, so a new file name or directory is new.
-//! 4. Literal braces are doubled first, so a file named `{num}` cannot
+//! 4. mktemp/tempfile names: a segment `tmp` or `tmp.` followed by 6 or more
+//!    of `[A-Za-z0-9_]` → `tmp{rand}` / `tmp.{rand}` (their random part may
+//!    look like a word, so rule 3 alone would miss some).
+//! 5. Literal braces are doubled first, so a file named `{num}` cannot
 //!    match the pattern of `123`.
 //!
 //! Executables are never generalized: they are matched exactly.
@@ -68,6 +71,12 @@ fn is_digits(s: &str) -> bool {
 
 /// Generalize one path segment (no `/` inside).
 pub fn segment_pattern(seg: &str) -> String {
+    if let Some(rest) = seg.strip_prefix("tmp") {
+        let (dot, random) = rest.strip_prefix('.').map_or(("", rest), |r| (".", r));
+        if random.len() >= 6 && random.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return format!("tmp{dot}{{rand}}");
+        }
+    }
     let escaped = seg.replace('{', "{{").replace('}', "}}");
     let s = uuid_re().replace_all(&escaped, "{uuid}");
     let mut s = s.into_owned();
@@ -124,6 +133,10 @@ mod tests {
     fn per_run_names() {
         assert_eq!(path_pattern("/tmp/tmp.aB3dE9fGh1"), "/tmp/tmp.{rand}");
         assert_eq!(path_pattern("/tmp/tmp.Xk2p9QzL0m"), "/tmp/tmp.{rand}");
+        assert_eq!(path_pattern("/tmp/tmp.abcdefghij"), "/tmp/tmp.{rand}", "mktemp names that look like words");
+        assert_eq!(path_pattern("/tmp/tmpa8x_2k1q"), "/tmp/tmp{rand}", "python tempfile");
+        assert_eq!(path_pattern("/tmp/tmp"), "/tmp/tmp");
+        assert_eq!(path_pattern("/tmp/tmp.d"), "/tmp/tmp.d");
         assert_eq!(path_pattern("/var/log/app-2026-11-28.log"), "/var/log/app-{date}.log");
         assert_eq!(path_pattern("/var/log/app.20261128.log"), "/var/log/app.{date}.log");
         assert_eq!(
