@@ -147,10 +147,14 @@ fn status_main(cfg: &Config, json: bool) -> ExitCode {
     };
     let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     let statuses = telltale_sidecar::status::status(&profiles, &learning, now);
+    let counters = store.meta_json(telltale_sidecar::run::SENSOR_COUNTERS).ok().flatten();
     if json {
         println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default());
     } else {
         print!("{}", telltale_sidecar::status::table(&statuses));
+        if let Some(c) = counters {
+            println!("{}", telltale_sidecar::status::counters_line(&c));
+        }
     }
     ExitCode::SUCCESS
 }

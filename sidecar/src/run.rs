@@ -50,6 +50,9 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
 }
 
+/// Meta key under which the daemon saves the sensors' counters every second.
+pub const SENSOR_COUNTERS: &str = "sensor_counters";
+
 fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
@@ -196,6 +199,9 @@ impl Daemon {
         if delta > 0 {
             tracing::warn!(lost = delta, "Ring buffer records lost.");
         }
+        let mut counters = serde_json::to_value(c).unwrap_or_default();
+        counters["updated_ms"] = now.into();
+        self.store.save_meta_json(SENSOR_COUNTERS, &counters)?;
         let changes = self.detector.tick(now, delta);
         for ch in &changes {
             if let Change::Clock { image, event_type, clock } = ch {

@@ -115,6 +115,22 @@ pub fn table(statuses: &[ProfileStatus]) -> String {
     s
 }
 
+/// One line about the kernel side, from the counters the daemon saved.
+pub fn counters_line(c: &serde_json::Value) -> String {
+    let sum = |field: &str| -> u64 {
+        ["exec", "file", "dns", "connect"].iter().map(|k| c[*k][field].as_u64().unwrap_or(0)).sum()
+    };
+    format!(
+        "sensors: {} events to user space, {} repeats of known behaviour filtered in kernel, \
+         {} repeats dropped in kernel, {} records lost, {} malformed DNS packets",
+        sum("emitted"),
+        sum("filtered_known"),
+        sum("dropped_repeats"),
+        sum("lost") + c["exit"]["lost"].as_u64().unwrap_or(0),
+        c["malformed_dns"].as_u64().unwrap_or(0)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,6 +188,24 @@ impl Store {
         Ok(())
     }
 
+    /// Save a JSON value under a meta key (e.g. the sensors' counters).
+    pub fn save_meta_json(&self, key: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value.to_string()])
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// A JSON value saved with [`Store::save_meta_json`].
+    pub fn meta_json(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let v: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())?;
+        Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
+    }
+
     /// The learning configuration the daemon last ran with.
     pub fn learning_config(&self) -> Result<Option<LearningConfig>, StoreError> {
         let v: Option<String> = self

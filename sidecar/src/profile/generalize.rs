@@ -40,11 +40,6 @@ fn date_re() -> &'static Regex {
     })
 }
 
-fn token_re() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    R.get_or_init(|| Regex::new(r"[A-Za-z0-9]+").unwrap_or_else(|e| panic!("static regex: {e}")))
-}
-
 /// Generalize an absolute path into a pattern.
 pub fn path_pattern(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -78,18 +73,45 @@ pub fn segment_pattern(seg: &str) -> String {
         }
     }
     let escaped = seg.replace('{', "{{").replace('}', "}}");
-    let s = uuid_re().replace_all(&escaped, "{uuid}");
-    let mut s = s.into_owned();
-    // Dates: replace the captured group only (the regex consumes a neighbour).
-    while let Some(m) = date_re().captures(&s).and_then(|c| c.get(1)) {
-        s.replace_range(m.range(), "{date}");
+    // Every rule below needs a digit or an upper-case letter.
+    let digits = seg.bytes().filter(u8::is_ascii_digit).count();
+    if digits == 0 && !seg.bytes().any(|b| b.is_ascii_uppercase()) {
+        return escaped;
     }
-    token_re()
-        .replace_all(&s, |c: &regex::Captures<'_>| {
-            let t = &c[0];
-            token_pattern(t).unwrap_or(t).to_owned()
-        })
-        .into_owned()
+    let mut s = if seg.len() >= 36 && seg.contains('-') {
+        uuid_re().replace_all(&escaped, "{uuid}").into_owned()
+    } else {
+        escaped
+    };
+    if digits >= 8 {
+        // Dates: replace the captured group only (the regex consumes a neighbour).
+        while let Some(m) = date_re().captures(&s).and_then(|c| c.get(1)) {
+            s.replace_range(m.range(), "{date}");
+        }
+    }
+    generalize_tokens(&s)
+}
+
+/// Apply [`token_pattern`] to every maximal run of ASCII alphanumerics.
+fn generalize_tokens(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut start = None;
+    for (i, c) in s.char_indices().chain(std::iter::once((s.len(), '/'))) {
+        match (c.is_ascii_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(st)) => {
+                let t = &s[st..i];
+                out.push_str(token_pattern(t).unwrap_or(t));
+                start = None;
+                if i < s.len() {
+                    out.push(c);
+                }
+            }
+            (false, None) if i < s.len() => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn token_pattern(t: &str) -> Option<&'static str> {

@@ -1,0 +1,146 @@
+//! A learned (stable) workload repeating known behaviour under the real
+//! daemon: events reaching user space per second, and its open+close cost
+//! against an untraced baseline measured in the same run.
+//!
+//! `cargo bench -p telltale-integration --bench stable_workload` (root).
+//! Env: `OPENS` (default 1,000,000), `ROUNDS` (3, median reported).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // bench code
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use telltale_integration::{kernel_tests_enabled, telltale_bin, workload_bin, TempDir};
+use telltale_sidecar::store::Store;
+use telltale_sidecar::workload::cgroup::{Cgroup, OwnedCgroup};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.replace(['_', ','], "").parse().ok()).unwrap_or(default)
+}
+
+/// Run the open loop in `cg`; returns ns/op printed by the workload.
+fn open_loop(cg: &Cgroup, file: &str, n: u64) -> f64 {
+    let procs = cg.path.join("cgroup.procs");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > {} && exec {} open-loop {file} {n}", procs.display(), workload_bin()))
+        .output()
+        .expect("workload");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("ns_per_op ")).and_then(|v| v.trim().parse().ok()).expect("ns_per_op")
+}
+
+fn emitted(data: &std::path::Path) -> (u64, u64, i64) {
+    let store = Store::open_read_only(data).expect("store");
+    let c = store.meta_json(telltale_sidecar::run::SENSOR_COUNTERS).expect("meta").expect("counters saved");
+    let sum = |f: &str| ["exec", "file", "dns", "connect"].iter().map(|k| c[*k][f].as_u64().unwrap_or(0)).sum();
+    (sum("emitted"), sum("filtered_known"), c["updated_ms"].as_i64().unwrap_or(0))
+}
+
+/// Wait for the daemon's next counters snapshot after `after_ms`.
+fn fresh_counters(data: &std::path::Path, after_ms: i64) -> (u64, u64) {
+    loop {
+        let (e, k, at) = emitted(data);
+        if at > after_ms {
+            return (e, k);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    if !kernel_tests_enabled("stable_workload") {
+        return;
+    }
+    let opens = env_u64("OPENS", 1_000_000);
+    let rounds = env_u64("ROUNDS", 3).max(1);
+    let dir = TempDir::new("stable-bench");
+    let file = dir.join("data").display().to_string();
+    std::fs::write(&file, b"x").expect("file");
+    let data = dir.join("store");
+    let pod = OwnedCgroup::create("telltale-bench-pod").expect("pod");
+    let app = pod.cgroup().create_child("app").expect("container");
+    let cfg = dir.join("t.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\nimage = \"bench:v1\"\n[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\n\
+             max_duration = \"60s\"\nwarmup = \"0s\"\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let mut daemon = Command::new(telltale_bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--cgroup")
+        .arg(&pod.cgroup().path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon");
+    let mut err = BufReader::new(daemon.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("ready");
+    assert!(line.contains("watching"), "{line}");
+    std::thread::spawn(move || for _ in err.lines() {});
+
+    // Learn the workload, then wait until every type is stable.
+    for _ in 0..3 {
+        open_loop(&app, &file, 1000);
+    }
+    let start = Instant::now();
+    loop {
+        let store = Store::open_read_only(&data).expect("store");
+        let profiles = store.load_profiles().expect("profiles");
+        let stable = profiles.iter().any(|p| {
+            p.image == "bench"
+                && telltale_sidecar::profile::EventType::ALL
+                    .iter()
+                    .all(|t| p.clock(*t).state == telltale_sidecar::profile::lifecycle::State::Stable)
+        });
+        if stable {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "profile never became stable");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let (mut traced, mut base, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    let plain = OwnedCgroup::create("telltale-bench-plain").expect("cgroup");
+    for _ in 0..rounds {
+        base.push(open_loop(plain.cgroup(), &file, opens));
+        let (e0, k0) = fresh_counters(&data, now_ms());
+        let t0 = Instant::now();
+        traced.push(open_loop(&app, &file, opens));
+        let secs = t0.elapsed().as_secs_f64();
+        let (e1, k1) = fresh_counters(&data, now_ms());
+        rates.push((e1 - e0) as f64 / secs);
+        println!(
+            "round: {} events reached user space in {secs:.2} s ({} known repeats filtered in kernel)",
+            e1 - e0,
+            k1 - k0
+        );
+    }
+    let (b, t) = (median(base), median(traced));
+    println!(
+        "stable workload, {opens} open+close: untraced {b:.1} ns/op, traced by the daemon {t:.1} ns/op, ratio {:.3} \
+         (target <= 1.3); events to user space {:.2}/s (target ~0)",
+        t / b,
+        median(rates)
+    );
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+}
