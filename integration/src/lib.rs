@@ -6,6 +6,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
+pub mod daemon;
+
 use std::ffi::OsString;
 use std::process::ExitStatus;
 use std::time::Duration;

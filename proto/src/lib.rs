@@ -8,6 +8,10 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/telltale.v1.rs"));
 }
 
+/// The encoded file descriptor set of every telltale proto, for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/telltale_descriptor.bin"));
+
 #[cfg(test)]
 mod tests {
     use super::v1;

@@ -34,6 +34,87 @@ pub struct Config {
     /// Container → image map.
     #[serde(default)]
     pub containers: Vec<ContainerImage>,
+    /// The gRPC API.
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the gRPC server of `telltale run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API at all.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: std::net::SocketAddr,
+    /// How long anomalies are kept for streaming and resuming.
+    #[serde(with = "humantime_serde")]
+    pub anomaly_retention: std::time::Duration,
+    /// Largest request accepted (bytes).
+    pub max_request_bytes: usize,
+    /// Per-request timeout (unary calls).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+    /// How many live anomalies a stream client may fall behind before it is
+    /// told it lagged (and where to resume).
+    pub stream_buffer: usize,
+    /// Bearer tokens (only their SHA-256 is stored).
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+    /// TLS (rustls); with `client_ca`, clients must present a certificate (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7443)),
+            anomaly_retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            max_request_bytes: 1 << 20,
+            request_timeout: std::time::Duration::from_secs(30),
+            stream_buffer: 1024,
+            tokens: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+/// One `[[api.tokens]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who uses it (shown in the audit trail).
+    pub principal: String,
+    /// What it may do.
+    pub role: Role,
+    /// Hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
+    pub sha256: String,
+}
+
+/// API roles, each including the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read and stream.
+    Viewer,
+    /// Also add to profiles and triage signals.
+    Responder,
+    /// Also notification rules and settings.
+    Admin,
+}
+
+/// `[api.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle: when set, clients need a certificate it signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One `[[containers]]` entry: which image a container runs.
@@ -58,6 +139,7 @@ impl Default for Config {
             anomalies_json: None,
             learning: LearningConfig::default(),
             containers: Vec::new(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -134,6 +216,30 @@ impl Config {
             crate::workload::image::ImageRef::parse(&c.image)
                 .map_err(|e| ConfigError::Invalid(format!("key `containers[{i}].image`: {e}")))?;
         }
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "key `api.tokens[{i}].sha256`: expected 64 hex characters (printf %s TOKEN | sha256sum)"
+                )));
+            }
+            if t.principal.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!("key `api.tokens[{i}].principal` is empty")));
+            }
+        }
+        if self.api.enabled
+            && !self.api.listen.ip().is_loopback()
+            && self.api.tokens.is_empty()
+            && self.api.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "key `api.listen` = {} is not a loopback address and no authentication is configured: \
+                 add [[api.tokens]] or [api.tls] client_ca, or listen on 127.0.0.1",
+                self.api.listen
+            )));
+        }
+        if self.api.stream_buffer == 0 {
+            return Err(ConfigError::Invalid("key `api.stream_buffer` must be at least 1".into()));
+        }
         if let Some(image) = &self.image {
             crate::workload::image::ImageRef::parse(image)
                 .map_err(|e| ConfigError::Invalid(format!("key `image`: {e}")))?;
@@ -198,6 +304,14 @@ mod tests {
         with_file("[learning]\nmin_duration = \"10h\"\nmax_duration = \"1h\"\n", |p| {
             let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
             assert!(e.contains("learning.min_duration"), "{e}");
+        });
+        with_file("[api]\nlisten = \"0.0.0.0:7443\"\n", |p| {
+            let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("api.listen") && e.contains("no authentication"), "{e}");
+        });
+        with_file("[[api.tokens]]\nprincipal = \"a\"\nrole = \"root\"\nsha256 = \"00\"\n", |p| {
+            let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("api.tokens"), "{e}");
         });
         let e = Config::load(Some(Path::new("/no/such/telltale.toml")), &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("/no/such/telltale.toml"));

@@ -62,7 +62,7 @@ pub struct Anomaly {
     /// The behaviour, as the profile sees it (lineage + detail).
     pub observation: Observation,
     /// The event as observed (process with args and lineage, raw path...).
-    pub event: serde_json::Value,
+    pub event: Event,
 }
 
 /// Something to persist.
@@ -231,12 +231,44 @@ impl Detector {
                         event_type: o.event_type(),
                         profile_version: container.tag.clone(),
                         observation: o,
-                        event: serde_json::to_value(event).unwrap_or_default(),
+                        event: event.clone(),
                     })));
                 }
             }
         }
         out
+    }
+
+    /// Add behaviours to a profile on a person's request. Returns (added,
+    /// already known) and what to persist, or None for an unknown profile.
+    pub fn add_to_profile(
+        &mut self,
+        image: &str,
+        observations: &[Observation],
+        now_ms: i64,
+    ) -> Option<(u32, u32, Vec<Change>)> {
+        let profile = self.profiles.get_mut(image)?;
+        let tag = profile.tags.iter().next_back().cloned().unwrap_or_else(|| "latest".to_owned());
+        let (mut added, mut known, mut changes) = (0, 0, Vec::new());
+        for o in observations {
+            if profile.add_manual(o, &tag, now_ms) {
+                added += 1;
+                changes.push(Change::Behaviour {
+                    image: image.to_owned(),
+                    observation: o.clone(),
+                    tag: tag.clone(),
+                    now_ms,
+                });
+                changes.push(Change::Clock {
+                    image: image.to_owned(),
+                    event_type: o.event_type(),
+                    clock: *profile.clock(o.event_type()),
+                });
+            } else {
+                known += 1;
+            }
+        }
+        Some((added, known, changes))
     }
 
     /// Advance every profile's lifecycle; `lost` events were lost by the

@@ -6,11 +6,11 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// One observed behaviour of one process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Wall-clock time of the event.
     #[serde(with = "time::serde::rfc3339")]
@@ -29,7 +29,7 @@ pub struct Event {
 }
 
 /// The process behind an event, with its lineage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     /// Process id (tgid).
     pub pid: u32,
@@ -55,7 +55,7 @@ pub struct Process {
 }
 
 /// The kind-specific part of an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     /// A successful exec; `process` is the new program.
@@ -90,7 +90,7 @@ impl EventKind {
 }
 
 /// A file open.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileAccess {
     /// Absolute path, resolved in the kernel (symlinks, `..`, mounts).
     pub path: String,
@@ -101,7 +101,7 @@ pub struct FileAccess {
 }
 
 /// One access mode of an open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Opened for reading.
@@ -127,7 +127,7 @@ impl Access {
 }
 
 /// A DNS query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsQuery {
     /// Every question of the message.
     pub questions: Vec<DnsQuestion>,
@@ -138,7 +138,7 @@ pub struct DnsQuery {
 }
 
 /// One DNS question.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DnsQuestion {
     /// The name, lower-case, without the trailing dot.
     pub name: String,
@@ -148,7 +148,7 @@ pub struct DnsQuestion {
 }
 
 /// A network endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Transport.
     pub protocol: Protocol,
@@ -159,7 +159,7 @@ pub struct Endpoint {
 }
 
 /// Transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// TCP.

@@ -1,6 +1,7 @@
 //! The telltale daemon as a library: sensors, events, workload identity and
 //! the commands built on them. `main.rs` only parses arguments and calls in.
 
+pub mod api;
 pub mod config;
 pub mod detect;
 pub mod event;

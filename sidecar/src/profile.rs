@@ -98,6 +98,15 @@ pub enum Behaviour {
         /// Port.
         port: u16,
     },
+    /// A range of endpoints (added by a person, never learned).
+    ConnectRange {
+        /// Transport.
+        protocol: Protocol,
+        /// Network.
+        network: ipnet::IpNet,
+        /// Port; 0 is any port.
+        port: u16,
+    },
 }
 
 /// A behaviour of one process node.
@@ -141,7 +150,7 @@ impl Observation {
             Behaviour::Exec => EventType::Exec,
             Behaviour::File { .. } => EventType::File,
             Behaviour::Dns { .. } => EventType::Dns,
-            Behaviour::Connect { .. } => EventType::Connect,
+            Behaviour::Connect { .. } | Behaviour::ConnectRange { .. } => EventType::Connect,
         }
     }
 }
@@ -172,6 +181,8 @@ pub struct Node {
     pub dns: HashSet<(String, String)>,
     /// (protocol, address, port).
     pub endpoints: HashSet<(Protocol, IpAddr, u16)>,
+    /// (protocol, network, port or 0 for any).
+    pub endpoint_ranges: BTreeSet<(Protocol, ipnet::IpNet, u16)>,
 }
 
 /// The profile of one short image name.
@@ -200,13 +211,40 @@ impl Profile {
             Behaviour::Exec => true,
             Behaviour::File { pattern, access } => node.files.get(pattern).is_some_and(|a| a & access == *access),
             Behaviour::Dns { name, qtype } => node.dns.contains(&(name.clone(), qtype.clone())),
-            Behaviour::Connect { protocol, address, port } => node.endpoints.contains(&(*protocol, *address, *port)),
+            Behaviour::Connect { protocol, address, port } => {
+                node.endpoints.contains(&(*protocol, *address, *port))
+                    || node
+                        .endpoint_ranges
+                        .iter()
+                        .any(|(p, net, rp)| p == protocol && (*rp == 0 || rp == port) && net.contains(address))
+            }
+            Behaviour::ConnectRange { protocol, network, port } => {
+                node.endpoint_ranges.contains(&(*protocol, *network, *port))
+            }
         }
     }
 
     /// Add an observation. Returns true if it was new. Counts it on its
     /// type's clock (restarting the quiet period while learning).
     pub fn add(&mut self, o: &Observation, tag: &str, now_ms: i64) -> bool {
+        let added = self.insert(o, tag, now_ms);
+        if added {
+            self.clocks[o.event_type().index()].record_new(now_ms);
+        }
+        added
+    }
+
+    /// Add an observation on a person's request ("add to profile", "mark
+    /// benign"): counted, but it does not restart the learning quiet period.
+    pub fn add_manual(&mut self, o: &Observation, tag: &str, now_ms: i64) -> bool {
+        let added = self.insert(o, tag, now_ms);
+        if added {
+            self.clocks[o.event_type().index()].behaviours += 1;
+        }
+        added
+    }
+
+    fn insert(&mut self, o: &Observation, tag: &str, now_ms: i64) -> bool {
         let new_node = !self.nodes.contains_key(&o.lineage);
         let node = self.nodes.entry(o.lineage.clone()).or_insert_with(|| Node {
             first_seen_ms: now_ms,
@@ -223,13 +261,15 @@ impl Profile {
             }
             Behaviour::Dns { name, qtype } => node.dns.insert((name.clone(), qtype.clone())),
             Behaviour::Connect { protocol, address, port } => node.endpoints.insert((*protocol, *address, *port)),
+            Behaviour::ConnectRange { protocol, network, port } => {
+                node.endpoint_ranges.insert((*protocol, *network, *port))
+            }
         };
         if added {
             node.last_seen_ms = now_ms;
             if !node.tags.contains(tag) {
                 node.tags.insert(tag.to_owned());
             }
-            self.clocks[o.event_type().index()].record_new(now_ms);
         }
         if !self.tags.contains(tag) {
             self.tags.insert(tag.to_owned());
@@ -283,7 +323,7 @@ impl Profile {
 
     /// Number of behaviours (nodes + files + names + endpoints).
     pub fn behaviour_count(&self) -> usize {
-        self.nodes.values().map(|n| 1 + n.files.len() + n.dns.len() + n.endpoints.len()).sum()
+        self.nodes.values().map(|n| 1 + n.files.len() + n.dns.len() + n.endpoints.len() + n.endpoint_ranges.len()).sum()
     }
 }
 

@@ -48,6 +48,9 @@ pub enum RunError {
     /// Installing signal handlers failed.
     #[error("installing signal handlers")]
     Signals(#[source] std::io::Error),
+    /// The API server failed.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
 }
 
 /// Meta key under which the daemon saves the sensors' counters every second.
@@ -111,6 +114,8 @@ struct Daemon {
     out: Option<Box<dyn Write + Send>>,
     lost_seen: u64,
     known_map_full: bool,
+    anomalies: tokio::sync::broadcast::Sender<crate::api::Sequenced>,
+    ticks: u64,
 }
 
 impl Daemon {
@@ -132,7 +137,50 @@ impl Daemon {
                 }
             }
         }
-        self.store.apply(changes)?;
+        let sequences = self.store.apply(changes)?;
+        let anomalies = changes.iter().filter_map(|c| if let Change::Anomaly(a) = c { Some(a) } else { None });
+        for (seq, a) in sequences.into_iter().zip(anomalies) {
+            // No receiver (no stream client) is fine.
+            let _ = self.anomalies.send(std::sync::Arc::new((seq, (**a).clone())));
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, cmd: crate::api::Command) -> Result<(), RunError> {
+        use crate::api::Command;
+        let now = now_ms();
+        match cmd {
+            Command::Status { image, reply } => {
+                let profiles: Vec<_> = self
+                    .detector
+                    .profiles()
+                    .filter(|p| image.as_deref().is_none_or(|i| i == p.image))
+                    .cloned()
+                    .collect();
+                let mut st = crate::status::status(&profiles, self.detector.config(), now);
+                st.sort_by(|a, b| a.image.cmp(&b.image));
+                let _ = reply.send(st);
+            }
+            Command::Profile { image, reply } => {
+                let answer = self.detector.profile(&image).and_then(|p| {
+                    let st = crate::status::status(std::slice::from_ref(p), self.detector.config(), now);
+                    st.into_iter().next().map(|st| (p.clone(), st))
+                });
+                let _ = reply.send(answer);
+            }
+            Command::Add { image, observations, principal, reply } => {
+                let answer = self.detector.add_to_profile(&image, &observations, now);
+                let result = match answer {
+                    Some((added, known, changes)) => {
+                        tracing::info!(%principal, %image, added, known, "Behaviours added to profile.");
+                        self.persist(&changes)?;
+                        Some((added, known))
+                    }
+                    None => None,
+                };
+                let _ = reply.send(result);
+            }
+        }
         Ok(())
     }
 
@@ -192,6 +240,14 @@ impl Daemon {
     fn tick(&mut self) -> Result<(), RunError> {
         let now = now_ms();
         self.rescan(now)?;
+        self.ticks += 1;
+        if self.ticks % 60 == 1 {
+            let retention = i64::try_from(self.cfg.api.anomaly_retention.as_millis()).unwrap_or(i64::MAX);
+            let pruned = self.store.prune_anomalies(now.saturating_sub(retention))?;
+            if pruned > 0 {
+                tracing::info!(pruned, "Anomalies past their retention removed.");
+            }
+        }
         let c = self.sensor.counters()?;
         let lost = c.events().lost + c.exit.lost;
         let delta = lost.saturating_sub(self.lost_seen);
@@ -260,9 +316,41 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         sensor.watch(&pod)?;
         pod
     };
-    eprintln!("telltale: watching {} (cgroup id {}); data in {}", pod.path.display(), pod.id, cfg.data_dir.display());
-    let mut d =
-        Daemon { cfg, store, detector, sensor, pod, aliases: HashMap::new(), out, lost_seen: 0, known_map_full: false };
+    let (anomalies, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(64);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut api_task = None;
+    let mut api_note = String::new();
+    if cfg.api.enabled {
+        let listener = crate::api::bind(&cfg.api).await?;
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        api_note = format!("; API on {addr}");
+        let api = crate::api::Api::new(cmd_tx.clone(), anomalies.clone(), cfg.data_dir.clone(), closing.clone());
+        let mut stop = closing.clone();
+        api_task = Some(tokio::spawn(crate::api::serve(cfg.api.clone(), listener, api, async move {
+            let _ = stop.wait_for(|c| *c).await;
+        })));
+    }
+    drop(cmd_tx);
+    eprintln!(
+        "telltale: watching {} (cgroup id {}); data in {}{api_note}",
+        pod.path.display(),
+        pod.id,
+        cfg.data_dir.display()
+    );
+    let mut d = Daemon {
+        cfg,
+        store,
+        detector,
+        sensor,
+        pod,
+        aliases: HashMap::new(),
+        out,
+        lost_seen: 0,
+        known_map_full: false,
+        anomalies,
+        ticks: 0,
+    };
     d.rescan(now_ms())?;
     d.tick()?;
 
@@ -275,6 +363,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = ticker.tick() => d.tick()?,
+            Some(cmd) = cmd_rx.recv() => d.command(cmd)?,
             status = wait_child(&mut child), if child.is_some() => {
                 if let Some(Ok(status)) = status {
                     tracing::info!(%status, "Command exited; still watching until SIGTERM/SIGINT.");
@@ -290,6 +379,15 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     d.sensor.drain(&mut batch);
     d.on_events(&mut batch)?;
     d.tick()?;
+    // Streams end, then the server drains; give it a few seconds.
+    let _ = closing_tx.send(true);
+    if let Some(task) = api_task {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(e)) => tracing::warn!(error = %e, "API task ended abnormally."),
+            Err(_) => tracing::warn!("API clients did not disconnect in 5 s; stopping anyway."),
+        }
+    }
     if let Some(cg) = owned {
         cg.remove()?;
     }

@@ -26,6 +26,12 @@ pub struct TypeStatus {
     pub time_left_seconds: Option<i64>,
     /// Kernel events lost while this type was learning.
     pub lost_events: u64,
+    /// `learning_started` in ms since the epoch.
+    pub learning_started_ms: i64,
+    /// `since` in ms since the epoch.
+    pub since_ms: i64,
+    /// `last_new_behaviour` in ms since the epoch.
+    pub last_new_behaviour_ms: Option<i64>,
 }
 
 /// Status of one profile.
@@ -69,6 +75,9 @@ pub fn status(profiles: &[Profile], cfg: &LearningConfig, now_ms: i64) -> Vec<Pr
                         last_new_behaviour: c.last_new_ms.map(rfc3339),
                         time_left_seconds: c.time_left_ms(now_ms, cfg).map(|ms| (ms + 999) / 1000),
                         lost_events: c.lost_events,
+                        learning_started_ms: c.started_ms,
+                        since_ms: c.state_since_ms,
+                        last_new_behaviour_ms: c.last_new_ms,
                     }
                 })
                 .collect(),

@@ -216,10 +216,12 @@ impl Store {
         Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
-    /// Apply a batch of changes in one transaction.
-    pub fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+    /// Apply a batch of changes in one transaction. Returns the sequence
+    /// numbers given to the batch's anomalies, in order.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
+        let mut sequences = Vec::new();
         if changes.is_empty() {
-            return Ok(());
+            return Ok(sequences);
         }
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
@@ -282,10 +284,48 @@ impl Store {
                         ],
                     )
                     .map_err(sql)?;
+                    sequences.push(u64::try_from(tx.last_insert_rowid()).unwrap_or(0));
                 }
             }
         }
-        tx.commit().map_err(sql)
+        tx.commit().map_err(sql)?;
+        Ok(sequences)
+    }
+
+    /// Up to `limit` anomalies with a sequence number above `after`, in order.
+    pub fn anomalies_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Anomaly)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, body FROM anomalies WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(self.sql())?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![after, limit], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(self.sql())?;
+            let a = serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "anomalies",
+                detail: e.to_string(),
+            })?;
+            out.push((u64::try_from(seq).unwrap_or(0), a));
+        }
+        Ok(out)
+    }
+
+    /// The highest anomaly sequence number (0 if none).
+    pub fn last_sequence(&self) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            self.conn.query_row("SELECT max(seq) FROM anomalies", [], |r| r.get(0)).map_err(self.sql())?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+    }
+
+    /// Delete anomalies older than `before_ms` (retention). Returns how many.
+    pub fn prune_anomalies(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.conn.execute("DELETE FROM anomalies WHERE time_ms < ?1", params![before_ms]).map_err(self.sql())
     }
 
     /// Every profile with its behaviours and clocks.
@@ -414,6 +454,7 @@ fn behaviour_key(b: &Behaviour) -> (String, i64) {
         Behaviour::File { pattern, access } => (pattern.clone(), i64::from(*access)),
         Behaviour::Dns { name, qtype } => (format!("{name}\t{qtype}"), 0),
         Behaviour::Connect { protocol, address, port } => (format!("{protocol} {address} {port}"), 0),
+        Behaviour::ConnectRange { protocol, network, port } => (format!("{protocol} {network} {port}"), 0),
     }
 }
 

@@ -13,6 +13,7 @@
 //!   openat2 PATH                      openat2(AT_FDCWD, PATH, O_RDONLY)
 //!   dns-udp ADDR NAME TYPE            UDP DNS query to ADDR (ip:port)
 //!   dns-tcp ADDR NAME TYPE            TCP DNS query to ADDR
+//!   dns-many ADDR PREFIX N            N UDP DNS queries: PREFIX0.., type A
 //!   raw-udp ADDR HEX                  send raw bytes over UDP
 //!   connect ADDR                      TCP connect
 //!   udp-send ADDR                     unconnected UDP sendto
@@ -156,6 +157,16 @@ fn run(args: &[String]) -> Result<()> {
             let a = addr(arg(args, 1, "address")?)?;
             let q = dns_query(arg(args, 2, "name")?, arg(args, 3, "type")?)?;
             udp_for(&a)?.send_to(&q, a).map_err(|e| e.to_string())?;
+        }
+        "dns-many" => {
+            let a = addr(arg(args, 1, "address")?)?;
+            let prefix = arg(args, 2, "prefix")?;
+            let n: u64 = arg(args, 3, "count")?.parse().map_err(|e| format!("count: {e}"))?;
+            let sock = udp_for(&a)?;
+            for i in 0..n {
+                let q = dns_query(&format!("{prefix}{i}.telltale.test"), "A")?;
+                sock.send_to(&q, a).map_err(|e| e.to_string())?;
+            }
         }
         "dns-tcp" => {
             let a = addr(arg(args, 1, "address")?)?;

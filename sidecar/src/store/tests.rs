@@ -67,7 +67,7 @@ fn profiles_clocks_and_anomalies_round_trip() {
     let reported = store.reported().unwrap();
     assert_eq!(reported.len(), 1);
     let stored = store.anomalies().unwrap();
-    assert_eq!(stored[0].event["file"]["path"], "/etc/shadow");
+    assert!(matches!(&stored[0].event.kind, EventKind::File { file } if file.path == "/etc/shadow"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,0 +1,173 @@
+//! Running the real daemon in tests: a pod cgroup with container cgroups,
+//! `telltale run` over it, `telltale status`, and the anomalies it writes.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use telltale_sidecar::workload::cgroup::{Cgroup, OwnedCgroup};
+
+use crate::{telltale_bin, TempDir};
+
+/// A test pod cgroup with container cgroups and a daemon configuration.
+#[derive(Debug)]
+pub struct Pod {
+    /// The pod cgroup.
+    pub pod: OwnedCgroup,
+    /// Scratch directory: config, data, anomalies file.
+    pub dir: TempDir,
+}
+
+impl Pod {
+    /// Containers as (cgroup name, image); `extra` is appended to the config.
+    pub fn new(tag: &str, containers: &[(&str, &str)], extra: &str) -> Self {
+        let pod = OwnedCgroup::create("telltale-pod").expect("pod cgroup");
+        let dir = TempDir::new(tag);
+        let mut cfg = format!("data_dir = \"{}/data\"\n{extra}\n", dir.str());
+        if !extra.contains("[api]") {
+            // Tests run daemons side by side: never the default port.
+            cfg.push_str("[api]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        for (name, image) in containers {
+            pod.cgroup().create_child(name).expect("container cgroup");
+            cfg.push_str(&format!("[[containers]]\ncgroup = \"{name}\"\nimage = \"{image}\"\n"));
+        }
+        std::fs::write(dir.join("telltale.toml"), cfg).expect("config");
+        Self { pod, dir }
+    }
+
+    /// The cgroup of container `name`.
+    pub fn container(&self, name: &str) -> Cgroup {
+        Cgroup::open(&self.pod.cgroup().path.join(name)).expect("container")
+    }
+
+    /// Where the daemon writes anomalies (JSON lines).
+    pub fn anomalies_path(&self) -> PathBuf {
+        self.dir.join("anomalies.jsonl")
+    }
+
+    /// Start `telltale run` on the pod; returns once it is watching.
+    pub fn start(&self) -> Daemon {
+        let mut child = Command::new(telltale_bin())
+            .args(["run", "--config"])
+            .arg(self.dir.join("telltale.toml"))
+            .arg("--cgroup")
+            .arg(&self.pod.cgroup().path)
+            .arg("--anomalies-json")
+            .arg(self.anomalies_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("telltale run");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        stderr.read_line(&mut line).expect("read");
+        assert!(line.contains("telltale: watching"), "daemon did not start: {line}");
+        let api = line.trim().split("; API on ").nth(1).map(|a| format!("http://{a}"));
+        // Keep draining stderr so the daemon never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stderr.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Daemon { child, api }
+    }
+
+    /// `telltale status --json`.
+    pub fn status(&self) -> Vec<Value> {
+        let out = Command::new(telltale_bin())
+            .args(["status", "--json", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .output()
+            .expect("status");
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("status json")
+    }
+
+    /// Status of one event type of one image.
+    pub fn type_status(&self, image: &str, t: &str) -> Option<Value> {
+        self.status()
+            .into_iter()
+            .find(|p| p["image"] == image)
+            .and_then(|p| p["types"].as_array().and_then(|ts| ts.iter().find(|x| x["type"] == t).cloned()))
+    }
+
+    /// Wait until every type in `types` of `image` is in `state`.
+    pub fn wait_state(&self, image: &str, types: &[&str], state: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let all = types.iter().all(|t| self.type_status(image, t).is_some_and(|s| s["state"] == state));
+            if all {
+                return;
+            }
+            assert!(start.elapsed() < timeout, "{image} {types:?} not {state} after {timeout:?}: {:?}", self.status());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Anomalies written so far.
+    pub fn anomalies(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.anomalies_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("anomaly json"))
+            .collect()
+    }
+
+    /// Wait until the daemon has processed everything (anomaly count stops changing).
+    /// Anomalies once the daemon has stopped writing new ones.
+    pub fn settle(&self) -> Vec<Value> {
+        let mut last = usize::MAX;
+        loop {
+            std::thread::sleep(Duration::from_millis(700));
+            let a = self.anomalies();
+            if a.len() == last {
+                return a;
+            }
+            last = a.len();
+        }
+    }
+}
+
+/// A running `telltale run`.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// The API address it printed, if any.
+    pub api: Option<String>,
+}
+
+impl Daemon {
+    /// SIGTERM, and check it exits cleanly.
+    pub fn stop(mut self) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "daemon exit: {status}");
+    }
+
+    /// kill -9.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `argv` inside `container` and wait for it.
+pub fn run_in(container: &Cgroup, argv: &[&str]) {
+    let procs = container.path.join("cgroup.procs");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
+        .arg("sh")
+        .args(argv)
+        .status()
+        .expect("workload");
+    assert!(status.success(), "{argv:?} failed");
+}

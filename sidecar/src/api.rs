@@ -1,0 +1,463 @@
+//! The gRPC API (tonic): `telltale.v1.Telltale`, standard health and server
+//! reflection. Calls are authenticated by bearer token and authorized by
+//! role; profile reads and writes go to the daemon loop over a channel, so
+//! the detector has one owner.
+
+pub mod convert;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use telltale_proto::v1 as pb;
+use telltale_proto::v1::telltale_server::{Telltale, TelltaleServer};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::config::{ApiConfig, Role};
+use crate::detect::Anomaly;
+use crate::profile::{EventType, Observation, Profile};
+use crate::status::ProfileStatus;
+use crate::store::{Store, StoreError};
+
+/// Items queued between a stream's forwarding task and the transport.
+const CLIENT_QUEUE: usize = 32;
+
+/// A live anomaly with its sequence number.
+pub type Sequenced = Arc<(u64, Anomaly)>;
+
+/// Requests from the API to the daemon loop (which owns the detector).
+#[derive(Debug)]
+pub enum Command {
+    /// Learning status of every profile (or one).
+    Status {
+        /// Only this image.
+        image: Option<String>,
+        /// Answer.
+        reply: oneshot::Sender<Vec<ProfileStatus>>,
+    },
+    /// A copy of one profile with its status.
+    Profile {
+        /// Short image name.
+        image: String,
+        /// Answer (None: no such profile).
+        reply: oneshot::Sender<Option<(Profile, ProfileStatus)>>,
+    },
+    /// Add behaviours to a profile.
+    Add {
+        /// Short image name.
+        image: String,
+        /// What to add.
+        observations: Vec<Observation>,
+        /// Who asked.
+        principal: String,
+        /// Answer: (added, already known), or None for an unknown profile.
+        reply: oneshot::Sender<Option<(u32, u32)>>,
+    },
+}
+
+/// Why the API server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// TLS files could not be read.
+    #[error("reading TLS file {path}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed (bind, TLS configuration...).
+    #[error("gRPC server on {addr}")]
+    Serve {
+        /// Listen address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// Reflection could not be built.
+    #[error("building server reflection")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    /// Binding the listener failed.
+    #[error("listening on {addr}")]
+    Bind {
+        /// Listen address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Name from the token configuration.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Token hashes → principals. Empty: no authentication (loopback only,
+/// enforced by the configuration check); every caller is a local admin.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    tokens: HashMap<String, Principal>,
+}
+
+/// Hex SHA-256 of a token, as stored in the configuration.
+pub fn token_sha256(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Auth {
+    /// From the configured tokens.
+    pub fn new(cfg: &ApiConfig) -> Self {
+        Self {
+            tokens: cfg
+                .tokens
+                .iter()
+                .map(|t| (t.sha256.to_ascii_lowercase(), Principal { name: t.principal.clone(), role: t.role }))
+                .collect(),
+        }
+    }
+
+    /// Authenticate a request's metadata.
+    pub fn authenticate(&self, md: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
+        if self.tokens.is_empty() {
+            return Ok(Principal { name: "local".into(), role: Role::Admin });
+        }
+        let header = md
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing credentials: send `authorization: Bearer <token>`"))?;
+        let value = header.to_str().map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization header must be `Bearer <token>`"))?;
+        self.tokens.get(&token_sha256(token.trim())).cloned().ok_or_else(|| Status::unauthenticated("invalid token"))
+    }
+}
+
+fn require<T>(req: &Request<T>, role: Role) -> Result<Principal, Status> {
+    let p = req
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("request was not authenticated"))?;
+    if p.role < role {
+        return Err(Status::permission_denied(format!(
+            "principal {:?} has role {:?}; this call needs {:?}",
+            p.name, p.role, role
+        )));
+    }
+    Ok(p)
+}
+
+fn store_status(e: StoreError) -> Status {
+    Status::internal(format!("store: {e}"))
+}
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct Api {
+    commands: mpsc::Sender<Command>,
+    anomalies: broadcast::Sender<Sequenced>,
+    data_dir: PathBuf,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Api {
+    /// A service talking to the daemon loop; `anomalies` is the live feed
+    /// (its capacity is how far a client may fall behind); streams end when
+    /// `closing` turns true.
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        anomalies: broadcast::Sender<Sequenced>,
+        data_dir: PathBuf,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self { commands, anomalies, data_dir, closing }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Status::unavailable("the daemon is shutting down"))?;
+        rx.await.map_err(|_| Status::unavailable("the daemon is shutting down"))
+    }
+}
+
+struct Filter {
+    image: String,
+    container: String,
+    event_type: Option<EventType>,
+}
+
+impl Filter {
+    fn accepts(&self, a: &Anomaly) -> bool {
+        (self.image.is_empty() || a.container.image == self.image)
+            && (self.container.is_empty() || a.container.id == self.container || a.container.name == self.container)
+            && self.event_type.is_none_or(|t| t == a.event_type)
+    }
+}
+
+/// Resolves once the daemon says it is closing (or is gone).
+async fn wait_closing(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+type ItemStream = Pin<Box<dyn Stream<Item = Result<pb::AnomalyStreamItem, Status>> + Send>>;
+
+fn item(seq: u64, a: &Anomaly) -> pb::AnomalyStreamItem {
+    pb::AnomalyStreamItem {
+        item: Some(pb::anomaly_stream_item::Item::Anomaly(pb::SequencedAnomaly {
+            sequence: seq,
+            anomaly: Some(convert::anomaly(a)),
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl Telltale for Api {
+    type StreamAnomaliesStream = ItemStream;
+
+    async fn stream_anomalies(
+        &self,
+        request: Request<pb::StreamAnomaliesRequest>,
+    ) -> Result<Response<Self::StreamAnomaliesStream>, Status> {
+        require(&request, Role::Viewer)?;
+        let r = request.into_inner();
+        let event_type = match pb::EventType::try_from(r.r#type) {
+            Ok(t) => convert::from_event_type(t),
+            Err(_) => return Err(Status::invalid_argument(format!("field `type`: unknown event type {}", r.r#type))),
+        };
+        let filter = Filter { image: r.image, container: r.container, event_type };
+        // Subscribe before reading the backlog so nothing falls in between.
+        let mut live = self.anomalies.subscribe();
+        // A small hand-off to the transport; falling behind is measured on
+        // the broadcast channel (api.stream_buffer items), never here.
+        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        let data_dir = self.data_dir.clone();
+        let mut closing = self.closing.clone();
+        let mut last = r.after_sequence;
+        tokio::spawn(async move {
+            // Backlog from the store, in pages.
+            loop {
+                let dir = data_dir.clone();
+                let page = tokio::task::spawn_blocking(move || {
+                    Store::open_read_only(&dir).and_then(|s| s.anomalies_after(last, 500))
+                })
+                .await;
+                let page = match page {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(store_status(e))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if page.is_empty() {
+                    break;
+                }
+                for (seq, a) in page {
+                    last = seq;
+                    if filter.accepts(&a) && tx.send(Ok(item(seq, &a))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            // Live, until the daemon stops.
+            loop {
+                let received = tokio::select! {
+                    r = live.recv() => r,
+                    () = wait_closing(&mut closing) => {
+                        let _ = tx.send(Err(Status::unavailable("telltale is shutting down"))).await;
+                        return;
+                    }
+                };
+                match received {
+                    Ok(entry) => {
+                        let (seq, a) = &*entry;
+                        if *seq <= last {
+                            continue;
+                        }
+                        last = *seq;
+                        if filter.accepts(a) && tx.send(Ok(item(*seq, a))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        let lagged = pb::Lagged {
+                            skipped,
+                            resume_after: last,
+                            message: format!(
+                                "lagged: {skipped} anomalies skipped; reconnect with after_sequence={last} to get them"
+                            ),
+                        };
+                        let _ = tx
+                            .send(Ok(pb::AnomalyStreamItem {
+                                item: Some(pb::anomaly_stream_item::Item::Lagged(lagged)),
+                            }))
+                            .await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn get_learning_status(
+        &self,
+        request: Request<pb::GetLearningStatusRequest>,
+    ) -> Result<Response<pb::GetLearningStatusResponse>, Status> {
+        require(&request, Role::Viewer)?;
+        let image = Some(request.into_inner().image).filter(|i| !i.is_empty());
+        let wanted = image.clone();
+        let statuses = self.ask(|reply| Command::Status { image, reply }).await?;
+        if let Some(i) = wanted {
+            if statuses.is_empty() {
+                return Err(Status::not_found(format!("no profile for image {i:?}")));
+            }
+        }
+        Ok(Response::new(pb::GetLearningStatusResponse {
+            profiles: statuses.iter().map(convert::profile_status).collect(),
+        }))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        require(&request, Role::Viewer)?;
+        let image = request.into_inner().image;
+        let (p, st) = self.profile(&image).await?;
+        Ok(Response::new(pb::GetProfileResponse { profile: Some(convert::profile(&p, &st)) }))
+    }
+
+    async fn export_profile(
+        &self,
+        request: Request<pb::ExportProfileRequest>,
+    ) -> Result<Response<pb::ExportProfileResponse>, Status> {
+        require(&request, Role::Viewer)?;
+        let image = request.into_inner().image;
+        let (p, st) = self.profile(&image).await?;
+        let mut nodes: Vec<_> = p.nodes().iter().collect();
+        nodes.sort_by(|a, b| a.0.cmp(b.0));
+        let doc = serde_json::json!({
+            "image": p.image,
+            "tags": p.tags,
+            "status": st,
+            "nodes": nodes.into_iter().map(|(lineage, n)| serde_json::json!({"lineage": lineage, "node": n})).collect::<Vec<_>>(),
+        });
+        let json = serde_json::to_string_pretty(&doc).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ExportProfileResponse { json }))
+    }
+
+    async fn add_to_profile(
+        &self,
+        request: Request<pb::AddToProfileRequest>,
+    ) -> Result<Response<pb::AddToProfileResponse>, Status> {
+        let principal = require(&request, Role::Responder)?;
+        let r = request.into_inner();
+        if r.image.trim().is_empty() {
+            return Err(Status::invalid_argument("field `image`: is empty"));
+        }
+        if r.behaviours.is_empty() {
+            return Err(Status::invalid_argument("field `behaviours`: is empty"));
+        }
+        let observations = r
+            .behaviours
+            .iter()
+            .enumerate()
+            .map(|(i, b)| convert::behaviour_to_add(i, b))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let image = r.image.clone();
+        let answer =
+            self.ask(|reply| Command::Add { image, observations, principal: principal.name.clone(), reply }).await?;
+        let (added, already_known) =
+            answer.ok_or_else(|| Status::not_found(format!("no profile for image {:?}", r.image)))?;
+        Ok(Response::new(pb::AddToProfileResponse { added, already_known }))
+    }
+}
+
+impl Api {
+    async fn profile(&self, image: &str) -> Result<(Profile, ProfileStatus), Status> {
+        if image.trim().is_empty() {
+            return Err(Status::invalid_argument("field `image`: is empty"));
+        }
+        let name = image.to_owned();
+        self.ask(|reply| Command::Profile { image: name, reply })
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no profile for image {image:?}")))
+    }
+}
+
+/// Serve the API until `shutdown` resolves. Binds first so that errors
+/// (address in use) are reported before the daemon starts detecting.
+pub async fn bind(cfg: &ApiConfig) -> Result<tokio::net::TcpListener, ApiError> {
+    tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| ApiError::Bind { addr: cfg.listen, source })
+}
+
+/// Serve on an already bound listener until `shutdown` resolves.
+pub async fn serve(
+    cfg: ApiConfig,
+    listener: tokio::net::TcpListener,
+    api: Api,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    let addr = listener.local_addr().unwrap_or(cfg.listen);
+    let auth = Arc::new(Auth::new(&cfg));
+    let interceptor = move |mut req: Request<()>| -> Result<Request<()>, Status> {
+        let principal = auth.authenticate(req.metadata())?;
+        req.extensions_mut().insert(principal);
+        Ok(req)
+    };
+    let telltale =
+        TelltaleServer::new(api).max_decoding_message_size(cfg.max_request_bytes).max_encoding_message_size(16 << 20);
+    let telltale = tonic::service::interceptor::InterceptedService::new(telltale, interceptor.clone());
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(telltale_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(ApiError::Reflection)?;
+    let reflection = tonic::service::interceptor::InterceptedService::new(reflection, interceptor);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<TelltaleServer<Api>>().await;
+
+    let mut builder = tonic::transport::Server::builder().timeout(cfg.request_timeout);
+    if let Some(tls) = &cfg.tls {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|source| ApiError::TlsFile { path: p.clone(), source });
+        let mut t = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+        if let Some(ca) = &tls.client_ca {
+            t = t.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        builder = builder.tls_config(t).map_err(|source| ApiError::Serve { addr, source })?;
+    }
+    builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(telltale)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|source| ApiError::Serve { addr, source })
+}

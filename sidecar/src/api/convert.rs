@@ -1,0 +1,458 @@
+//! Domain ↔ proto, in one place. Exhaustive destructuring: a new field on
+//! either side breaks the build here, not the wire.
+
+use std::net::IpAddr;
+
+use telltale_proto::v1 as pb;
+
+use crate::detect::{Anomaly, Container};
+use crate::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
+use crate::profile::generalize::path_pattern;
+use crate::profile::lifecycle::State;
+use crate::profile::{Behaviour, EventType, Node, Observation, Profile};
+use crate::status::{ProfileStatus, TypeStatus};
+
+/// A request field that is not acceptable, named by its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {problem}")]
+pub struct FieldError {
+    /// e.g. `behaviours[0].lineage[1]`.
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
+    FieldError { field: field.into(), problem: problem.into() }
+}
+
+/// Proto event type.
+pub fn event_type(t: EventType) -> pb::EventType {
+    match t {
+        EventType::Exec => pb::EventType::Exec,
+        EventType::File => pb::EventType::File,
+        EventType::Dns => pb::EventType::Dns,
+        EventType::Connect => pb::EventType::Connect,
+    }
+}
+
+/// Domain event type (None for unspecified).
+pub fn from_event_type(t: pb::EventType) -> Option<EventType> {
+    match t {
+        pb::EventType::Unspecified => None,
+        pb::EventType::Exec => Some(EventType::Exec),
+        pb::EventType::File => Some(EventType::File),
+        pb::EventType::Dns => Some(EventType::Dns),
+        pb::EventType::Connect => Some(EventType::Connect),
+    }
+}
+
+fn state(s: State) -> pb::LearningState {
+    match s {
+        State::Learning => pb::LearningState::Learning,
+        State::Stable => pb::LearningState::Stable,
+        State::Unstable => pb::LearningState::Unstable,
+    }
+}
+
+fn access(a: Access) -> pb::Access {
+    match a {
+        Access::Read => pb::Access::Read,
+        Access::Write => pb::Access::Write,
+        Access::Create => pb::Access::Create,
+        Access::Truncate => pb::Access::Truncate,
+    }
+}
+
+fn access_from_bits(bits: u8) -> Vec<i32> {
+    [(1, pb::Access::Read), (2, pb::Access::Write), (4, pb::Access::Create), (8, pb::Access::Truncate)]
+        .into_iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, a)| a as i32)
+        .collect()
+}
+
+fn protocol(p: Protocol) -> pb::Protocol {
+    match p {
+        Protocol::Tcp => pb::Protocol::Tcp,
+        Protocol::Udp => pb::Protocol::Udp,
+        Protocol::Other(_) => pb::Protocol::Unspecified,
+    }
+}
+
+fn time_nanos(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Proto event.
+pub fn event(e: &Event) -> pb::Event {
+    let Event { time, cgroup_id, process: p, kind, dedup_key: _ } = e;
+    let Process { pid, ppid, uid, gid, comm, path, interpreter, args, args_truncated, ancestors } = p;
+    let kind = match kind {
+        EventKind::Exec => pb::event::Kind::Exec(pb::Exec {}),
+        EventKind::File { file: FileAccess { path, access: a, truncated } } => pb::event::Kind::File(pb::FileAccess {
+            path: path.clone(),
+            access: a.iter().map(|a| access(*a) as i32).collect(),
+            truncated: *truncated,
+        }),
+        EventKind::Dns { dns: DnsQuery { questions, protocol: proto, server } } => pb::event::Kind::Dns(pb::DnsQuery {
+            questions: questions
+                .iter()
+                .map(|q| pb::DnsQuestion { name: q.name.clone(), r#type: q.qtype.clone() })
+                .collect(),
+            protocol: protocol(*proto) as i32,
+            server: server.to_string(),
+        }),
+        EventKind::Connect { connect: Endpoint { protocol: proto, address, port } } => {
+            pb::event::Kind::Connect(pb::Endpoint {
+                protocol: protocol(*proto) as i32,
+                address: address.to_string(),
+                port: u32::from(*port),
+            })
+        }
+    };
+    pb::Event {
+        time_unix_nano: time_nanos(*time),
+        cgroup_id: *cgroup_id,
+        process: Some(pb::Process {
+            pid: *pid,
+            ppid: *ppid,
+            uid: *uid,
+            gid: *gid,
+            comm: comm.clone(),
+            path: path.clone(),
+            interpreter: interpreter.clone().unwrap_or_default(),
+            args: args.clone(),
+            args_truncated: *args_truncated,
+            ancestors: ancestors.clone(),
+        }),
+        kind: Some(kind),
+    }
+}
+
+/// Proto behaviour (file paths are the learned patterns).
+pub fn behaviour(b: &Behaviour) -> pb::Behaviour {
+    let kind = match b {
+        Behaviour::Exec => pb::behaviour::Kind::Exec(pb::ExecBehaviour {}),
+        Behaviour::File { pattern, access } => {
+            pb::behaviour::Kind::File(pb::FileBehaviour { path: pattern.clone(), access: access_from_bits(*access) })
+        }
+        Behaviour::Dns { name, qtype } => {
+            pb::behaviour::Kind::Dns(pb::DnsBehaviour { name: name.clone(), r#type: qtype.clone() })
+        }
+        Behaviour::Connect { protocol: p, address, port } => pb::behaviour::Kind::Connect(pb::ConnectBehaviour {
+            protocol: protocol(*p) as i32,
+            address: address.to_string(),
+            port: u32::from(*port),
+        }),
+        Behaviour::ConnectRange { protocol: p, network, port } => pb::behaviour::Kind::Connect(pb::ConnectBehaviour {
+            protocol: protocol(*p) as i32,
+            address: network.to_string(),
+            port: u32::from(*port),
+        }),
+    };
+    pb::Behaviour { kind: Some(kind) }
+}
+
+fn container(c: &Container) -> pb::Container {
+    let Container { id, name, image, tag, cgroup_id, first_seen_ms: _ } = c;
+    pb::Container { id: id.clone(), name: name.clone(), image: image.clone(), tag: tag.clone(), cgroup_id: *cgroup_id }
+}
+
+/// Proto anomaly.
+pub fn anomaly(a: &Anomaly) -> pb::Anomaly {
+    let Anomaly { id, time, time_ms: _, container: c, event_type: t, profile_version, observation, event: ev } = a;
+    pb::Anomaly {
+        id: id.clone(),
+        time_unix_nano: time_nanos(*time),
+        container: Some(container(c)),
+        r#type: event_type(*t) as i32,
+        profile_version: profile_version.clone(),
+        lineage: observation.lineage.clone(),
+        behaviour: Some(behaviour(&observation.behaviour)),
+        event: Some(event(ev)),
+    }
+}
+
+/// Proto status of one event type.
+pub fn type_status(t: &TypeStatus) -> pb::TypeStatus {
+    let TypeStatus {
+        event_type: et,
+        state: st,
+        learning_started: _,
+        since: _,
+        behaviours,
+        last_new_behaviour: _,
+        time_left_seconds,
+        lost_events,
+        learning_started_ms,
+        since_ms,
+        last_new_behaviour_ms,
+    } = t;
+    pb::TypeStatus {
+        r#type: event_type(*et) as i32,
+        state: state(*st) as i32,
+        learning_started_unix_ms: *learning_started_ms,
+        since_unix_ms: *since_ms,
+        behaviours: *behaviours,
+        last_new_behaviour_unix_ms: last_new_behaviour_ms.unwrap_or(0),
+        time_left_seconds: time_left_seconds.unwrap_or(-1),
+        lost_events: *lost_events,
+    }
+}
+
+/// Proto status of one profile.
+pub fn profile_status(p: &ProfileStatus) -> pb::ProfileStatus {
+    let ProfileStatus { image, tags, behaviours, types } = p;
+    pb::ProfileStatus {
+        image: image.clone(),
+        tags: tags.clone(),
+        behaviours: u64::try_from(*behaviours).unwrap_or(u64::MAX),
+        types: types.iter().map(type_status).collect(),
+    }
+}
+
+/// Proto profile (nodes sorted by lineage, entries sorted).
+pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
+    let mut nodes: Vec<(&Vec<String>, &Node)> = p.nodes().iter().collect();
+    nodes.sort_by(|a, b| a.0.cmp(b.0));
+    pb::Profile {
+        image: p.image.clone(),
+        tags: p.tags.iter().cloned().collect(),
+        nodes: nodes
+            .into_iter()
+            .map(|(lineage, n)| {
+                let Node { first_seen_ms, last_seen_ms, tags, files, dns, endpoints, endpoint_ranges } = n;
+                let mut files: Vec<_> = files.iter().collect();
+                files.sort();
+                let mut dns: Vec<_> = dns.iter().collect();
+                dns.sort();
+                let mut eps: Vec<pb::EndpointEntry> = endpoints
+                    .iter()
+                    .map(|(pr, a, port)| pb::EndpointEntry {
+                        protocol: protocol(*pr) as i32,
+                        address: a.to_string(),
+                        port: u32::from(*port),
+                    })
+                    .chain(endpoint_ranges.iter().map(|(pr, net, port)| pb::EndpointEntry {
+                        protocol: protocol(*pr) as i32,
+                        address: net.to_string(),
+                        port: u32::from(*port),
+                    }))
+                    .collect();
+                eps.sort_by(|a, b| (&a.address, a.port).cmp(&(&b.address, b.port)));
+                pb::ProcessNode {
+                    lineage: lineage.clone(),
+                    first_seen_unix_ms: *first_seen_ms,
+                    last_seen_unix_ms: *last_seen_ms,
+                    tags: tags.iter().cloned().collect(),
+                    files: files
+                        .into_iter()
+                        .map(|(pat, bits)| pb::FileEntry { pattern: pat.clone(), access: access_from_bits(*bits) })
+                        .collect(),
+                    dns: dns.into_iter().map(|(n, t)| pb::DnsEntry { name: n.clone(), r#type: t.clone() }).collect(),
+                    endpoints: eps,
+                }
+            })
+            .collect(),
+        status: Some(profile_status(status)),
+    }
+}
+
+fn absolute_path(field: String, p: &str) -> Result<(), FieldError> {
+    if p.is_empty() {
+        return Err(bad(field, "is empty"));
+    }
+    if !p.starts_with('/') {
+        return Err(bad(field, format!("{p:?} is not an absolute path")));
+    }
+    if p.len() > 4096 || p.contains('\0') {
+        return Err(bad(field, "is longer than 4096 bytes or contains NUL"));
+    }
+    Ok(())
+}
+
+/// Validate and convert one behaviour to add. `i` is its index in the request.
+pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation, FieldError> {
+    let pb::BehaviourToAdd { lineage, behaviour } = b;
+    if lineage.is_empty() {
+        return Err(bad(format!("behaviours[{i}].lineage"), "is empty: give the executable paths, outermost first"));
+    }
+    for (j, p) in lineage.iter().enumerate() {
+        absolute_path(format!("behaviours[{i}].lineage[{j}]"), p)?;
+    }
+    let field = format!("behaviours[{i}].behaviour");
+    let kind = behaviour.as_ref().and_then(|b| b.kind.as_ref()).ok_or_else(|| bad(&field, "is missing"))?;
+    let behaviour = match kind {
+        pb::behaviour::Kind::Exec(pb::ExecBehaviour {}) => Behaviour::Exec,
+        pb::behaviour::Kind::File(pb::FileBehaviour { path, access }) => {
+            absolute_path(format!("{field}.file.path"), path)?;
+            let mut bits = 0u8;
+            for (k, a) in access.iter().enumerate() {
+                bits |= match pb::Access::try_from(*a) {
+                    Ok(pb::Access::Read) => 1,
+                    Ok(pb::Access::Write) => 2,
+                    Ok(pb::Access::Create) => 4,
+                    Ok(pb::Access::Truncate) => 8,
+                    _ => return Err(bad(format!("{field}.file.access[{k}]"), format!("unknown access {a}"))),
+                };
+            }
+            if bits == 0 {
+                return Err(bad(format!("{field}.file.access"), "is empty: give read and/or write"));
+            }
+            Behaviour::File { pattern: path_pattern(path), access: bits }
+        }
+        pb::behaviour::Kind::Dns(pb::DnsBehaviour { name, r#type }) => {
+            let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            if n.is_empty() {
+                return Err(bad(format!("{field}.dns.name"), "is empty"));
+            }
+            if n.len() > 253 || n.split('.').any(|l| l.is_empty() || l.len() > 63) {
+                return Err(bad(format!("{field}.dns.name"), format!("{name:?} is not a valid DNS name")));
+            }
+            let t = if r#type.is_empty() { "A".to_owned() } else { r#type.to_ascii_uppercase() };
+            if t.parse::<hickory_proto::rr::RecordType>().is_err() {
+                return Err(bad(format!("{field}.dns.type"), format!("unknown query type {type:?}", type = r#type)));
+            }
+            Behaviour::Dns { name: n, qtype: t }
+        }
+        pb::behaviour::Kind::Connect(pb::ConnectBehaviour { protocol: p, address, port }) => {
+            let proto = match pb::Protocol::try_from(*p) {
+                Ok(pb::Protocol::Tcp) => Protocol::Tcp,
+                Ok(pb::Protocol::Udp) => Protocol::Udp,
+                _ => return Err(bad(format!("{field}.connect.protocol"), "must be tcp or udp")),
+            };
+            let port16 = u16::try_from(*port)
+                .map_err(|_| bad(format!("{field}.connect.port"), format!("{port} is not a port (1-65535)")))?;
+            if address.contains('/') {
+                let network: ipnet::IpNet = address.parse().map_err(|e| {
+                    bad(format!("{field}.connect.address"), format!("{address:?} is not a CIDR range: {e}"))
+                })?;
+                Behaviour::ConnectRange { protocol: proto, network: network.trunc(), port: port16 }
+            } else {
+                let ip: IpAddr = address.parse().map_err(|e| {
+                    bad(format!("{field}.connect.address"), format!("{address:?} is not an IP address: {e}"))
+                })?;
+                if port16 == 0 {
+                    return Err(bad(format!("{field}.connect.port"), "0 (any port) needs a CIDR range"));
+                }
+                Behaviour::Connect { protocol: proto, address: ip, port: port16 }
+            }
+        }
+    };
+    Ok(Observation { lineage: lineage.clone(), behaviour })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(lineage: &[&str], kind: pb::behaviour::Kind) -> pb::BehaviourToAdd {
+        pb::BehaviourToAdd {
+            lineage: lineage.iter().map(|s| s.to_string()).collect(),
+            behaviour: Some(pb::Behaviour { kind: Some(kind) }),
+        }
+    }
+
+    #[test]
+    fn valid_behaviours_convert() {
+        let o = behaviour_to_add(
+            0,
+            &add(
+                &["/bin/app"],
+                pb::behaviour::Kind::File(pb::FileBehaviour { path: "/proc/12/status".into(), access: vec![1] }),
+            ),
+        )
+        .unwrap();
+        assert_eq!(o.behaviour, Behaviour::File { pattern: "/proc/{pid}/status".into(), access: 1 });
+        let o = behaviour_to_add(
+            0,
+            &add(
+                &["/bin/app"],
+                pb::behaviour::Kind::Connect(pb::ConnectBehaviour {
+                    protocol: 1,
+                    address: "10.1.2.3/8".into(),
+                    port: 0,
+                }),
+            ),
+        )
+        .unwrap();
+        assert!(matches!(o.behaviour, Behaviour::ConnectRange { port: 0, .. }));
+        let o = behaviour_to_add(
+            0,
+            &add(
+                &["/bin/app"],
+                pb::behaviour::Kind::Dns(pb::DnsBehaviour { name: "API.Example.com.".into(), r#type: String::new() }),
+            ),
+        )
+        .unwrap();
+        assert_eq!(o.behaviour, Behaviour::Dns { name: "api.example.com".into(), qtype: "A".into() });
+    }
+
+    #[test]
+    fn invalid_behaviours_name_the_field() {
+        let cases: Vec<(pb::BehaviourToAdd, &str)> = vec![
+            (add(&[], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})), "behaviours[3].lineage"),
+            (add(&["/bin/a", "rel/b"], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})), "behaviours[3].lineage[1]"),
+            (
+                add(
+                    &["/bin/a"],
+                    pb::behaviour::Kind::File(pb::FileBehaviour { path: "etc/passwd".into(), access: vec![1] }),
+                ),
+                "behaviours[3].behaviour.file.path",
+            ),
+            (
+                add(
+                    &["/bin/a"],
+                    pb::behaviour::Kind::File(pb::FileBehaviour { path: "/etc/passwd".into(), access: vec![] }),
+                ),
+                "behaviours[3].behaviour.file.access",
+            ),
+            (
+                add(
+                    &["/bin/a"],
+                    pb::behaviour::Kind::Dns(pb::DnsBehaviour { name: " ".into(), r#type: String::new() }),
+                ),
+                "behaviours[3].behaviour.dns.name",
+            ),
+            (
+                add(
+                    &["/bin/a"],
+                    pb::behaviour::Kind::Connect(pb::ConnectBehaviour {
+                        protocol: 1,
+                        address: "10.0.0.0/99".into(),
+                        port: 0,
+                    }),
+                ),
+                "behaviours[3].behaviour.connect.address",
+            ),
+            (
+                add(
+                    &["/bin/a"],
+                    pb::behaviour::Kind::Connect(pb::ConnectBehaviour {
+                        protocol: 1,
+                        address: "10.0.0.1".into(),
+                        port: 70000,
+                    }),
+                ),
+                "behaviours[3].behaviour.connect.port",
+            ),
+            (
+                add(
+                    &["/bin/a"],
+                    pb::behaviour::Kind::Connect(pb::ConnectBehaviour {
+                        protocol: 0,
+                        address: "10.0.0.1".into(),
+                        port: 80,
+                    }),
+                ),
+                "behaviours[3].behaviour.connect.protocol",
+            ),
+            (pb::BehaviourToAdd { lineage: vec!["/bin/a".into()], behaviour: None }, "behaviours[3].behaviour"),
+        ];
+        for (b, field) in cases {
+            let e = behaviour_to_add(3, &b).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+}
