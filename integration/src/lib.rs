@@ -106,6 +106,11 @@ pub fn workload_bin() -> String {
     target_bin("tt-workload", "build it with `cargo test -p telltale-integration`")
 }
 
+/// Path of the `telltalectl` binary (built by `cargo build --workspace --bins`).
+pub fn telltalectl_bin() -> String {
+    target_bin("telltalectl", "build it first with `cargo build --workspace --bins` (scripts/test.sh does)")
+}
+
 /// Path of the `telltale` binary (build it first: `cargo build --workspace --bins`,
 /// as scripts/test.sh does).
 pub fn telltale_bin() -> String {
