@@ -189,6 +189,12 @@ async fn authentication_and_roles() {
     let responder = client(&d, Some(RESPONDER)).await;
     let r = responder.add_to_profile("web", vec![behaviour::exec(&["/bin/x"])]).await.expect("responder adds");
     assert_eq!(r.added, 1);
+    // Oversized requests are refused with a status, and the server lives on.
+    let huge = format!("/{}", "a".repeat(2 << 20));
+    let e = responder.add_to_profile("web", vec![behaviour::exec(&[&huge])]).await.expect_err("too large");
+    assert_eq!(e.code(), Some(tonic::Code::OutOfRange), "{e}");
+    assert!(e.to_string().contains("too large"), "{e}");
+    assert_eq!(viewer.learning_status(None).await.expect("still serving").len(), 1);
 
     // Health needs no token; reflection lists the service (with a token).
     let channel = tonic::transport::Endpoint::from_shared(d.api.clone().expect("api"))
