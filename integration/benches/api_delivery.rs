@@ -10,13 +10,10 @@
 use std::time::{Duration, Instant};
 
 use telltale_client::{proto, Client, WatchFilter};
+use telltale_integration::bench::env_u64;
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::{kernel_tests_enabled, workload_bin};
 use tokio_stream::StreamExt;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.replace(['_', ','], "").parse().ok()).unwrap_or(default)
-}
 
 fn now_ns() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64

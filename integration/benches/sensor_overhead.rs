@@ -9,14 +9,11 @@
 
 use std::process::Stdio;
 
+use telltale_integration::bench::{env_u64, median};
 use telltale_integration::{command, kernel_tests_enabled, workload_bin, TempDir, Traced};
 use telltale_sidecar::sensor::SensorOptions;
 use telltale_sidecar::trace::spawn_in;
 use telltale_sidecar::workload::cgroup::OwnedCgroup;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.replace(['_', ','], "").parse().ok()).unwrap_or(default)
-}
 
 fn ns_per_op(stdout: &[u8]) -> f64 {
     let text = String::from_utf8_lossy(stdout);
@@ -47,11 +44,6 @@ async fn traced(argv: &[&str]) -> (f64, u64, u64) {
     let _ = std::fs::remove_file(&out_path);
     let c = t.sensor.counters().expect("counters");
     (ns_per_op(&stdout), events.len() as u64, c.events().dropped_repeats)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 async fn compare(label: &str, argv: &[&str], rounds: u64) {

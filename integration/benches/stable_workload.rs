@@ -7,17 +7,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // bench code
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use telltale_integration::{kernel_tests_enabled, telltale_bin, workload_bin, TempDir};
+use telltale_integration::bench::{env_u64, median};
+use telltale_integration::daemon::Pod;
+use telltale_integration::{kernel_tests_enabled, workload_bin};
 use telltale_sidecar::store::Store;
 use telltale_sidecar::workload::cgroup::{Cgroup, OwnedCgroup};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.replace(['_', ','], "").parse().ok()).unwrap_or(default)
-}
 
 /// Run the open loop in `cg`; returns ns/op printed by the workload.
 fn open_loop(cg: &Cgroup, file: &str, n: u64) -> f64 {
@@ -54,47 +51,22 @@ fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
     if !kernel_tests_enabled("stable_workload") {
         return;
     }
     let opens = env_u64("OPENS", 1_000_000);
     let rounds = env_u64("ROUNDS", 3).max(1);
-    let dir = TempDir::new("stable-bench");
-    let file = dir.join("data").display().to_string();
+    let pod = Pod::new(
+        "stable-bench",
+        &[("app", "bench:v1")],
+        "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"60s\"\nwarmup = \"0s\"\n",
+    );
+    let file = pod.dir.join("hot").display().to_string();
     std::fs::write(&file, b"x").expect("file");
-    let data = dir.join("store");
-    let pod = OwnedCgroup::create("telltale-bench-pod").expect("pod");
-    let app = pod.cgroup().create_child("app").expect("container");
-    let cfg = dir.join("t.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\nimage = \"bench:v1\"\n[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\n\
-             max_duration = \"60s\"\nwarmup = \"0s\"\n",
-            data.display()
-        ),
-    )
-    .expect("config");
-    let mut daemon = Command::new(telltale_bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .arg("--cgroup")
-        .arg(&pod.cgroup().path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("daemon");
-    let mut err = BufReader::new(daemon.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("ready");
-    assert!(line.contains("watching"), "{line}");
-    std::thread::spawn(move || for _ in err.lines() {});
+    let data = pod.dir.join("data");
+    let app = pod.container("app");
+    let daemon = pod.start();
 
     // Learn the workload, then wait until every type is stable.
     for _ in 0..3 {
@@ -140,7 +112,5 @@ fn main() {
         t / b,
         median(rates)
     );
-    // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
+    daemon.stop();
 }

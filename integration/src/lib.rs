@@ -72,6 +72,20 @@ impl Traced {
     }
 }
 
+/// Helpers of the benchmarks.
+pub mod bench {
+    /// An unsigned number from the environment (`1_000_000` and `1,000` work).
+    pub fn env_u64(name: &str, default: u64) -> u64 {
+        std::env::var(name).ok().and_then(|v| v.replace(['_', ','], "").parse().ok()).unwrap_or(default)
+    }
+
+    /// The median (upper median for even lengths).
+    pub fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    }
+}
+
 /// A command from argv.
 pub fn command(argv: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(OsString::from(argv[0]));
@@ -80,16 +94,7 @@ pub fn command(argv: &[&str]) -> tokio::process::Command {
 }
 
 /// Error with its sources.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use telltale_sidecar::error_chain as chain;
 
 /// A binary of the workspace, next to the test and bench executables (one
 /// directory up from `deps/`).

@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
 use time::OffsetDateTime;
 
 /// One observed behaviour of one process.
@@ -179,3 +180,6 @@ impl std::fmt::Display for Protocol {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -12,3 +12,15 @@ pub mod status;
 pub mod store;
 pub mod trace;
 pub mod workload;
+
+/// An error and its sources, joined with `: ` (for one-line messages).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use telltale_sidecar::config::{Config, Overrides};
+use telltale_sidecar::error_chain;
 use telltale_sidecar::store::Store;
 use telltale_sidecar::trace::{self, format, Target, TraceOptions};
 
@@ -182,15 +183,4 @@ fn trace_main(options: TraceOptions) -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

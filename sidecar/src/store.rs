@@ -429,20 +429,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Stored anomalies, oldest first, as their JSON bodies.
+    /// Every stored anomaly, oldest first.
     pub fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT body FROM anomalies ORDER BY seq").map_err(self.sql())?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.sql())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let body = row.map_err(self.sql())?;
-            out.push(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
-                path: self.path.clone(),
-                what: "anomalies",
-                detail: e.to_string(),
-            })?);
-        }
-        Ok(out)
+        Ok(self.anomalies_after(0, usize::MAX)?.into_iter().map(|(_, a)| a).collect())
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::{Access, EventKind, FileAccess, Process};
+use crate::event::{fixtures, EventKind};
 use crate::profile::lifecycle::State;
 use std::time::Duration;
 
@@ -13,24 +13,7 @@ fn cfg(warmup: u64) -> LearningConfig {
 }
 
 fn open(cgroup_id: u64, path: &str) -> Event {
-    Event {
-        time: time::OffsetDateTime::UNIX_EPOCH,
-        cgroup_id,
-        process: Process {
-            pid: 10,
-            ppid: 1,
-            uid: 0,
-            gid: 0,
-            comm: "app".into(),
-            path: "/bin/app".into(),
-            interpreter: None,
-            args: vec!["app".into()],
-            args_truncated: false,
-            ancestors: vec![],
-        },
-        kind: EventKind::File { file: FileAccess { path: path.into(), access: vec![Access::Read], truncated: false } },
-        dedup_key: 7,
-    }
+    fixtures::read(cgroup_id, fixtures::process("/bin/app", &[]), path)
 }
 
 fn image(s: &str) -> ImageRef {

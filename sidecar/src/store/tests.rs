@@ -1,6 +1,6 @@
 use super::*;
 use crate::detect::{Container, Detector};
-use crate::event::{Access, Event, EventKind, FileAccess, Process};
+use crate::event::{fixtures, Event, EventKind};
 use crate::workload::image::ImageRef;
 use std::time::Duration;
 
@@ -11,24 +11,7 @@ fn tmp(tag: &str) -> PathBuf {
 }
 
 fn open(path: &str) -> Event {
-    Event {
-        time: time::OffsetDateTime::UNIX_EPOCH,
-        cgroup_id: 5,
-        process: Process {
-            pid: 10,
-            ppid: 1,
-            uid: 0,
-            gid: 0,
-            comm: "app".into(),
-            path: "/bin/app".into(),
-            interpreter: None,
-            args: vec![],
-            args_truncated: false,
-            ancestors: vec!["/bin/sh".into()],
-        },
-        kind: EventKind::File { file: FileAccess { path: path.into(), access: vec![Access::Read], truncated: false } },
-        dedup_key: 1,
-    }
+    fixtures::read(5, fixtures::process("/bin/app", &["/bin/sh"]), path)
 }
 
 fn cfg() -> LearningConfig {
