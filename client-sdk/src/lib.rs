@@ -234,6 +234,29 @@ impl Client {
         Ok(self.inner.clone().add_to_profile(self.req(r)).await?.into_inner())
     }
 
+    /// Audit events matching a facet query (e.g. `@asset.type:security_profile`)
+    /// in an optional time range (ms since the epoch), most recent `limit`.
+    pub async fn audit(
+        &self,
+        query: &str,
+        from_unix_ms: Option<i64>,
+        to_unix_ms: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<proto::AuditEvent>, ClientError> {
+        let r = proto::QueryAuditTrailRequest {
+            query: query.to_owned(),
+            from_unix_ms: from_unix_ms.unwrap_or(0),
+            to_unix_ms: to_unix_ms.unwrap_or(0),
+            limit,
+        };
+        Ok(self.inner.clone().query_audit_trail(self.req(r)).await?.into_inner().events)
+    }
+
+    /// Verify the audit trail's hash chain (admin).
+    pub async fn verify_audit(&self) -> Result<proto::VerifyAuditTrailResponse, ClientError> {
+        Ok(self.inner.clone().verify_audit_trail(self.req(proto::VerifyAuditTrailRequest {})).await?.into_inner())
+    }
+
     /// One `StreamAnomalies` call, as the server sends it (lag notices included).
     pub async fn stream_anomalies(
         &self,

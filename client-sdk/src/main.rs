@@ -66,6 +66,21 @@ enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
+    /// The audit trail: `audit [QUERY]`, or `audit verify`.
+    Audit {
+        /// Facet query, e.g. '@evt.name:"Cloud Security Platform" @asset.type:security_profile',
+        /// or `verify` to check the hash chain (admin).
+        query: Vec<String>,
+        /// From (ms since the epoch).
+        #[arg(long)]
+        from: Option<i64>,
+        /// To (ms since the epoch).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Most recent N.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +365,48 @@ async fn run(cli: Cli) -> Result<()> {
                 for e in &n.endpoints {
                     let proto_name = if e.protocol == proto::Protocol::Udp as i32 { "udp" } else { "tcp" };
                     println!("    connect {:<16} {}:{}", proto_name, e.address, e.port);
+                }
+            }
+        }
+        Command::Audit { query, from, to, limit } => {
+            if query.len() == 1 && query[0] == "verify" {
+                let v = client.verify_audit().await?;
+                if cli.json {
+                    println!("{}", serde_json::json!({"ok": v.ok, "records": v.records, "error": v.error}));
+                } else if v.ok {
+                    println!("audit trail intact: {} records, hash chain verified", v.records);
+                } else {
+                    println!("audit trail TAMPERED: {}", v.error);
+                }
+                if !v.ok {
+                    bail!("audit trail does not verify: {}", v.error);
+                }
+                return Ok(());
+            }
+            let events = client.audit(&query.join(" "), from, to, limit).await?;
+            for e in &events {
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "sequence": e.sequence, "time_unix_ms": e.time_unix_ms, "principal": e.principal,
+                            "evt.name": e.evt_name, "asset.type": e.asset_type, "asset.id": e.asset_id,
+                            "action": e.action, "outcome": e.outcome, "before": e.before, "after": e.after,
+                            "hash": e.hash,
+                        })
+                    );
+                } else {
+                    println!(
+                        "#{} {} {:<10} {:<18} {:<14} {:<8} {} {}",
+                        e.sequence,
+                        rfc3339_ms(e.time_unix_ms),
+                        e.principal,
+                        e.asset_type,
+                        e.action,
+                        e.outcome,
+                        e.asset_id,
+                        e.after
+                    );
                 }
             }
         }

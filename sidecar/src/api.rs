@@ -47,6 +47,8 @@ pub enum Command {
         /// Answer (None: no such profile).
         reply: oneshot::Sender<Option<(Profile, ProfileStatus)>>,
     },
+    /// Append to the audit trail.
+    Audit(crate::audit::Action),
     /// Add behaviours to a profile.
     Add {
         /// Short image name.
@@ -94,6 +96,10 @@ pub enum ApiError {
         source: std::io::Error,
     },
 }
+
+/// Where `require` sends audit records of denied calls (set by the interceptor).
+#[derive(Debug, Clone)]
+struct AuditSink(mpsc::Sender<Command>);
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +151,34 @@ impl Auth {
     }
 }
 
+/// Queue an audit record for the daemon (never blocks a call; a full
+/// queue is logged).
+#[allow(clippy::too_many_arguments)]
+fn record(
+    commands: &mpsc::Sender<Command>,
+    principal: &str,
+    asset_type: crate::audit::AssetType,
+    asset_id: &str,
+    action: &str,
+    outcome: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let a = crate::audit::Action {
+        time_ms: i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+        principal: principal.to_owned(),
+        asset_type,
+        asset_id: asset_id.to_owned(),
+        action: action.to_owned(),
+        outcome: outcome.to_owned(),
+        before,
+        after,
+    };
+    if commands.try_send(Command::Audit(a)).is_err() {
+        tracing::warn!(%principal, %action, "Audit queue full: record not written.");
+    }
+}
+
 fn require<T>(req: &Request<T>, role: Role) -> Result<Principal, Status> {
     let p = req
         .extensions()
@@ -152,6 +186,18 @@ fn require<T>(req: &Request<T>, role: Role) -> Result<Principal, Status> {
         .cloned()
         .ok_or_else(|| Status::unauthenticated("request was not authenticated"))?;
     if p.role < role {
+        if let Some(commands) = req.extensions().get::<AuditSink>() {
+            record(
+                &commands.0,
+                &p.name,
+                crate::audit::AssetType::Api,
+                "",
+                "authorize",
+                "failure",
+                None,
+                Some(serde_json::json!({"role": format!("{:?}", p.role), "needed": format!("{role:?}")})),
+            );
+        }
         return Err(Status::permission_denied(format!(
             "principal {:?} has role {:?}; this call needs {:?}",
             p.name, p.role, role
@@ -393,13 +439,90 @@ impl Telltale for Api {
         let image = r.image.clone();
         let answer =
             self.ask(|reply| Command::Add { image, observations, principal: principal.name.clone(), reply }).await?;
-        let (added, already_known) =
-            answer.ok_or_else(|| Status::not_found(format!("no profile for image {:?}", r.image)))?;
+        let request = serde_json::json!({"behaviours": r.behaviours.len()});
+        let Some((added, already_known)) = answer else {
+            record(
+                &self.commands,
+                &principal.name,
+                crate::audit::AssetType::SecurityProfile,
+                &r.image,
+                "add_to_profile",
+                "failure",
+                None,
+                Some(request),
+            );
+            return Err(Status::not_found(format!("no profile for image {:?}", r.image)));
+        };
+        record(
+            &self.commands,
+            &principal.name,
+            crate::audit::AssetType::SecurityProfile,
+            &r.image,
+            "add_to_profile",
+            "success",
+            None,
+            Some(serde_json::json!({"added": added, "already_known": already_known})),
+        );
         Ok(Response::new(pb::AddToProfileResponse { added, already_known }))
+    }
+
+    async fn query_audit_trail(
+        &self,
+        request: Request<pb::QueryAuditTrailRequest>,
+    ) -> Result<Response<pb::QueryAuditTrailResponse>, Status> {
+        let principal = require(&request, Role::Viewer)?;
+        let r = request.into_inner();
+        let query = crate::query::Query::parse(&r.query)
+            .map_err(|e| Status::invalid_argument(format!("field `query`: {e}")))?;
+        let (from, to) = ((r.from_unix_ms != 0).then_some(r.from_unix_ms), (r.to_unix_ms != 0).then_some(r.to_unix_ms));
+        let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+        let records = self.audit_records().await?;
+        let mut selected: Vec<pb::AuditEvent> = records
+            .iter()
+            .filter(|rec| principal.role == Role::Admin || rec.action.principal == principal.name)
+            .filter(|rec| rec.selected(&query, from, to))
+            .map(convert::audit_event)
+            .collect();
+        if selected.len() > limit {
+            selected.drain(..selected.len() - limit);
+        }
+        Ok(Response::new(pb::QueryAuditTrailResponse { events: selected }))
+    }
+
+    async fn verify_audit_trail(
+        &self,
+        request: Request<pb::VerifyAuditTrailRequest>,
+    ) -> Result<Response<pb::VerifyAuditTrailResponse>, Status> {
+        require(&request, Role::Admin)?;
+        let dir = self.data_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || Store::open_read_only(&dir).and_then(|s| s.audit_records()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let answer = match loaded {
+            Ok(records) => match crate::audit::verify(&records) {
+                Ok(n) => pb::VerifyAuditTrailResponse { ok: true, records: n as u64, error: String::new() },
+                Err(e) => {
+                    pb::VerifyAuditTrailResponse { ok: false, records: records.len() as u64, error: e.to_string() }
+                }
+            },
+            Err(e @ StoreError::BadRow { .. }) => {
+                pb::VerifyAuditTrailResponse { ok: false, records: 0, error: e.to_string() }
+            }
+            Err(e) => return Err(store_status(e)),
+        };
+        Ok(Response::new(answer))
     }
 }
 
 impl Api {
+    async fn audit_records(&self) -> Result<Vec<crate::audit::Record>, Status> {
+        let dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open_read_only(&dir).and_then(|s| s.audit_records()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(store_status)
+    }
+
     async fn profile(&self, image: &str) -> Result<(Profile, ProfileStatus), Status> {
         if image.trim().is_empty() {
             return Err(Status::invalid_argument("field `image`: is empty"));
@@ -426,10 +549,28 @@ pub async fn serve(
 ) -> Result<(), ApiError> {
     let addr = listener.local_addr().unwrap_or(cfg.listen);
     let auth = Arc::new(Auth::new(&cfg));
+    let audit = api.commands.clone();
     let interceptor = move |mut req: Request<()>| -> Result<Request<()>, Status> {
-        let principal = auth.authenticate(req.metadata())?;
-        req.extensions_mut().insert(principal);
-        Ok(req)
+        match auth.authenticate(req.metadata()) {
+            Ok(principal) => {
+                req.extensions_mut().insert(principal);
+                req.extensions_mut().insert(AuditSink(audit.clone()));
+                Ok(req)
+            }
+            Err(status) => {
+                record(
+                    &audit,
+                    "anonymous",
+                    crate::audit::AssetType::Api,
+                    "",
+                    "authenticate",
+                    "failure",
+                    None,
+                    Some(serde_json::json!({"reason": status.message()})),
+                );
+                Err(status)
+            }
+        }
     };
     let telltale =
         TelltaleServer::new(api).max_decoding_message_size(cfg.max_request_bytes).max_encoding_message_size(16 << 20);

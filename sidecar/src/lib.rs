@@ -2,10 +2,12 @@
 //! the commands built on them. `main.rs` only parses arguments and calls in.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod detect;
 pub mod event;
 pub mod profile;
+pub mod query;
 pub mod run;
 pub mod sensor;
 pub mod status;

@@ -168,6 +168,9 @@ impl Daemon {
                 });
                 let _ = reply.send(answer);
             }
+            Command::Audit(action) => {
+                self.store.append_audit(vec![action])?;
+            }
             Command::Add { image, observations, principal, reply } => {
                 let answer = self.detector.add_to_profile(&image, &observations, now);
                 let result = match answer {

@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS anomalies (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time_ms INTEGER NOT NULL,
     image TEXT NOT NULL, container_id TEXT NOT NULL, type TEXT NOT NULL,
     observation TEXT NOT NULL, body TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT;
 ";
 
 impl Store {
@@ -425,6 +426,60 @@ impl Store {
                 detail: e.to_string(),
             })?;
             out.push((c, o));
+        }
+        Ok(out)
+    }
+
+    /// Append actions to the audit trail (one transaction), chaining each
+    /// to the record before it. Returns the new records.
+    pub fn append_audit(
+        &mut self,
+        actions: Vec<crate::audit::Action>,
+    ) -> Result<Vec<crate::audit::Record>, StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let last: Option<String> = tx
+            .query_row("SELECT body FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        let mut prev: Option<crate::audit::Record> = match last {
+            Some(body) => Some(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+                path: path.clone(),
+                what: "audit",
+                detail: e.to_string(),
+            })?),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for action in actions {
+            let r = crate::audit::Record::chain(prev.as_ref().map(|p| (p.seq, p.hash.as_str())), action);
+            let body = serde_json::to_string(&r).unwrap_or_default();
+            tx.execute(
+                "INSERT INTO audit (seq, body) VALUES (?1, ?2)",
+                params![i64::try_from(r.seq).unwrap_or(i64::MAX), body],
+            )
+            .map_err(sql)?;
+            prev = Some(r.clone());
+            out.push(r);
+        }
+        tx.commit().map_err(sql)?;
+        Ok(out)
+    }
+
+    /// The whole audit trail, in order. A row that does not decode is an
+    /// error naming it (tampering shows up here or in `audit::verify`).
+    pub fn audit_records(&self) -> Result<Vec<crate::audit::Record>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT seq, body FROM audit ORDER BY seq").map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(self.sql())?;
+            out.push(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "audit",
+                detail: format!("record {seq}: {e}"),
+            })?);
         }
         Ok(out)
     }

@@ -174,6 +174,27 @@ pub fn anomaly(a: &Anomaly) -> pb::Anomaly {
     }
 }
 
+/// Proto audit event.
+pub fn audit_event(r: &crate::audit::Record) -> pb::AuditEvent {
+    let crate::audit::Record { seq, evt_name, action, prev_hash, hash } = r;
+    let crate::audit::Action { time_ms, principal, asset_type, asset_id, action, outcome, before, after } = action;
+    let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+    pb::AuditEvent {
+        sequence: *seq,
+        time_unix_ms: *time_ms,
+        principal: principal.clone(),
+        evt_name: evt_name.clone(),
+        asset_type: asset_type.name().to_owned(),
+        asset_id: asset_id.clone(),
+        action: action.clone(),
+        outcome: outcome.clone(),
+        before: json(before),
+        after: json(after),
+        prev_hash: prev_hash.clone(),
+        hash: hash.clone(),
+    }
+}
+
 /// Proto status of one event type.
 pub fn type_status(t: &TypeStatus) -> pb::TypeStatus {
     let TypeStatus {
