@@ -10,6 +10,7 @@ pub mod profile;
 pub mod query;
 pub mod run;
 pub mod sensor;
+pub mod signal;
 pub mod status;
 pub mod store;
 pub mod trace;

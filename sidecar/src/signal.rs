@@ -1,0 +1,396 @@
+//! Signals: anomalies grouped per container, with a status to triage and an
+//! overview a responder can act on. Pure logic.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Anomaly, Container};
+use crate::event::EventKind;
+use crate::profile::{Behaviour, EventType, Observation};
+
+/// The rule every anomaly signal comes from.
+pub const RULE_ID: &str = "anomaly_detection";
+
+/// Triage status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// New, not looked at.
+    Open,
+    /// Someone is on it.
+    UnderReview,
+    /// Done (benign or handled). A new anomaly opens a new signal.
+    Archived,
+}
+
+impl Status {
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::UnderReview => "under_review",
+            Status::Archived => "archived",
+        }
+    }
+
+    /// Parse a stable name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Status::Open, Status::UnderReview, Status::Archived].into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// Severity, from the anomalies' kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// A new read of a file.
+    Low,
+    /// A new DNS name, endpoint or file write.
+    Medium,
+    /// A new process.
+    High,
+}
+
+impl Severity {
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+
+    fn of(o: &Observation) -> Severity {
+        match &o.behaviour {
+            Behaviour::Exec => Severity::High,
+            Behaviour::File { access, .. } if access & !1 == 0 => Severity::Low,
+            _ => Severity::Medium,
+        }
+    }
+}
+
+/// One anomaly inside a signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Anomaly sequence number.
+    pub sequence: u64,
+    /// Anomaly id.
+    pub anomaly_id: String,
+    /// Event time (ms).
+    pub time_ms: i64,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The behaviour (lineage + detail), what "mark benign" adds.
+    pub observation: Observation,
+    /// One readable line.
+    pub summary: String,
+}
+
+/// A signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// Unique id.
+    pub id: String,
+    /// Always [`RULE_ID`].
+    pub rule_id: String,
+    /// Highest severity of its anomalies.
+    pub severity: Severity,
+    /// Triage status.
+    pub status: Status,
+    /// Who is on it.
+    pub assignee: Option<String>,
+    /// The container.
+    pub container: Container,
+    /// First anomaly time (ms).
+    pub first_seen_ms: i64,
+    /// Last anomaly time (ms).
+    pub last_seen_ms: i64,
+    /// Anomalies in chronological order.
+    pub entries: Vec<Entry>,
+    /// Incremented on every change.
+    pub version: u64,
+}
+
+/// The overview shown to a responder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Which container and image, how to evaluate it.
+    pub what_happened: String,
+    /// Inspect the profile, add to profile / archive, escalate.
+    pub next_steps: Vec<String>,
+    /// The anomaly events, in chronological order.
+    pub events: Vec<String>,
+}
+
+fn summary(a: &Anomaly) -> String {
+    let p = &a.event.process;
+    let lineage = a.observation.lineage.join(" -> ");
+    match &a.event.kind {
+        EventKind::Exec => format!("new process {} (args: {}) launched by {lineage}", p.path, p.args.join(" ")),
+        EventKind::File { file } => {
+            let access: Vec<&str> = file.access.iter().map(|x| x.name()).collect();
+            format!("{lineage} opened {} ({}) for the first time", file.path, access.join(","))
+        }
+        EventKind::Dns { dns } => {
+            let q: Vec<String> = dns.questions.iter().map(|q| format!("{} {}", q.name, q.qtype)).collect();
+            format!("{lineage} resolved {} for the first time", q.join(", "))
+        }
+        EventKind::Connect { connect } => format!(
+            "{lineage} connected to {}:{}/{} for the first time",
+            connect.address, connect.port, connect.protocol
+        ),
+    }
+}
+
+fn quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl Signal {
+    /// Facet values for queries: `rule_id`, `severity`, `status`, `image`,
+    /// `container`, `tag`, `type`, `assignee`.
+    pub fn facet(&self, key: &str) -> Vec<String> {
+        match key {
+            "rule_id" => vec![self.rule_id.clone()],
+            "severity" => vec![self.severity.name().to_owned()],
+            "status" => vec![self.status.name().to_owned()],
+            "image" | "container.image.name" => vec![self.container.image.clone()],
+            "tag" | "version" => vec![self.container.tag.clone()],
+            "container" | "container.id" => vec![self.container.id.clone(), self.container.name.clone()],
+            "type" => self.entries.iter().map(|e| e.event_type.name().to_owned()).collect(),
+            "assignee" => self.assignee.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// What happened, what to do, and the events.
+    pub fn overview(&self) -> Overview {
+        let c = &self.container;
+        let kinds: Vec<&str> = {
+            let mut k: Vec<&str> = self.entries.iter().map(|e| e.event_type.name()).collect();
+            k.dedup();
+            k
+        };
+        let what_happened = format!(
+            "Container {} ({}) of image {}:{} did {} thing(s) its security profile has never seen ({}). \
+             Evaluate whether a person or a deployment explains them (a new release, a debug session); \
+             if not, treat the container as compromised.",
+            c.name,
+            c.id,
+            c.image,
+            c.tag,
+            self.entries.len(),
+            kinds.join(", ")
+        );
+        let mut next_steps = vec![
+            format!("Inspect the profile: telltalectl profile show {}", quote(&c.image)),
+            format!("If expected, add it to the profile and archive: telltalectl signals benign {}", self.id),
+            format!("If not expected, take it on and escalate: telltalectl signals review {}", self.id),
+        ];
+        for e in self.entries.iter().take(5) {
+            if let Some(cmd) = add_command(&c.image, &e.observation) {
+                next_steps.push(format!("Add only this behaviour: {cmd}"));
+            }
+        }
+        let events = self
+            .entries
+            .iter()
+            .map(|e| {
+                let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.time_ms) * 1_000_000)
+                    .ok()
+                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                    .unwrap_or_default();
+                format!("#{} {t} [{}] {}", e.sequence, e.event_type.name(), e.summary)
+            })
+            .collect();
+        Overview { what_happened, next_steps, events }
+    }
+}
+
+/// The `telltalectl profile add` command that adds one behaviour.
+pub fn add_command(image: &str, o: &Observation) -> Option<String> {
+    let (process, parents) = o.lineage.split_last()?;
+    let parents: String = parents.iter().map(|p| format!(" --parent {}", quote(p))).collect();
+    Some(match &o.behaviour {
+        Behaviour::Exec => format!("telltalectl profile add {} --exec {}{parents}", quote(image), quote(process)),
+        Behaviour::File { pattern, access } => format!(
+            "telltalectl profile add {} --file {} --access {} --process {}{parents}",
+            quote(image),
+            quote(pattern),
+            if access & 2 != 0 {
+                if access & 1 != 0 {
+                    "rw"
+                } else {
+                    "w"
+                }
+            } else {
+                "r"
+            },
+            quote(process)
+        ),
+        Behaviour::Dns { name, qtype } => format!(
+            "telltalectl profile add {} --dns {} --dns-type {} --process {}{parents}",
+            quote(image),
+            quote(name),
+            quote(qtype),
+            quote(process)
+        ),
+        Behaviour::Connect { protocol, address, port } => format!(
+            "telltalectl profile add {} --connect {}:{port}/{protocol} --process {}{parents}",
+            quote(image),
+            if address.is_ipv6() { format!("[{address}]") } else { address.to_string() },
+            quote(process)
+        ),
+        Behaviour::ConnectRange { protocol, network, port } => format!(
+            "telltalectl profile add {} --connect {network}:{port}/{protocol} --process {}{parents}",
+            quote(image),
+            quote(process)
+        ),
+    })
+}
+
+/// Why a signal update was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// No such signal.
+    #[error("no signal {0:?}")]
+    NotFound(String),
+    /// Anomaly ids given for "mark benign" that the signal does not hold.
+    #[error("signal {signal} has no anomaly {anomaly:?}")]
+    NoSuchAnomaly {
+        /// The signal.
+        signal: String,
+        /// The id.
+        anomaly: String,
+    },
+}
+
+/// All signals, and the open one per container.
+#[derive(Debug, Default)]
+pub struct Signals {
+    by_id: HashMap<String, Signal>,
+    open: HashMap<String, String>,
+}
+
+impl Signals {
+    /// From stored signals.
+    pub fn new(stored: Vec<Signal>) -> Self {
+        let mut s = Signals::default();
+        for sig in stored {
+            if sig.status != Status::Archived {
+                s.open.insert(sig.container.id.clone(), sig.id.clone());
+            }
+            s.by_id.insert(sig.id.clone(), sig);
+        }
+        s
+    }
+
+    /// Add an anomaly: to the container's open signal, or a new one.
+    /// Returns the signal after the change and whether it was created.
+    pub fn on_anomaly(&mut self, sequence: u64, a: &Anomaly) -> (Signal, bool) {
+        let entry = Entry {
+            sequence,
+            anomaly_id: a.id.clone(),
+            time_ms: a.time_ms,
+            event_type: a.event_type,
+            observation: a.observation.clone(),
+            summary: summary(a),
+        };
+        let severity = Severity::of(&a.observation);
+        if let Some(s) = self.open.get(&a.container.id).and_then(|id| self.by_id.get_mut(id)) {
+            s.entries.push(entry);
+            s.severity = s.severity.max(severity);
+            s.last_seen_ms = s.last_seen_ms.max(a.time_ms);
+            s.version += 1;
+            return (s.clone(), false);
+        }
+        let s = Signal {
+            id: format!("sig-{}-{sequence}", a.container.id),
+            rule_id: RULE_ID.to_owned(),
+            severity,
+            status: Status::Open,
+            assignee: None,
+            container: a.container.clone(),
+            first_seen_ms: a.time_ms,
+            last_seen_ms: a.time_ms,
+            entries: vec![entry],
+            version: 1,
+        };
+        self.open.insert(a.container.id.clone(), s.id.clone());
+        self.by_id.insert(s.id.clone(), s.clone());
+        (s, true)
+    }
+
+    /// A signal by id.
+    pub fn get(&self, id: &str) -> Option<&Signal> {
+        self.by_id.get(id)
+    }
+
+    /// All signals, newest first.
+    pub fn all(&self) -> Vec<&Signal> {
+        let mut v: Vec<&Signal> = self.by_id.values().collect();
+        v.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(b.id.cmp(&a.id)));
+        v
+    }
+
+    /// Change status and/or assignee. Returns (before, after).
+    pub fn update(
+        &mut self,
+        id: &str,
+        status: Option<Status>,
+        assignee: Option<String>,
+    ) -> Result<(Signal, Signal), UpdateError> {
+        let s = self.by_id.get_mut(id).ok_or_else(|| UpdateError::NotFound(id.to_owned()))?;
+        let before = s.clone();
+        if let Some(st) = status {
+            s.status = st;
+        }
+        if let Some(a) = assignee {
+            s.assignee = if a.is_empty() { None } else { Some(a) };
+        }
+        if *s != before {
+            s.version += 1;
+        }
+        let after = s.clone();
+        match after.status {
+            Status::Archived => {
+                if self.open.get(&after.container.id) == Some(&after.id) {
+                    self.open.remove(&after.container.id);
+                }
+            }
+            _ => {
+                self.open.insert(after.container.id.clone(), after.id.clone());
+            }
+        }
+        Ok((before, after))
+    }
+
+    /// The observations to add for "mark benign": all of the signal's, or
+    /// those of the given anomaly ids.
+    pub fn benign_observations(&self, id: &str, anomaly_ids: &[String]) -> Result<Vec<Observation>, UpdateError> {
+        let s = self.by_id.get(id).ok_or_else(|| UpdateError::NotFound(id.to_owned()))?;
+        if anomaly_ids.is_empty() {
+            return Ok(s.entries.iter().map(|e| e.observation.clone()).collect());
+        }
+        anomaly_ids
+            .iter()
+            .map(|aid| {
+                s.entries
+                    .iter()
+                    .find(|e| &e.anomaly_id == aid)
+                    .map(|e| e.observation.clone())
+                    .ok_or_else(|| UpdateError::NoSuchAnomaly { signal: id.to_owned(), anomaly: aid.clone() })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
