@@ -252,6 +252,36 @@ impl Client {
         Ok(self.inner.clone().query_audit_trail(self.req(r)).await?.into_inner().events)
     }
 
+    /// Every signal matching a facet query (e.g. `status:open severity:high`),
+    /// newest first (all pages).
+    pub async fn signals(&self, query: &str) -> Result<Vec<proto::SignalSummary>, ClientError> {
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let r = proto::ListSignalsRequest { query: query.to_owned(), page_size: 500, page_token };
+            let resp = self.inner.clone().list_signals(self.req(r)).await?.into_inner();
+            out.extend(resp.signals);
+            if resp.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            page_token = resp.next_page_token;
+        }
+    }
+
+    /// One signal with its overview.
+    pub async fn signal(&self, id: &str) -> Result<proto::Signal, ClientError> {
+        Ok(self.inner.clone().get_signal(self.req(proto::GetSignalRequest { id: id.to_owned() })).await?.into_inner())
+    }
+
+    /// Triage a signal: new status, assignee, or mark benign (all of its
+    /// anomalies, or `benign_anomaly_ids`).
+    pub async fn update_signal(
+        &self,
+        request: proto::UpdateSignalRequest,
+    ) -> Result<proto::UpdateSignalResponse, ClientError> {
+        Ok(self.inner.clone().update_signal(self.req(request)).await?.into_inner())
+    }
+
     /// Verify the audit trail's hash chain (admin).
     pub async fn verify_audit(&self) -> Result<proto::VerifyAuditTrailResponse, ClientError> {
         Ok(self.inner.clone().verify_audit_trail(self.req(proto::VerifyAuditTrailRequest {})).await?.into_inner())

@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
+    /// Signals: anomalies grouped per container.
+    Signals {
+        #[command(subcommand)]
+        command: SignalsCommand,
+    },
     /// The audit trail: `audit [QUERY]`, or `audit verify`.
     Audit {
         /// Facet query, e.g. '@evt.name:"Cloud Security Platform" @asset.type:security_profile',
@@ -97,6 +102,41 @@ enum ProfileCommand {
     },
     /// Add a behaviour to a profile: it is never reported again.
     Add(AddArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SignalsCommand {
+    /// List signals (newest first), optionally filtered: `status:open severity:high`.
+    List {
+        /// Facet query.
+        query: Vec<String>,
+    },
+    /// Show a signal: what happened, next steps, anomaly events.
+    Show {
+        /// Signal id.
+        id: String,
+    },
+    /// Take a signal on (under review), optionally assigning it.
+    Review {
+        /// Signal id.
+        id: String,
+        /// Assignee.
+        #[arg(long)]
+        assignee: Option<String>,
+    },
+    /// Archive a signal.
+    Archive {
+        /// Signal id.
+        id: String,
+    },
+    /// Mark benign: add its behaviours to the profile and archive it.
+    Benign {
+        /// Signal id.
+        id: String,
+        /// Only these anomalies (repeat); default all.
+        #[arg(long = "anomaly")]
+        anomalies: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +408,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Signals { command } => signals(&client, command, cli.json).await?,
         Command::Audit { query, from, to, limit } => {
             if query.len() == 1 && query[0] == "verify" {
                 let v = client.verify_audit().await?;
@@ -422,6 +463,118 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("added {} behaviour(s) to {} ({} already known)", r.added, args.image, r.already_known);
             }
         }
+    }
+    Ok(())
+}
+
+fn signal_status_name(s: i32) -> &'static str {
+    match proto::SignalStatus::try_from(s) {
+        Ok(proto::SignalStatus::Open) => "open",
+        Ok(proto::SignalStatus::UnderReview) => "under_review",
+        Ok(proto::SignalStatus::Archived) => "archived",
+        _ => "?",
+    }
+}
+
+fn summary_json(s: &proto::SignalSummary) -> serde_json::Value {
+    let c = s.container.clone().unwrap_or_default();
+    serde_json::json!({
+        "id": s.id, "rule_id": s.rule_id, "severity": s.severity, "status": signal_status_name(s.status),
+        "assignee": s.assignee, "container": {"id": c.id, "name": c.name, "image": c.image, "tag": c.tag},
+        "first_seen_unix_ms": s.first_seen_unix_ms, "last_seen_unix_ms": s.last_seen_unix_ms,
+        "anomalies": s.anomalies, "version": s.version,
+    })
+}
+
+fn print_signal(s: &proto::Signal, json: bool) {
+    let summary = s.summary.clone().unwrap_or_default();
+    if json {
+        let mut v = summary_json(&summary);
+        v["what_happened"] = s.what_happened.clone().into();
+        v["next_steps"] = s.next_steps.clone().into();
+        v["events"] = s.events.clone().into();
+        println!("{v}");
+        return;
+    }
+    let c = summary.container.clone().unwrap_or_default();
+    println!(
+        "signal {}  rule_id:{}  severity:{}  status:{}  container:{} image:{}:{}",
+        summary.id,
+        summary.rule_id,
+        summary.severity,
+        signal_status_name(summary.status),
+        c.id,
+        c.image,
+        c.tag
+    );
+    println!("\nWhat happened\n  {}", s.what_happened);
+    println!("\nSuggested next steps");
+    for n in &s.next_steps {
+        println!("  - {n}");
+    }
+    println!("\nAnomaly events");
+    for e in &s.events {
+        println!("  {e}");
+    }
+}
+
+async fn signals(client: &Client, command: SignalsCommand, json: bool) -> Result<()> {
+    let update = |id: String, status: proto::SignalStatus, assignee: Option<String>, benign: Option<Vec<String>>| {
+        proto::UpdateSignalRequest {
+            id,
+            status: status as i32,
+            assignee,
+            mark_benign: benign.is_some(),
+            benign_anomaly_ids: benign.unwrap_or_default(),
+        }
+    };
+    let request = match command {
+        SignalsCommand::List { query } => {
+            for s in client.signals(&query.join(" ")).await? {
+                if json {
+                    println!("{}", summary_json(&s));
+                } else {
+                    let c = s.container.unwrap_or_default();
+                    println!(
+                        "{:<40} {:<8} {:<12} {:<20} {:<24} {:>4} anomalies  last {}",
+                        s.id,
+                        s.severity,
+                        signal_status_name(s.status),
+                        c.id,
+                        format!("{}:{}", c.image, c.tag),
+                        s.anomalies,
+                        rfc3339_ms(s.last_seen_unix_ms)
+                    );
+                }
+            }
+            return Ok(());
+        }
+        SignalsCommand::Show { id } => {
+            print_signal(&client.signal(&id).await?, json);
+            return Ok(());
+        }
+        SignalsCommand::Review { id, assignee } => update(id, proto::SignalStatus::UnderReview, assignee, None),
+        SignalsCommand::Archive { id } => update(id, proto::SignalStatus::Archived, None, None),
+        SignalsCommand::Benign { id, anomalies } => update(id, proto::SignalStatus::Unspecified, None, Some(anomalies)),
+    };
+    let r = client.update_signal(request).await?;
+    let s = r.signal.unwrap_or_default();
+    let summary = s.summary.clone().unwrap_or_default();
+    if json {
+        let mut v = summary_json(&summary);
+        v["behaviours_added"] = r.behaviours_added.into();
+        println!("{v}");
+    } else {
+        println!(
+            "signal {} is {}{}",
+            summary.id,
+            signal_status_name(summary.status),
+            if r.behaviours_added > 0 {
+                format!("; {} behaviour(s) added to the profile", r.behaviours_added)
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(())
 }

@@ -49,6 +49,35 @@ pub enum Command {
     },
     /// Append to the audit trail.
     Audit(crate::audit::Action),
+    /// Signals matching a query, newest first.
+    Signals {
+        /// The parsed query.
+        query: crate::query::Query,
+        /// Answer.
+        reply: oneshot::Sender<Vec<crate::signal::Signal>>,
+    },
+    /// One signal.
+    Signal {
+        /// Its id.
+        id: String,
+        /// Answer.
+        reply: oneshot::Sender<Option<crate::signal::Signal>>,
+    },
+    /// Triage a signal.
+    UpdateSignal {
+        /// Its id.
+        id: String,
+        /// New status.
+        status: Option<crate::signal::Status>,
+        /// New assignee.
+        assignee: Option<String>,
+        /// Mark benign: (anomaly ids, empty = all).
+        benign: Option<Vec<String>>,
+        /// Who asked.
+        principal: String,
+        /// Answer: the signal after, behaviours added.
+        reply: oneshot::Sender<Result<(crate::signal::Signal, u32), crate::signal::UpdateError>>,
+    },
     /// Add behaviours to a profile.
     Add {
         /// Short image name.
@@ -464,6 +493,70 @@ impl Telltale for Api {
             Some(serde_json::json!({"added": added, "already_known": already_known})),
         );
         Ok(Response::new(pb::AddToProfileResponse { added, already_known }))
+    }
+
+    async fn list_signals(
+        &self,
+        request: Request<pb::ListSignalsRequest>,
+    ) -> Result<Response<pb::ListSignalsResponse>, Status> {
+        require(&request, Role::Viewer)?;
+        let r = request.into_inner();
+        let query = crate::query::Query::parse(&r.query)
+            .map_err(|e| Status::invalid_argument(format!("field `query`: {e}")))?;
+        let offset: usize = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse().map_err(|_| Status::invalid_argument("field `page_token`: not a token we gave"))?
+        };
+        let size = if r.page_size == 0 { 100 } else { r.page_size.min(1000) as usize };
+        let all = self.ask(|reply| Command::Signals { query, reply }).await?;
+        let page: Vec<pb::SignalSummary> = all.iter().skip(offset).take(size).map(convert::signal_summary).collect();
+        let next = if offset + page.len() < all.len() { (offset + page.len()).to_string() } else { String::new() };
+        Ok(Response::new(pb::ListSignalsResponse { signals: page, next_page_token: next }))
+    }
+
+    async fn get_signal(&self, request: Request<pb::GetSignalRequest>) -> Result<Response<pb::Signal>, Status> {
+        require(&request, Role::Viewer)?;
+        let id = request.into_inner().id;
+        let wanted = id.clone();
+        let s = self.ask(|reply| Command::Signal { id, reply }).await?;
+        let s = s.ok_or_else(|| Status::not_found(format!("no signal {wanted:?}")))?;
+        Ok(Response::new(convert::signal(&s)))
+    }
+
+    async fn update_signal(
+        &self,
+        request: Request<pb::UpdateSignalRequest>,
+    ) -> Result<Response<pb::UpdateSignalResponse>, Status> {
+        let principal = require(&request, Role::Responder)?;
+        let r = request.into_inner();
+        let status = match pb::SignalStatus::try_from(r.status) {
+            Ok(s) => convert::from_signal_status(s),
+            Err(_) => return Err(Status::invalid_argument(format!("field `status`: unknown status {}", r.status))),
+        };
+        if !r.mark_benign && !r.benign_anomaly_ids.is_empty() {
+            return Err(Status::invalid_argument("field `benign_anomaly_ids`: only with mark_benign"));
+        }
+        let benign = r.mark_benign.then(|| r.benign_anomaly_ids.clone());
+        let (id, name) = (r.id.clone(), principal.name.clone());
+        let answer = self
+            .ask(|reply| Command::UpdateSignal {
+                id,
+                status,
+                assignee: r.assignee.clone(),
+                benign,
+                principal: name,
+                reply,
+            })
+            .await?;
+        match answer {
+            Ok((s, added)) => Ok(Response::new(pb::UpdateSignalResponse {
+                signal: Some(convert::signal(&s)),
+                behaviours_added: added,
+            })),
+            Err(e @ crate::signal::UpdateError::NotFound(_)) => Err(Status::not_found(e.to_string())),
+            Err(e) => Err(Status::invalid_argument(format!("field `benign_anomaly_ids`: {e}"))),
+        }
     }
 
     async fn query_audit_trail(

@@ -109,6 +109,9 @@ pub struct Outcome {
     pub known: bool,
     /// The event came from no known container.
     pub unattributed: bool,
+    /// Behaviour folded into an exec anomaly of this container: (container
+    /// id, observation). "Mark benign" of that exec adds these too.
+    pub folded: Vec<(String, Observation)>,
 }
 
 /// Profiles per image, containers per cgroup, and what was reported.
@@ -214,6 +217,7 @@ impl Detector {
                     // that anomaly: its library loads are not anomalies of their own.
                     let exec = Observation { lineage: o.lineage.clone(), behaviour: Behaviour::Exec };
                     if o.behaviour != Behaviour::Exec && self.reported.contains(&(container.id.clone(), exec)) {
+                        out.folded.push((container.id.clone(), o));
                         continue;
                     }
                     let key = (container.id.clone(), o);

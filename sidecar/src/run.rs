@@ -116,6 +116,7 @@ struct Daemon {
     known_map_full: bool,
     anomalies: tokio::sync::broadcast::Sender<crate::api::Sequenced>,
     ticks: u64,
+    signals: crate::signal::Signals,
 }
 
 impl Daemon {
@@ -139,10 +140,33 @@ impl Daemon {
         }
         let sequences = self.store.apply(changes)?;
         let anomalies = changes.iter().filter_map(|c| if let Change::Anomaly(a) = c { Some(a) } else { None });
+        let mut touched = Vec::new();
         for (seq, a) in sequences.into_iter().zip(anomalies) {
+            let (signal, created) = self.signals.on_anomaly(seq, a);
+            if created {
+                tracing::warn!(signal = %signal.id, container = %signal.container.id, "Signal opened.");
+            }
+            touched.retain(|s: &crate::signal::Signal| s.id != signal.id);
+            touched.push(signal);
             // No receiver (no stream client) is fine.
             let _ = self.anomalies.send(std::sync::Arc::new((seq, (**a).clone())));
         }
+        self.store.save_signals(&touched)?;
+        Ok(())
+    }
+
+    /// Signals miss anomalies stored after their last save (a crash between
+    /// the two transactions): replay those.
+    fn catch_up_signals(&mut self) -> Result<(), RunError> {
+        let last = self.signals.all().iter().flat_map(|s| s.entries.iter().map(|e| e.sequence)).max().unwrap_or(0);
+        let missed = self.store.anomalies_after(last, usize::MAX)?;
+        let mut touched = Vec::new();
+        for (seq, a) in &missed {
+            let (signal, _) = self.signals.on_anomaly(*seq, a);
+            touched.retain(|s: &crate::signal::Signal| s.id != signal.id);
+            touched.push(signal);
+        }
+        self.store.save_signals(&touched)?;
         Ok(())
     }
 
@@ -170,6 +194,17 @@ impl Daemon {
             }
             Command::Audit(action) => {
                 self.store.append_audit(vec![action])?;
+            }
+            Command::Signals { query, reply } => {
+                let _ = reply
+                    .send(self.signals.all().into_iter().filter(|s| query.matches(&|k| s.facet(k))).cloned().collect());
+            }
+            Command::Signal { id, reply } => {
+                let _ = reply.send(self.signals.get(&id).cloned());
+            }
+            Command::UpdateSignal { id, status, assignee, benign, principal, reply } => {
+                let answer = self.update_signal(&id, status, assignee, benign, &principal, now)?;
+                let _ = reply.send(answer);
             }
             Command::Add { image, observations, principal, reply } => {
                 let answer = self.detector.add_to_profile(&image, &observations, now);
@@ -211,6 +246,7 @@ impl Daemon {
         let now = now_ms();
         let mut changes = Vec::new();
         let mut known = Vec::new();
+        let mut folded = Vec::new();
         let mut rescanned = false;
         for mut event in batch.drain(..) {
             if !self.aliases.contains_key(&event.cgroup_id) && !rescanned {
@@ -229,8 +265,16 @@ impl Daemon {
                 known.push(event.dedup_key);
             }
             changes.extend(outcome.changes);
+            folded.extend(outcome.folded);
         }
         self.persist(&changes)?;
+        // The last version of each signal a folded behaviour touched.
+        let mut latest: Vec<crate::signal::Signal> = Vec::new();
+        for s in folded.iter().filter_map(|(c, o)| self.signals.fold(c, o)) {
+            latest.retain(|l| l.id != s.id);
+            latest.push(s);
+        }
+        self.store.save_signals(&latest)?;
         if !known.is_empty() && !self.known_map_full {
             if let Err(e) = self.sensor.mark_known(&known) {
                 tracing::warn!(error = %e, "Kernel map of known behaviour is full: repeats reach user space.");
@@ -238,6 +282,75 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// Triage a signal; "mark benign" adds its behaviours to the profile
+    /// and archives it. Audited either way.
+    fn update_signal(
+        &mut self,
+        id: &str,
+        status: Option<crate::signal::Status>,
+        assignee: Option<String>,
+        benign: Option<Vec<String>>,
+        principal: &str,
+        now: i64,
+    ) -> Result<Result<(crate::signal::Signal, u32), crate::signal::UpdateError>, RunError> {
+        use crate::audit::{Action, AssetType};
+        let audit = |outcome: &str, action: &str, before, after| Action {
+            time_ms: now,
+            principal: principal.to_owned(),
+            asset_type: AssetType::SecuritySignal,
+            asset_id: id.to_owned(),
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
+            before,
+            after,
+        };
+        let action = if benign.is_some() { "mark_benign" } else { "update" };
+        let mut added = 0;
+        let mut status = status;
+        if let Some(ids) = &benign {
+            let observations = match self.signals.benign_observations(id, ids) {
+                Ok(o) => o,
+                Err(e) => {
+                    self.store.append_audit(vec![audit(
+                        "failure",
+                        action,
+                        None,
+                        Some(serde_json::json!({"error": e.to_string()})),
+                    )])?;
+                    return Ok(Err(e));
+                }
+            };
+            let image = self.signals.get(id).map(|s| s.container.image.clone()).unwrap_or_default();
+            if let Some((n, _, changes)) = self.detector.add_to_profile(&image, &observations, now) {
+                self.persist(&changes)?;
+                added = n;
+            }
+            status = Some(crate::signal::Status::Archived);
+        }
+        match self.signals.update(id, status, assignee) {
+            Ok((before, after)) => {
+                self.store.save_signals(std::slice::from_ref(&after))?;
+                let summary = |s: &crate::signal::Signal| serde_json::json!({"status": s.status.name(), "assignee": s.assignee, "version": s.version});
+                let mut after_json = summary(&after);
+                if benign.is_some() {
+                    after_json["behaviours_added"] = added.into();
+                }
+                self.store.append_audit(vec![audit("success", action, Some(summary(&before)), Some(after_json))])?;
+                tracing::info!(signal = %id, %principal, status = after.status.name(), added, "Signal updated.");
+                Ok(Ok((after, added)))
+            }
+            Err(e) => {
+                self.store.append_audit(vec![audit(
+                    "failure",
+                    action,
+                    None,
+                    Some(serde_json::json!({"error": e.to_string()})),
+                )])?;
+                Ok(Err(e))
+            }
+        }
     }
 
     fn tick(&mut self) -> Result<(), RunError> {
@@ -299,6 +412,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     let store = Store::open(&cfg.data_dir)?;
     store.save_learning_config(&cfg.learning)?;
     let detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
+    let signals = crate::signal::Signals::new(store.signals()?);
     let out = open_output(&cfg.anomalies_json)?;
     let mut sensor = Sensor::load(&SensorOptions::default())?;
 
@@ -353,7 +467,9 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         known_map_full: false,
         anomalies,
         ticks: 0,
+        signals,
     };
+    d.catch_up_signals()?;
     d.rescan(now_ms())?;
     d.tick()?;
 

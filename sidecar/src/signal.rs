@@ -87,6 +87,10 @@ pub struct Entry {
     pub observation: Observation,
     /// One readable line.
     pub summary: String,
+    /// For a new process: what it did next (its library loads...), added
+    /// with it when marked benign.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<Observation>,
 }
 
 /// A signal.
@@ -256,6 +260,11 @@ pub fn add_command(image: &str, o: &Observation) -> Option<String> {
     })
 }
 
+/// An entry's observation followed by its related ones.
+fn with_related(e: &Entry) -> impl Iterator<Item = Observation> + '_ {
+    std::iter::once(e.observation.clone()).chain(e.related.iter().cloned())
+}
+
 /// Why a signal update was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpdateError {
@@ -302,6 +311,7 @@ impl Signals {
             event_type: a.event_type,
             observation: a.observation.clone(),
             summary: summary(a),
+            related: Vec::new(),
         };
         let severity = Severity::of(&a.observation);
         if let Some(s) = self.open.get(&a.container.id).and_then(|id| self.by_id.get_mut(id)) {
@@ -326,6 +336,24 @@ impl Signals {
         self.open.insert(a.container.id.clone(), s.id.clone());
         self.by_id.insert(s.id.clone(), s.clone());
         (s, true)
+    }
+
+    /// Attach behaviour folded into an exec anomaly to that anomaly's entry
+    /// in the container's open signal. Returns the signal if it changed.
+    pub fn fold(&mut self, container_id: &str, o: &Observation) -> Option<Signal> {
+        const MAX_RELATED: usize = 4096;
+        let s = self.open.get(container_id).and_then(|id| self.by_id.get_mut(id))?;
+        let entry = s
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.observation.behaviour == Behaviour::Exec && e.observation.lineage == o.lineage)?;
+        if entry.related.len() >= MAX_RELATED || entry.related.contains(o) {
+            return None;
+        }
+        entry.related.push(o.clone());
+        s.version += 1;
+        Some(s.clone())
     }
 
     /// A signal by id.
@@ -377,18 +405,18 @@ impl Signals {
     pub fn benign_observations(&self, id: &str, anomaly_ids: &[String]) -> Result<Vec<Observation>, UpdateError> {
         let s = self.by_id.get(id).ok_or_else(|| UpdateError::NotFound(id.to_owned()))?;
         if anomaly_ids.is_empty() {
-            return Ok(s.entries.iter().map(|e| e.observation.clone()).collect());
+            return Ok(s.entries.iter().flat_map(with_related).collect());
         }
-        anomaly_ids
-            .iter()
-            .map(|aid| {
-                s.entries
-                    .iter()
-                    .find(|e| &e.anomaly_id == aid)
-                    .map(|e| e.observation.clone())
-                    .ok_or_else(|| UpdateError::NoSuchAnomaly { signal: id.to_owned(), anomaly: aid.clone() })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for aid in anomaly_ids {
+            let e = s
+                .entries
+                .iter()
+                .find(|e| &e.anomaly_id == aid)
+                .ok_or_else(|| UpdateError::NoSuchAnomaly { signal: id.to_owned(), anomaly: aid.clone() })?;
+            out.extend(with_related(e));
+        }
+        Ok(out)
     }
 }
 

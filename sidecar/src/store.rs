@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS anomalies (
     image TEXT NOT NULL, container_id TEXT NOT NULL, type TEXT NOT NULL,
     observation TEXT NOT NULL, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS signals (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
 ";
 
 impl Store {
@@ -479,6 +480,35 @@ impl Store {
                 path: self.path.clone(),
                 what: "audit",
                 detail: format!("record {seq}: {e}"),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Save signals (insert or replace), in one transaction.
+    pub fn save_signals(&mut self, signals: &[crate::signal::Signal]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for s in signals {
+            let body = serde_json::to_string(s).unwrap_or_default();
+            tx.execute("INSERT OR REPLACE INTO signals (id, body) VALUES (?1, ?2)", params![s.id, body])
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Every stored signal.
+    pub fn signals(&self) -> Result<Vec<crate::signal::Signal>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT body FROM signals").map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let body = row.map_err(self.sql())?;
+            out.push(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "signals",
+                detail: e.to_string(),
             })?);
         }
         Ok(out)

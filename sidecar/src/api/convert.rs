@@ -195,6 +195,87 @@ pub fn audit_event(r: &crate::audit::Record) -> pb::AuditEvent {
     }
 }
 
+fn signal_status(s: crate::signal::Status) -> pb::SignalStatus {
+    match s {
+        crate::signal::Status::Open => pb::SignalStatus::Open,
+        crate::signal::Status::UnderReview => pb::SignalStatus::UnderReview,
+        crate::signal::Status::Archived => pb::SignalStatus::Archived,
+    }
+}
+
+/// Domain signal status (None for unspecified).
+pub fn from_signal_status(s: pb::SignalStatus) -> Option<crate::signal::Status> {
+    match s {
+        pb::SignalStatus::Unspecified => None,
+        pb::SignalStatus::Open => Some(crate::signal::Status::Open),
+        pb::SignalStatus::UnderReview => Some(crate::signal::Status::UnderReview),
+        pb::SignalStatus::Archived => Some(crate::signal::Status::Archived),
+    }
+}
+
+/// Proto signal summary.
+pub fn signal_summary(s: &crate::signal::Signal) -> pb::SignalSummary {
+    let crate::signal::Signal {
+        id,
+        rule_id,
+        severity,
+        status,
+        assignee,
+        container: c,
+        first_seen_ms,
+        last_seen_ms,
+        entries,
+        version,
+    } = s;
+    pb::SignalSummary {
+        id: id.clone(),
+        rule_id: rule_id.clone(),
+        severity: severity.name().to_owned(),
+        status: signal_status(*status) as i32,
+        assignee: assignee.clone().unwrap_or_default(),
+        container: Some(container(c)),
+        first_seen_unix_ms: *first_seen_ms,
+        last_seen_unix_ms: *last_seen_ms,
+        anomalies: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        version: *version,
+    }
+}
+
+/// Proto signal with its overview.
+pub fn signal(s: &crate::signal::Signal) -> pb::Signal {
+    let crate::signal::Overview { what_happened, next_steps, events } = s.overview();
+    pb::Signal {
+        summary: Some(signal_summary(s)),
+        what_happened,
+        next_steps,
+        events,
+        entries: s
+            .entries
+            .iter()
+            .map(|e| {
+                let crate::signal::Entry {
+                    sequence,
+                    anomaly_id,
+                    time_ms,
+                    event_type: t,
+                    observation,
+                    summary,
+                    related: _,
+                } = e;
+                pb::SignalEntry {
+                    sequence: *sequence,
+                    anomaly_id: anomaly_id.clone(),
+                    time_unix_ms: *time_ms,
+                    r#type: event_type(*t) as i32,
+                    lineage: observation.lineage.clone(),
+                    behaviour: Some(behaviour(&observation.behaviour)),
+                    summary: summary.clone(),
+                }
+            })
+            .collect(),
+    }
+}
+
 /// Proto status of one event type.
 pub fn type_status(t: &TypeStatus) -> pb::TypeStatus {
     let TypeStatus {

@@ -106,3 +106,19 @@ fn facets_for_notification_queries() {
     let q = crate::query::Query::parse("severity:low OR status:archived").unwrap();
     assert!(!q.matches(&|k| sig.facet(k)));
 }
+
+#[test]
+fn what_a_new_process_did_is_marked_benign_with_it() {
+    let mut s = Signals::default();
+    let (sig, _) = s.on_anomaly(1, &exec("c1", 10, "/tmp/a"));
+    let lib = Observation {
+        lineage: vec!["/bin/sh".into(), "/tmp/a".into()],
+        behaviour: Behaviour::File { pattern: "/usr/lib/libc.so.6".into(), access: 1 },
+    };
+    assert!(s.fold("c1", &lib).is_some());
+    assert!(s.fold("c1", &lib).is_none(), "once");
+    assert!(s.fold("c2", &lib).is_none(), "no open signal there");
+    let all = s.benign_observations(&sig.id, &[]).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], lib);
+}
