@@ -282,6 +282,29 @@ impl Client {
         Ok(self.inner.clone().update_signal(self.req(request)).await?.into_inner())
     }
 
+    /// Create a notification rule (admin); the server gives its id.
+    pub async fn create_rule(&self, rule: proto::NotificationRule) -> Result<proto::NotificationRule, ClientError> {
+        Ok(self.inner.clone().create_notification_rule(self.req(rule)).await?.into_inner())
+    }
+
+    /// Replace a notification rule (admin).
+    pub async fn update_rule(&self, rule: proto::NotificationRule) -> Result<proto::NotificationRule, ClientError> {
+        Ok(self.inner.clone().update_notification_rule(self.req(rule)).await?.into_inner())
+    }
+
+    /// Delete a notification rule (admin).
+    pub async fn delete_rule(&self, id: &str) -> Result<(), ClientError> {
+        let r = proto::DeleteNotificationRuleRequest { id: id.to_owned() };
+        self.inner.clone().delete_notification_rule(self.req(r)).await?;
+        Ok(())
+    }
+
+    /// Every notification rule, secrets redacted (admin).
+    pub async fn rules(&self) -> Result<Vec<proto::NotificationRule>, ClientError> {
+        let r = proto::ListNotificationRulesRequest {};
+        Ok(self.inner.clone().list_notification_rules(self.req(r)).await?.into_inner().rules)
+    }
+
     /// Verify the audit trail's hash chain (admin).
     pub async fn verify_audit(&self) -> Result<proto::VerifyAuditTrailResponse, ClientError> {
         Ok(self.inner.clone().verify_audit_trail(self.req(proto::VerifyAuditTrailRequest {})).await?.into_inner())

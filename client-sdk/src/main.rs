@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: SignalsCommand,
     },
+    /// Notification rules (admin).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// The audit trail: `audit [QUERY]`, or `audit verify`.
     Audit {
         /// Facet query, e.g. '@evt.name:"Cloud Security Platform" @asset.type:security_profile',
@@ -136,6 +141,23 @@ enum SignalsCommand {
         /// Only these anomalies (repeat); default all.
         #[arg(long = "anomaly")]
         anomalies: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// List rules (secrets redacted).
+    List,
+    /// Create a rule from a JSON file (a telltale.v1.NotificationRule in
+    /// proto3 JSON field names: name, enabled, query, targets, notify_on_update).
+    Create {
+        /// The JSON file (`-`: stdin).
+        file: String,
+    },
+    /// Delete a rule.
+    Delete {
+        /// Rule id.
+        id: String,
     },
 }
 
@@ -409,6 +431,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Signals { command } => signals(&client, command, cli.json).await?,
+        Command::Rules { command } => rules(&client, command).await?,
         Command::Audit { query, from, to, limit } => {
             if query.len() == 1 && query[0] == "verify" {
                 let v = client.verify_audit().await?;
@@ -575,6 +598,71 @@ async fn signals(client: &Client, command: SignalsCommand, json: bool) -> Result
                 String::new()
             }
         );
+    }
+    Ok(())
+}
+
+fn rule_from_json(v: &serde_json::Value) -> Result<proto::NotificationRule> {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let mut targets = Vec::new();
+    for (i, t) in v["targets"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        let ts = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+        let kind = match t["kind"].as_str() {
+            Some("slack") => proto::notification_target::Kind::Slack(proto::SlackTarget { url: ts("url") }),
+            Some("webhook") => proto::notification_target::Kind::Webhook(proto::WebhookTarget {
+                url: ts("url"),
+                secret: ts("secret"),
+                headers: t["headers"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                    .unwrap_or_default(),
+            }),
+            Some("email") => proto::notification_target::Kind::Email(proto::EmailTarget {
+                server: ts("server"),
+                starttls: t["starttls"].as_bool().unwrap_or(false),
+                username: ts("username"),
+                password: ts("password"),
+                from: ts("from"),
+                to: t["to"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+            }),
+            other => bail!("targets[{i}].kind {other:?}: use slack, webhook or email"),
+        };
+        targets.push(proto::NotificationTarget { kind: Some(kind) });
+    }
+    Ok(proto::NotificationRule {
+        id: s("id"),
+        name: s("name"),
+        enabled: v["enabled"].as_bool().unwrap_or(true),
+        query: s("query"),
+        targets,
+        notify_on_update: v["notify_on_update"].as_bool().unwrap_or(false),
+    })
+}
+
+async fn rules(client: &Client, command: RulesCommand) -> Result<()> {
+    match command {
+        RulesCommand::List => {
+            for r in client.rules().await? {
+                println!("{}\t{}\tenabled={}\tquery={}\ttargets={}", r.id, r.name, r.enabled, r.query, r.targets.len());
+            }
+        }
+        RulesCommand::Create { file } => {
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
+            };
+            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
+            let r = client.create_rule(rule_from_json(&v)?).await?;
+            println!("created rule {} ({})", r.id, r.name);
+        }
+        RulesCommand::Delete { id } => {
+            client.delete_rule(&id).await?;
+            println!("deleted rule {id}");
+        }
     }
     Ok(())
 }

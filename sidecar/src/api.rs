@@ -49,6 +49,29 @@ pub enum Command {
     },
     /// Append to the audit trail.
     Audit(crate::audit::Action),
+    /// Create (empty id) or replace a notification rule.
+    SaveRule {
+        /// The rule.
+        rule: crate::notify::Rule,
+        /// Who asked.
+        principal: String,
+        /// Answer: the saved rule, or None when replacing an unknown id.
+        reply: oneshot::Sender<Option<crate::notify::Rule>>,
+    },
+    /// Delete a rule.
+    DeleteRule {
+        /// Its id.
+        id: String,
+        /// Who asked.
+        principal: String,
+        /// Answer: whether it existed.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Every rule.
+    Rules {
+        /// Answer.
+        reply: oneshot::Sender<Vec<crate::notify::Rule>>,
+    },
     /// Signals matching a query, newest first.
     Signals {
         /// The parsed query.
@@ -557,6 +580,57 @@ impl Telltale for Api {
             Err(e @ crate::signal::UpdateError::NotFound(_)) => Err(Status::not_found(e.to_string())),
             Err(e) => Err(Status::invalid_argument(format!("field `benign_anomaly_ids`: {e}"))),
         }
+    }
+
+    async fn create_notification_rule(
+        &self,
+        request: Request<pb::NotificationRule>,
+    ) -> Result<Response<pb::NotificationRule>, Status> {
+        let principal = require(&request, Role::Admin)?;
+        let mut rule = convert::from_rule(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        rule.id = String::new();
+        let saved = self.ask(|reply| Command::SaveRule { rule, principal: principal.name, reply }).await?;
+        let saved = saved.ok_or_else(|| Status::internal("the rule was not saved"))?;
+        Ok(Response::new(convert::rule(&saved.redacted())))
+    }
+
+    async fn update_notification_rule(
+        &self,
+        request: Request<pb::NotificationRule>,
+    ) -> Result<Response<pb::NotificationRule>, Status> {
+        let principal = require(&request, Role::Admin)?;
+        let rule = convert::from_rule(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if rule.id.is_empty() {
+            return Err(Status::invalid_argument("field `id`: is empty"));
+        }
+        let id = rule.id.clone();
+        let saved = self.ask(|reply| Command::SaveRule { rule, principal: principal.name, reply }).await?;
+        let saved = saved.ok_or_else(|| Status::not_found(format!("no notification rule {id:?}")))?;
+        Ok(Response::new(convert::rule(&saved.redacted())))
+    }
+
+    async fn delete_notification_rule(
+        &self,
+        request: Request<pb::DeleteNotificationRuleRequest>,
+    ) -> Result<Response<pb::DeleteNotificationRuleResponse>, Status> {
+        let principal = require(&request, Role::Admin)?;
+        let id = request.into_inner().id;
+        let wanted = id.clone();
+        if !self.ask(|reply| Command::DeleteRule { id, principal: principal.name, reply }).await? {
+            return Err(Status::not_found(format!("no notification rule {wanted:?}")));
+        }
+        Ok(Response::new(pb::DeleteNotificationRuleResponse {}))
+    }
+
+    async fn list_notification_rules(
+        &self,
+        request: Request<pb::ListNotificationRulesRequest>,
+    ) -> Result<Response<pb::ListNotificationRulesResponse>, Status> {
+        require(&request, Role::Admin)?;
+        let rules = self.ask(|reply| Command::Rules { reply }).await?;
+        Ok(Response::new(pb::ListNotificationRulesResponse {
+            rules: rules.iter().map(|r| convert::rule(&r.redacted())).collect(),
+        }))
     }
 
     async fn query_audit_trail(

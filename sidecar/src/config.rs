@@ -36,6 +36,24 @@ pub struct Config {
     pub containers: Vec<ContainerImage>,
     /// The gRPC API.
     pub api: ApiConfig,
+    /// Notification delivery.
+    pub notifications: NotificationsConfig,
+}
+
+/// `[notifications]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// At most one message per signal, rule and target in this window
+    /// (updates in between are coalesced into the next message).
+    #[serde(with = "humantime_serde")]
+    pub rate_limit: std::time::Duration,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self { rate_limit: std::time::Duration::from_secs(60) }
+    }
 }
 
 /// `[api]`: the gRPC server of `telltale run`.
@@ -140,6 +158,7 @@ impl Default for Config {
             learning: LearningConfig::default(),
             containers: Vec::new(),
             api: ApiConfig::default(),
+            notifications: NotificationsConfig::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod config;
 pub mod detect;
 pub mod event;
+pub mod notify;
 pub mod profile;
 pub mod query;
 pub mod run;

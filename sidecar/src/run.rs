@@ -117,6 +117,7 @@ struct Daemon {
     anomalies: tokio::sync::broadcast::Sender<crate::api::Sequenced>,
     ticks: u64,
     signals: crate::signal::Signals,
+    rules: Vec<crate::notify::Rule>,
 }
 
 impl Daemon {
@@ -140,18 +141,36 @@ impl Daemon {
         }
         let sequences = self.store.apply(changes)?;
         let anomalies = changes.iter().filter_map(|c| if let Change::Anomaly(a) = c { Some(a) } else { None });
-        let mut touched = Vec::new();
+        let mut touched: Vec<(crate::signal::Signal, bool)> = Vec::new();
         for (seq, a) in sequences.into_iter().zip(anomalies) {
             let (signal, created) = self.signals.on_anomaly(seq, a);
             if created {
                 tracing::warn!(signal = %signal.id, container = %signal.container.id, "Signal opened.");
             }
-            touched.retain(|s: &crate::signal::Signal| s.id != signal.id);
-            touched.push(signal);
+            let was_created = touched.iter().any(|(s, c)| s.id == signal.id && *c);
+            touched.retain(|(s, _)| s.id != signal.id);
+            touched.push((signal, created || was_created));
             // No receiver (no stream client) is fine.
             let _ = self.anomalies.send(std::sync::Arc::new((seq, (**a).clone())));
         }
-        self.store.save_signals(&touched)?;
+        let signals: Vec<_> = touched.iter().map(|(s, _)| s.clone()).collect();
+        self.store.save_signals(&signals)?;
+        self.notify(&touched)?;
+        Ok(())
+    }
+
+    /// Queue the notifications of rules that want these signal changes.
+    fn notify(&mut self, changed: &[(crate::signal::Signal, bool)]) -> Result<(), RunError> {
+        let now = now_ms();
+        let window = i64::try_from(self.cfg.notifications.rate_limit.as_millis()).unwrap_or(i64::MAX);
+        for (signal, created) in changed {
+            for rule in self.rules.iter().filter(|r| r.wants(signal, *created)) {
+                for (i, target) in rule.targets.iter().enumerate() {
+                    let message = crate::notify::render(rule, target, signal, *created);
+                    self.store.enqueue(&rule.id, i, &signal.id, &message, now, window)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -194,6 +213,59 @@ impl Daemon {
             }
             Command::Audit(action) => {
                 self.store.append_audit(vec![action])?;
+            }
+            Command::SaveRule { mut rule, principal, reply } => {
+                use crate::audit::{Action, AssetType};
+                let before = if rule.id.is_empty() {
+                    rule.id = format!("rule-{now:x}-{}", self.rules.len());
+                    None
+                } else {
+                    match self.rules.iter().find(|r| r.id == rule.id) {
+                        Some(r) => Some(r.redacted()),
+                        None => {
+                            let _ = reply.send(None);
+                            return Ok(());
+                        }
+                    }
+                };
+                self.store.save_rule(&rule)?;
+                let action = if before.is_some() { "update" } else { "create" };
+                self.store.append_audit(vec![Action {
+                    time_ms: now,
+                    principal,
+                    asset_type: AssetType::NotificationRule,
+                    asset_id: rule.id.clone(),
+                    action: action.into(),
+                    outcome: "success".into(),
+                    before: before.map(|b| serde_json::to_value(b).unwrap_or_default()),
+                    after: Some(serde_json::to_value(rule.redacted()).unwrap_or_default()),
+                }])?;
+                self.rules.retain(|r| r.id != rule.id);
+                self.rules.push(rule.clone());
+                let _ = reply.send(Some(rule));
+            }
+            Command::DeleteRule { id, principal, reply } => {
+                let existed = self.store.delete_rule(&id)?;
+                let before = self
+                    .rules
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| serde_json::to_value(r.redacted()).unwrap_or_default());
+                self.rules.retain(|r| r.id != id);
+                self.store.append_audit(vec![crate::audit::Action {
+                    time_ms: now,
+                    principal,
+                    asset_type: crate::audit::AssetType::NotificationRule,
+                    asset_id: id,
+                    action: "delete".into(),
+                    outcome: if existed { "success" } else { "failure" }.into(),
+                    before,
+                    after: None,
+                }])?;
+                let _ = reply.send(existed);
+            }
+            Command::Rules { reply } => {
+                let _ = reply.send(self.rules.clone());
             }
             Command::Signals { query, reply } => {
                 let _ = reply
@@ -413,6 +485,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     store.save_learning_config(&cfg.learning)?;
     let detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
     let signals = crate::signal::Signals::new(store.signals()?);
+    let rules = store.rules()?;
     let out = open_output(&cfg.anomalies_json)?;
     let mut sensor = Sensor::load(&SensorOptions::default())?;
 
@@ -468,7 +541,9 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         anomalies,
         ticks: 0,
         signals,
+        rules,
     };
+    let notifier = tokio::spawn(crate::notify::deliver::run(d.cfg.data_dir.clone(), closing.clone()));
     d.catch_up_signals()?;
     d.rescan(now_ms())?;
     d.tick()?;
@@ -500,6 +575,12 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     d.tick()?;
     // Streams end, then the server drains; give it a few seconds.
     let _ = closing_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(15), notifier).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "Notification delivery stopped with an error."),
+        Ok(Err(e)) => tracing::warn!(error = %e, "Notification task ended abnormally."),
+        Err(_) => tracing::warn!("Notification delivery did not stop in 15 s."),
+        Ok(Ok(Ok(()))) => {}
+    }
     if let Some(task) = api_task {
         match tokio::time::timeout(Duration::from_secs(5), task).await {
             Ok(Ok(r)) => r?,

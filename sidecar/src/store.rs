@@ -98,6 +98,14 @@ CREATE TABLE IF NOT EXISTS anomalies (
     observation TEXT NOT NULL, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS signals (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS rules (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, rule_id TEXT NOT NULL, target INTEGER NOT NULL,
+    signal_id TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL, last_error TEXT, created_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS notified (
+    rule_id TEXT NOT NULL, target INTEGER NOT NULL, signal_id TEXT NOT NULL, sent_ms INTEGER NOT NULL,
+    PRIMARY KEY (rule_id, target, signal_id)) STRICT;
 ";
 
 impl Store {
@@ -512,6 +520,139 @@ impl Store {
             })?);
         }
         Ok(out)
+    }
+
+    /// Save (insert or replace) a notification rule.
+    pub fn save_rule(&self, rule: &crate::notify::Rule) -> Result<(), StoreError> {
+        let body = serde_json::to_string(rule).unwrap_or_default();
+        self.conn
+            .execute("INSERT OR REPLACE INTO rules (id, body) VALUES (?1, ?2)", params![rule.id, body])
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Delete a rule and what it still had to send. Returns whether it existed.
+    pub fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self.conn.execute("DELETE FROM rules WHERE id = ?1", params![id]).map_err(self.sql())?;
+        self.conn.execute("DELETE FROM outbox WHERE rule_id = ?1", params![id]).map_err(self.sql())?;
+        Ok(n > 0)
+    }
+
+    /// Every notification rule.
+    pub fn rules(&self) -> Result<Vec<crate::notify::Rule>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT body FROM rules ORDER BY id").map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let body = row.map_err(self.sql())?;
+            out.push(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "rules",
+                detail: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Queue a message. An undelivered message for the same rule, target and
+    /// signal is replaced by the newer one (updates coalesce), and nothing
+    /// is sent sooner than `rate_limit_ms` after the last delivery.
+    pub fn enqueue(
+        &self,
+        rule_id: &str,
+        target: usize,
+        signal_id: &str,
+        message: &crate::notify::Message,
+        now_ms: i64,
+        rate_limit_ms: i64,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(message).unwrap_or_default();
+        let target = i64::try_from(target).unwrap_or(i64::MAX);
+        let last: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT sent_ms FROM notified WHERE rule_id = ?1 AND target = ?2 AND signal_id = ?3",
+                params![rule_id, target, signal_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let not_before = last.map_or(now_ms, |l| now_ms.max(l.saturating_add(rate_limit_ms)));
+        let updated = self
+            .conn
+            .execute(
+                "UPDATE outbox SET message = ?4, next_attempt_ms = max(next_attempt_ms, ?5)
+                 WHERE rule_id = ?1 AND target = ?2 AND signal_id = ?3",
+                params![rule_id, target, signal_id, body, not_before],
+            )
+            .map_err(self.sql())?;
+        if updated == 0 {
+            self.conn
+                .execute(
+                    "INSERT INTO outbox (rule_id, target, signal_id, message, next_attempt_ms, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![rule_id, target, signal_id, body, not_before, now_ms],
+                )
+                .map_err(self.sql())?;
+        }
+        Ok(())
+    }
+
+    /// Messages due at `now_ms`: (outbox id, rule id, target index, signal id, message, attempts).
+    #[allow(clippy::type_complexity)]
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<(i64, String, usize, String, String, u32)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, rule_id, target, signal_id, message, attempts FROM outbox
+                 WHERE next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    usize::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .map_err(self.sql())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
+    }
+
+    /// A message was delivered: drop it, remember when (rate limit).
+    pub fn delivered(
+        &mut self,
+        id: i64,
+        rule_id: &str,
+        target: usize,
+        signal_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute("DELETE FROM outbox WHERE id = ?1", params![id]).map_err(sql)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO notified (rule_id, target, signal_id, sent_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![rule_id, i64::try_from(target).unwrap_or(i64::MAX), signal_id, now_ms],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// A delivery failed: try again at `next_attempt_ms`.
+    pub fn failed(&self, id: i64, error: &str, next_attempt_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE id = ?1",
+                params![id, error, next_attempt_ms],
+            )
+            .map_err(self.sql())?;
+        Ok(())
     }
 
     /// Every stored anomaly, oldest first.

@@ -276,6 +276,93 @@ pub fn signal(s: &crate::signal::Signal) -> pb::Signal {
     }
 }
 
+/// Proto notification rule.
+pub fn rule(r: &crate::notify::Rule) -> pb::NotificationRule {
+    use crate::notify::{Rule, Target};
+    let Rule { id, name, enabled, query, targets, notify_on_update } = r;
+    pb::NotificationRule {
+        id: id.clone(),
+        name: name.clone(),
+        enabled: *enabled,
+        query: query.clone(),
+        notify_on_update: *notify_on_update,
+        targets: targets
+            .iter()
+            .map(|t| pb::NotificationTarget {
+                kind: Some(match t {
+                    Target::Slack { url } => pb::notification_target::Kind::Slack(pb::SlackTarget { url: url.clone() }),
+                    Target::Webhook { url, secret, headers } => {
+                        pb::notification_target::Kind::Webhook(pb::WebhookTarget {
+                            url: url.clone(),
+                            secret: secret.clone().unwrap_or_default(),
+                            headers: headers.clone().into_iter().collect(),
+                        })
+                    }
+                    Target::Email { server, starttls, username, password, from, to } => {
+                        pb::notification_target::Kind::Email(pb::EmailTarget {
+                            server: server.clone(),
+                            starttls: *starttls,
+                            username: username.clone().unwrap_or_default(),
+                            password: password.clone().unwrap_or_default(),
+                            from: from.clone(),
+                            to: to.clone(),
+                        })
+                    }
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// Domain notification rule, validated (the query error has its column).
+pub fn from_rule(r: &pb::NotificationRule) -> Result<crate::notify::Rule, FieldError> {
+    use crate::notify::{Rule, Target};
+    let pb::NotificationRule { id, name, enabled, query, targets, notify_on_update } = r;
+    let none_if_empty = |s: &String| if s.is_empty() { None } else { Some(s.clone()) };
+    let targets = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match &t.kind {
+            Some(pb::notification_target::Kind::Slack(pb::SlackTarget { url })) => {
+                Ok(Target::Slack { url: url.clone() })
+            }
+            Some(pb::notification_target::Kind::Webhook(pb::WebhookTarget { url, secret, headers })) => {
+                Ok(Target::Webhook {
+                    url: url.clone(),
+                    secret: none_if_empty(secret),
+                    headers: headers.clone().into_iter().collect(),
+                })
+            }
+            Some(pb::notification_target::Kind::Email(pb::EmailTarget {
+                server,
+                starttls,
+                username,
+                password,
+                from,
+                to,
+            })) => Ok(Target::Email {
+                server: server.clone(),
+                starttls: *starttls,
+                username: none_if_empty(username),
+                password: none_if_empty(password),
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            None => Err(bad(format!("targets[{i}]"), "has no kind: slack, webhook or email")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rule = Rule {
+        id: id.clone(),
+        name: name.clone(),
+        enabled: *enabled,
+        query: query.clone(),
+        targets,
+        notify_on_update: *notify_on_update,
+    };
+    rule.validate().map_err(|e| bad(e.field, e.problem))?;
+    Ok(rule)
+}
+
 /// Proto status of one event type.
 pub fn type_status(t: &TypeStatus) -> pb::TypeStatus {
     let TypeStatus {
