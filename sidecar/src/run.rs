@@ -166,7 +166,10 @@ impl Daemon {
         for (signal, created) in changed {
             for rule in self.rules.iter().filter(|r| r.wants(signal, *created)) {
                 for (i, target) in rule.targets.iter().enumerate() {
-                    let message = crate::notify::render(rule, target, signal, *created);
+                    // The first message about a signal says "created", even
+                    // when updates were coalesced into it.
+                    let first = !self.store.was_notified(&rule.id, i, &signal.id)?;
+                    let message = crate::notify::render(rule, target, signal, first);
                     self.store.enqueue(&rule.id, i, &signal.id, &message, now, window)?;
                 }
             }

@@ -598,6 +598,19 @@ impl Store {
         Ok(())
     }
 
+    /// Has a message about this signal already been delivered by this rule's target?
+    pub fn was_notified(&self, rule_id: &str, target: usize, signal_id: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM notified WHERE rule_id = ?1 AND target = ?2 AND signal_id = ?3",
+                params![rule_id, i64::try_from(target).unwrap_or(i64::MAX), signal_id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        Ok(n > 0)
+    }
+
     /// Messages due at `now_ms`: (outbox id, rule id, target index, signal id, message, attempts).
     #[allow(clippy::type_complexity)]
     pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<(i64, String, usize, String, String, u32)>, StoreError> {

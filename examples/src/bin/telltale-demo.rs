@@ -44,6 +44,38 @@ fn run_in(container: &Cgroup, argv: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The SOC's webhook receiver: keeps every notification body it gets.
+fn webhook_receiver() -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>)> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let addr = format!("http://{}/telltale", l.local_addr()?);
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let store = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s);
+            let (mut len, mut sig, mut line) = (0usize, String::new(), String::new());
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("x-telltale-signature:") {
+                    sig = line.split_once(':').map(|x| x.1.trim().to_owned()).unwrap_or_default();
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; len];
+            let _ = std::io::Read::read_exact(&mut r, &mut body);
+            if let Ok(mut g) = store.lock() {
+                g.push((sig, String::from_utf8_lossy(&body).into_owned()));
+            }
+            let mut s = r.into_inner();
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    Ok((addr, got))
+}
+
 /// An attacker's web server: serves the payload to whoever asks.
 fn attacker_server() -> Result<String> {
     let l = TcpListener::bind("127.0.0.1:0")?;
@@ -99,7 +131,7 @@ async fn main() -> Result<()> {
         &config,
         format!(
             "data_dir = \"{}\"\n[learning]\nmin_duration = \"3s\"\nstable_period = \"3s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
-             [api]\nlisten = \"127.0.0.1:0\"\n[[containers]]\ncgroup = \"webapp\"\nimage = \"{IMAGE}\"\n",
+             [notifications]\nrate_limit = \"2s\"\n[api]\nlisten = \"127.0.0.1:0\"\n[[containers]]\ncgroup = \"webapp\"\nimage = \"{IMAGE}\"\n",
             work.join("data").display()
         ),
     )?;
@@ -136,6 +168,25 @@ async fn main() -> Result<()> {
         println!("profile {} (versions {}): {}", p.image, p.tags.join(","), states.join(", "));
     }
 
+    let (hook_url, received) = webhook_receiver()?;
+    let rule = client
+        .create_rule(proto::NotificationRule {
+            name: "anomalies to the SOC webhook".into(),
+            enabled: true,
+            query: "rule_id:anomaly_detection".into(),
+            targets: vec![proto::NotificationTarget {
+                kind: Some(proto::notification_target::Kind::Webhook(proto::WebhookTarget {
+                    url: hook_url.clone(),
+                    secret: "demo-secret".into(),
+                    headers: Default::default(),
+                })),
+            }],
+            notify_on_update: true,
+            id: String::new(),
+        })
+        .await?;
+    println!("notification rule {} -> webhook {hook_url} (HMAC-signed)", rule.id);
+
     section("3. an attacker makes the app download a shell script and run it");
     let url = attacker_server()?;
     print!("{}", run_in(&container, &[webapp.to_str().context("path")?, "--exploit", &url])?);
@@ -153,6 +204,26 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     print_signal(&signal);
+    let start = Instant::now();
+    let (sig, body) = loop {
+        if let Some(n) = received.lock().ok().and_then(|g| g.last().cloned()) {
+            break n;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!("no webhook notification arrived");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).context("webhook body is JSON")?;
+    println!("\nWebhook notification received by the local listener");
+    println!("  X-Telltale-Signature: {sig}");
+    println!(
+        "  event={} signal={} severity={} anomalies={}",
+        v["event"].as_str().unwrap_or(""),
+        v["signal"]["id"].as_str().unwrap_or(""),
+        v["signal"]["severity"].as_str().unwrap_or(""),
+        v["signal"]["entries"].as_array().map_or(0, Vec::len)
+    );
 
     section("4. the team decides it was a sanctioned test: mark benign");
     let id = signal.summary.as_ref().map(|s| s.id.clone()).unwrap_or_default();
@@ -170,9 +241,6 @@ async fn main() -> Result<()> {
     } else {
         bail!("a new signal was raised: {open:?}");
     }
-    println!(
-        "\n(notification rules — Slack, email, webhooks — are not built yet: the signal above is what they will send)"
-    );
 
     // SAFETY: plain kill(2) on our child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
