@@ -44,11 +44,14 @@ fn run_in(container: &Cgroup, argv: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// (signature header, body) of every notification received.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// The SOC's webhook receiver: keeps every notification body it gets.
-fn webhook_receiver() -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>)> {
+fn webhook_receiver() -> Result<(String, Received)> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     let addr = format!("http://{}/telltale", l.local_addr()?);
-    let got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let got: Received = Default::default();
     let store = got.clone();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
