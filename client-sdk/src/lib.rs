@@ -305,6 +305,24 @@ impl Client {
         Ok(self.inner.clone().list_notification_rules(self.req(r)).await?.into_inner().rules)
     }
 
+    /// Create a suppression rule (responder); the server gives its id.
+    pub async fn create_suppression(&self, rule: proto::Suppression) -> Result<proto::Suppression, ClientError> {
+        Ok(self.inner.clone().create_suppression(self.req(rule)).await?.into_inner())
+    }
+
+    /// Delete a suppression rule (responder).
+    pub async fn delete_suppression(&self, id: &str) -> Result<(), ClientError> {
+        let r = proto::DeleteSuppressionRequest { id: id.to_owned() };
+        self.inner.clone().delete_suppression(self.req(r)).await?;
+        Ok(())
+    }
+
+    /// Every suppression rule.
+    pub async fn suppressions(&self) -> Result<Vec<proto::Suppression>, ClientError> {
+        let r = proto::ListSuppressionsRequest {};
+        Ok(self.inner.clone().list_suppressions(self.req(r)).await?.into_inner().suppressions)
+    }
+
     /// Verify the audit trail's hash chain (admin).
     pub async fn verify_audit(&self) -> Result<proto::VerifyAuditTrailResponse, ClientError> {
         Ok(self.inner.clone().verify_audit_trail(self.req(proto::VerifyAuditTrailRequest {})).await?.into_inner())

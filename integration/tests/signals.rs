@@ -106,6 +106,32 @@ async fn signals_group_triage_and_mark_benign() {
     assert_eq!(after.events.len(), 1, "only the marker: {:?}", after.events);
     assert!(after.events[0].contains("/etc/group"), "{:?}", after.events);
 
+    // A suppression rule: matching anomalies are learned, not signalled.
+    let e = rita
+        .create_suppression(proto::Suppression { name: "everything".into(), ..Default::default() })
+        .await
+        .expect_err("too wide");
+    assert_eq!(e.code(), Some(tonic::Code::InvalidArgument));
+    let sup = rita
+        .create_suppression(proto::Suppression {
+            name: "the app reads its certificates".into(),
+            image: "web".into(),
+            r#type: proto::EventType::File as i32,
+            detail: "/etc/ssl/*".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("suppression");
+    assert_eq!(viewer.suppressions().await.expect("list").len(), 1);
+    run_in(&app2, &["/bin/sh", "-c", &format!("{w} open /etc/ssl/openssl.cnf")]);
+    run_in(&app2, &["/bin/sh", "-c", &format!("{w} open /etc/issue")]);
+    let s2 = wait_signals(&viewer, "container:app2", |s| s.iter().any(|x| x.anomalies >= 3)).await;
+    let full2 = viewer.signal(&s2[0].id).await.expect("get");
+    assert!(full2.events.iter().any(|e| e.contains("/etc/issue")), "{:?}", full2.events);
+    assert!(!full2.events.iter().any(|e| e.contains("/etc/ssl")), "suppressed: {:?}", full2.events);
+    rita.delete_suppression(&sup.id).await.expect("delete");
+    assert!(viewer.suppressions().await.expect("list").is_empty());
+
     // Every triage action is in the audit trail.
     let adam = Client::builder(&addr).token("ta").connect().await.expect("connect");
     let audit = adam.audit("@asset.type:security_signal", None, None, 0).await.expect("audit");

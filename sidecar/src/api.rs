@@ -67,6 +67,29 @@ pub enum Command {
         /// Answer: whether it existed.
         reply: oneshot::Sender<bool>,
     },
+    /// Create a suppression rule.
+    SaveSuppression {
+        /// The rule (its id is given here).
+        rule: crate::suppress::Suppression,
+        /// Who asked.
+        principal: String,
+        /// Answer: the saved rule.
+        reply: oneshot::Sender<crate::suppress::Suppression>,
+    },
+    /// Delete a suppression rule.
+    DeleteSuppression {
+        /// Its id.
+        id: String,
+        /// Who asked.
+        principal: String,
+        /// Answer: whether it existed.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Every suppression rule.
+    Suppressions {
+        /// Answer.
+        reply: oneshot::Sender<Vec<crate::suppress::Suppression>>,
+    },
     /// Every rule.
     Rules {
         /// Answer.
@@ -631,6 +654,37 @@ impl Telltale for Api {
         Ok(Response::new(pb::ListNotificationRulesResponse {
             rules: rules.iter().map(|r| convert::rule(&r.redacted())).collect(),
         }))
+    }
+
+    async fn create_suppression(&self, request: Request<pb::Suppression>) -> Result<Response<pb::Suppression>, Status> {
+        let principal = require(&request, Role::Responder)?;
+        let mut rule =
+            convert::from_suppression(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        rule.id = String::new();
+        let saved = self.ask(|reply| Command::SaveSuppression { rule, principal: principal.name, reply }).await?;
+        Ok(Response::new(convert::suppression(&saved)))
+    }
+
+    async fn delete_suppression(
+        &self,
+        request: Request<pb::DeleteSuppressionRequest>,
+    ) -> Result<Response<pb::DeleteSuppressionResponse>, Status> {
+        let principal = require(&request, Role::Responder)?;
+        let id = request.into_inner().id;
+        let wanted = id.clone();
+        if !self.ask(|reply| Command::DeleteSuppression { id, principal: principal.name, reply }).await? {
+            return Err(Status::not_found(format!("no suppression {wanted:?}")));
+        }
+        Ok(Response::new(pb::DeleteSuppressionResponse {}))
+    }
+
+    async fn list_suppressions(
+        &self,
+        request: Request<pb::ListSuppressionsRequest>,
+    ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        require(&request, Role::Viewer)?;
+        let all = self.ask(|reply| Command::Suppressions { reply }).await?;
+        Ok(Response::new(pb::ListSuppressionsResponse { suppressions: all.iter().map(convert::suppression).collect() }))
     }
 
     async fn query_audit_trail(

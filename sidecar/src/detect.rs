@@ -122,6 +122,10 @@ pub struct Detector {
     containers: HashMap<u64, Container>,
     reported: HashSet<(String, Observation)>,
     next_id: u64,
+    suppressions: Vec<crate::suppress::Suppression>,
+    /// (container, lineage) of execs a suppression covered: what those
+    /// processes do is covered too.
+    suppressed: HashSet<(String, Vec<String>)>,
 }
 
 impl Detector {
@@ -133,7 +137,14 @@ impl Detector {
             containers: HashMap::new(),
             reported: reported.into_iter().collect(),
             next_id: 0,
+            suppressions: Vec::new(),
+            suppressed: HashSet::new(),
         }
+    }
+
+    /// Replace the suppression rules.
+    pub fn set_suppressions(&mut self, rules: Vec<crate::suppress::Suppression>) {
+        self.suppressions = rules;
     }
 
     /// The learning configuration.
@@ -212,6 +223,29 @@ impl Detector {
                     });
                 }
                 Verdict::Anomaly => {
+                    let node = (container.id.clone(), o.lineage.clone());
+                    let covered = self.suppressed.contains(&node)
+                        || self.suppressions.iter().any(|r| r.matches(&container.image, &o));
+                    if covered {
+                        // Suppressed: learned instead of reported.
+                        if o.behaviour == Behaviour::Exec {
+                            self.suppressed.insert(node);
+                        }
+                        let t = o.event_type();
+                        profile.add_manual(&o, &container.tag, now_ms);
+                        out.changes.push(Change::Clock {
+                            image: container.image.clone(),
+                            event_type: t,
+                            clock: *profile.clock(t),
+                        });
+                        out.changes.push(Change::Behaviour {
+                            image: container.image.clone(),
+                            observation: o,
+                            tag: container.tag.clone(),
+                            now_ms,
+                        });
+                        continue;
+                    }
                     out.known = false;
                     // What a process reported as a new exec does next belongs to
                     // that anomaly: its library loads are not anomalies of their own.

@@ -14,6 +14,7 @@ pub mod sensor;
 pub mod signal;
 pub mod status;
 pub mod store;
+pub mod suppress;
 pub mod trace;
 pub mod workload;
 

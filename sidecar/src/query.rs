@@ -235,7 +235,7 @@ impl Query {
 }
 
 /// `*` matches any run of characters; everything else literally.
-fn glob(pattern: &str, value: &str) -> bool {
+pub(crate) fn glob(pattern: &str, value: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == value;

@@ -118,6 +118,7 @@ struct Daemon {
     ticks: u64,
     signals: crate::signal::Signals,
     rules: Vec<crate::notify::Rule>,
+    suppressions: Vec<crate::suppress::Suppression>,
 }
 
 impl Daemon {
@@ -270,6 +271,25 @@ impl Daemon {
             Command::Rules { reply } => {
                 let _ = reply.send(self.rules.clone());
             }
+            Command::SaveSuppression { mut rule, principal, reply } => {
+                rule.id = format!("sup-{now:x}-{}", self.suppressions.len());
+                self.store.save_suppression(&rule)?;
+                self.audit_suppression(&principal, &rule.id, "create", None, Some(&rule), now)?;
+                self.suppressions.push(rule.clone());
+                self.detector.set_suppressions(self.suppressions.clone());
+                let _ = reply.send(rule);
+            }
+            Command::DeleteSuppression { id, principal, reply } => {
+                let existed = self.store.delete_suppression(&id)?;
+                let before = self.suppressions.iter().find(|r| r.id == id).cloned();
+                self.audit_suppression(&principal, &id, "delete", before.as_ref(), None, now)?;
+                self.suppressions.retain(|r| r.id != id);
+                self.detector.set_suppressions(self.suppressions.clone());
+                let _ = reply.send(existed);
+            }
+            Command::Suppressions { reply } => {
+                let _ = reply.send(self.suppressions.clone());
+            }
             Command::Signals { query, reply } => {
                 let _ = reply
                     .send(self.signals.all().into_iter().filter(|s| query.matches(&|k| s.facet(k))).cloned().collect());
@@ -356,6 +376,29 @@ impl Daemon {
                 self.known_map_full = true;
             }
         }
+        Ok(())
+    }
+
+    fn audit_suppression(
+        &mut self,
+        principal: &str,
+        id: &str,
+        action: &str,
+        before: Option<&crate::suppress::Suppression>,
+        after: Option<&crate::suppress::Suppression>,
+        now: i64,
+    ) -> Result<(), RunError> {
+        let json = |r: Option<&crate::suppress::Suppression>| r.map(|r| serde_json::to_value(r).unwrap_or_default());
+        self.store.append_audit(vec![crate::audit::Action {
+            time_ms: now,
+            principal: principal.to_owned(),
+            asset_type: crate::audit::AssetType::Suppression,
+            asset_id: id.to_owned(),
+            action: action.to_owned(),
+            outcome: if before.is_some() || after.is_some() { "success" } else { "failure" }.to_owned(),
+            before: json(before),
+            after: json(after),
+        }])?;
         Ok(())
     }
 
@@ -489,6 +532,9 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     let detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
     let signals = crate::signal::Signals::new(store.signals()?);
     let rules = store.rules()?;
+    let suppressions = store.suppressions()?;
+    let mut detector = detector;
+    detector.set_suppressions(suppressions.clone());
     let out = open_output(&cfg.anomalies_json)?;
     let mut sensor = Sensor::load(&SensorOptions::default())?;
 
@@ -545,6 +591,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         ticks: 0,
         signals,
         rules,
+        suppressions,
     };
     let notifier = tokio::spawn(crate::notify::deliver::run(d.cfg.data_dir.clone(), closing.clone()));
     d.catch_up_signals()?;

@@ -73,6 +73,24 @@ pub enum StoreError {
     },
 }
 
+/// The `id → JSON body` tables.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Signals,
+    Rules,
+    Suppressions,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Signals => "signals",
+            Table::Rules => "rules",
+            Table::Suppressions => "suppressions",
+        }
+    }
+}
+
 /// The SQLite store.
 #[derive(Debug)]
 pub struct Store {
@@ -99,6 +117,7 @@ CREATE TABLE IF NOT EXISTS anomalies (
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS signals (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS rules (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS suppressions (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, rule_id TEXT NOT NULL, target INTEGER NOT NULL,
     signal_id TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -493,42 +512,72 @@ impl Store {
         Ok(out)
     }
 
-    /// Save signals (insert or replace), in one transaction.
-    pub fn save_signals(&mut self, signals: &[crate::signal::Signal]) -> Result<(), StoreError> {
+    /// Save records of an `id → JSON body` table (insert or replace), in
+    /// one transaction.
+    fn save_bodies<T: serde::Serialize>(&mut self, table: Table, items: &[(&str, &T)]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sql)?;
-        for s in signals {
-            let body = serde_json::to_string(s).unwrap_or_default();
-            tx.execute("INSERT OR REPLACE INTO signals (id, body) VALUES (?1, ?2)", params![s.id, body])
-                .map_err(sql)?;
+        let stmt = format!("INSERT OR REPLACE INTO {} (id, body) VALUES (?1, ?2)", table.name());
+        for (id, item) in items {
+            let body = serde_json::to_string(item).unwrap_or_default();
+            tx.execute(&stmt, params![id, body]).map_err(sql)?;
         }
         tx.commit().map_err(sql)
     }
 
-    /// Every stored signal.
-    pub fn signals(&self) -> Result<Vec<crate::signal::Signal>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT body FROM signals").map_err(self.sql())?;
+    /// Every record of an `id → JSON body` table, by id.
+    fn bodies<T: serde::de::DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, StoreError> {
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT body FROM {} ORDER BY id", table.name())).map_err(self.sql())?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.sql())?;
         let mut out = Vec::new();
         for row in rows {
             let body = row.map_err(self.sql())?;
             out.push(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
                 path: self.path.clone(),
-                what: "signals",
+                what: table.name(),
                 detail: e.to_string(),
             })?);
         }
         Ok(out)
     }
 
+    /// Save signals.
+    pub fn save_signals(&mut self, signals: &[crate::signal::Signal]) -> Result<(), StoreError> {
+        let items: Vec<(&str, &crate::signal::Signal)> = signals.iter().map(|s| (s.id.as_str(), s)).collect();
+        self.save_bodies(Table::Signals, &items)
+    }
+
+    /// Every stored signal.
+    pub fn signals(&self) -> Result<Vec<crate::signal::Signal>, StoreError> {
+        self.bodies(Table::Signals)
+    }
+
     /// Save (insert or replace) a notification rule.
-    pub fn save_rule(&self, rule: &crate::notify::Rule) -> Result<(), StoreError> {
-        let body = serde_json::to_string(rule).unwrap_or_default();
-        self.conn
-            .execute("INSERT OR REPLACE INTO rules (id, body) VALUES (?1, ?2)", params![rule.id, body])
-            .map_err(self.sql())?;
-        Ok(())
+    pub fn save_rule(&mut self, rule: &crate::notify::Rule) -> Result<(), StoreError> {
+        self.save_bodies(Table::Rules, &[(rule.id.as_str(), rule)])
+    }
+
+    /// Every notification rule.
+    pub fn rules(&self) -> Result<Vec<crate::notify::Rule>, StoreError> {
+        self.bodies(Table::Rules)
+    }
+
+    /// Save (insert or replace) a suppression rule.
+    pub fn save_suppression(&mut self, rule: &crate::suppress::Suppression) -> Result<(), StoreError> {
+        self.save_bodies(Table::Suppressions, &[(rule.id.as_str(), rule)])
+    }
+
+    /// Every suppression rule.
+    pub fn suppressions(&self) -> Result<Vec<crate::suppress::Suppression>, StoreError> {
+        self.bodies(Table::Suppressions)
+    }
+
+    /// Delete a suppression rule. Returns whether it existed.
+    pub fn delete_suppression(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self.conn.execute("DELETE FROM suppressions WHERE id = ?1", params![id]).map_err(self.sql())?;
+        Ok(n > 0)
     }
 
     /// Delete a rule and what it still had to send. Returns whether it existed.
@@ -536,22 +585,6 @@ impl Store {
         let n = self.conn.execute("DELETE FROM rules WHERE id = ?1", params![id]).map_err(self.sql())?;
         self.conn.execute("DELETE FROM outbox WHERE rule_id = ?1", params![id]).map_err(self.sql())?;
         Ok(n > 0)
-    }
-
-    /// Every notification rule.
-    pub fn rules(&self) -> Result<Vec<crate::notify::Rule>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT body FROM rules ORDER BY id").map_err(self.sql())?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.sql())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let body = row.map_err(self.sql())?;
-            out.push(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
-                path: self.path.clone(),
-                what: "rules",
-                detail: e.to_string(),
-            })?);
-        }
-        Ok(out)
     }
 
     /// Queue a message. An undelivered message for the same rule, target and

@@ -363,6 +363,36 @@ pub fn from_rule(r: &pb::NotificationRule) -> Result<crate::notify::Rule, FieldE
     Ok(rule)
 }
 
+/// Proto suppression.
+pub fn suppression(r: &crate::suppress::Suppression) -> pb::Suppression {
+    let crate::suppress::Suppression { id, name, image, event_type: t, process, detail } = r;
+    pb::Suppression {
+        id: id.clone(),
+        name: name.clone(),
+        image: image.clone(),
+        r#type: t.map_or(pb::EventType::Unspecified, event_type) as i32,
+        process: process.clone(),
+        detail: detail.clone(),
+    }
+}
+
+/// Domain suppression, validated.
+pub fn from_suppression(r: &pb::Suppression) -> Result<crate::suppress::Suppression, FieldError> {
+    let pb::Suppression { id, name, image, r#type, process, detail } = r;
+    let t = pb::EventType::try_from(*r#type)
+        .map_err(|_| bad("type", format!("unknown event type {type}", type = r#type)))?;
+    let s = crate::suppress::Suppression {
+        id: id.clone(),
+        name: name.clone(),
+        image: image.clone(),
+        event_type: from_event_type(t),
+        process: process.clone(),
+        detail: detail.clone(),
+    };
+    s.validate().map_err(|e| bad("suppression", e))?;
+    Ok(s)
+}
+
 /// Proto status of one event type.
 pub fn type_status(t: &TypeStatus) -> pb::TypeStatus {
     let TypeStatus {

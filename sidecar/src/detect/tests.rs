@@ -117,3 +117,23 @@ fn a_new_process_is_one_anomaly_not_one_per_library() {
     old.process.path = "/usr/bin/preexisting".into();
     assert_eq!(anomalies(&d.on_event(&old, 21_002).changes).len(), 1);
 }
+
+#[test]
+fn suppressed_anomalies_are_learned_not_reported() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.tick(20_000, 0);
+    d.set_suppressions(vec![crate::suppress::Suppression {
+        id: "s1".into(),
+        name: "backups read the config".into(),
+        image: "web".into(),
+        event_type: Some(EventType::File),
+        process: String::new(),
+        detail: "/etc/app/*".into(),
+    }]);
+    let o = d.on_event(&open(100, "/etc/app/secrets.yml"), 21_000);
+    assert!(anomalies(&o.changes).is_empty() && o.known);
+    assert!(o.changes.iter().any(|c| matches!(c, Change::Behaviour { .. })), "added to the profile");
+    assert!(d.on_event(&open(100, "/etc/app/secrets.yml"), 21_001).changes.is_empty(), "now known");
+    assert_eq!(anomalies(&d.on_event(&open(100, "/etc/shadow"), 21_002).changes).len(), 1);
+}
