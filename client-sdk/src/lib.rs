@@ -328,6 +328,17 @@ impl Client {
         Ok(self.inner.clone().verify_audit_trail(self.req(proto::VerifyAuditTrailRequest {})).await?.into_inner())
     }
 
+    /// One `StreamSignals` call: signal creations and updates after
+    /// `after_sequence` matching `query`, then live ones.
+    pub async fn stream_signals(
+        &self,
+        query: &str,
+        after_sequence: u64,
+    ) -> Result<tonic::Streaming<proto::SignalStreamItem>, ClientError> {
+        let r = proto::StreamSignalsRequest { after_sequence, query: query.to_owned() };
+        Ok(self.inner.clone().stream_signals(Request::new(r)).await?.into_inner())
+    }
+
     /// One `StreamAnomalies` call, as the server sends it (lag notices included).
     pub async fn stream_anomalies(
         &self,

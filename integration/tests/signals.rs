@@ -142,6 +142,36 @@ async fn signals_group_triage_and_mark_benign() {
         "{actions:?}"
     );
 
+    // The signal feed: creations and updates in order, resumable.
+    let mut feed = viewer.stream_signals("container:app", 0).await.expect("stream");
+    let mut changes = Vec::new();
+    while let Ok(Some(Ok(item))) =
+        tokio::time::timeout(Duration::from_millis(700), tokio_stream::StreamExt::next(&mut feed)).await
+    {
+        if let Some(proto::signal_stream_item::Item::Change(c)) = item.item {
+            changes.push(c);
+        }
+    }
+    assert!(changes.len() >= 4, "created, update, review, benign, new: {changes:?}");
+    assert!(changes[0].created && changes[0].signal.as_ref().unwrap().id == sig.id);
+    assert!(changes.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    let statuses: Vec<i32> = changes.iter().filter_map(|c| c.signal.as_ref()).map(|s| s.status).collect();
+    assert!(
+        statuses.contains(&(proto::SignalStatus::UnderReview as i32))
+            && statuses.contains(&(proto::SignalStatus::Archived as i32))
+    );
+    let resume_at = changes[1].sequence;
+    let mut resumed = viewer.stream_signals("container:app", resume_at).await.expect("stream");
+    let first = tokio::time::timeout(Duration::from_secs(5), tokio_stream::StreamExt::next(&mut resumed))
+        .await
+        .expect("in time")
+        .expect("item")
+        .expect("ok");
+    match first.item {
+        Some(proto::signal_stream_item::Item::Change(c)) => assert_eq!(c.sequence, changes[2].sequence),
+        other => panic!("{other:?}"),
+    }
+
     // And from the command line.
     let out = std::process::Command::new(telltalectl_bin())
         .args(["--addr", &addr, "--token", "tv", "signals", "show", &sig.id])

@@ -292,6 +292,7 @@ pub struct Api {
     anomalies: broadcast::Sender<Sequenced>,
     data_dir: PathBuf,
     closing: tokio::sync::watch::Receiver<bool>,
+    signals: broadcast::Sender<Arc<(u64, SignalChange)>>,
 }
 
 impl Api {
@@ -303,8 +304,9 @@ impl Api {
         anomalies: broadcast::Sender<Sequenced>,
         data_dir: PathBuf,
         closing: tokio::sync::watch::Receiver<bool>,
+        signals: broadcast::Sender<Arc<(u64, SignalChange)>>,
     ) -> Self {
-        Self { commands, anomalies, data_dir, closing }
+        Self { commands, anomalies, data_dir, closing, signals }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
@@ -340,6 +342,101 @@ async fn wait_closing(rx: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+type SignalStream = Pin<Box<dyn Stream<Item = Result<pb::SignalStreamItem, Status>> + Send>>;
+
+/// A signal change, as streamed: the signal after the change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignalChange {
+    /// The signal was created by this change.
+    pub created: bool,
+    /// The signal after it.
+    pub signal: crate::signal::Signal,
+}
+
+/// Reads the stored items after a sequence number (one page).
+type Backlog<T> = fn(&Store, u64) -> Result<Vec<(u64, T)>, StoreError>;
+
+/// A resumable stream: the stored items after `after` (in pages), then live
+/// ones from `live` (deduplicated by sequence), until the daemon closes. A
+/// client that falls `live`'s capacity behind gets a `Lagged` item telling
+/// where to resume, and the stream ends. Never blocks the sender.
+#[allow(clippy::too_many_arguments)]
+fn resumable<T, P>(
+    mut live: broadcast::Receiver<Arc<(u64, T)>>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    after: u64,
+    data_dir: PathBuf,
+    backlog: Backlog<T>,
+    accept: impl Fn(&T) -> bool + Send + 'static,
+    item: impl Fn(u64, &T) -> P + Send + 'static,
+    lagged: fn(pb::Lagged) -> P,
+) -> tokio_stream::wrappers::ReceiverStream<Result<P, Status>>
+where
+    T: Send + Sync + 'static,
+    P: Send + 'static,
+{
+    // A small hand-off to the transport; falling behind is measured on the
+    // broadcast channel (api.stream_buffer items), never here.
+    let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+    let mut last = after;
+    tokio::spawn(async move {
+        loop {
+            let dir = data_dir.clone();
+            let page =
+                tokio::task::spawn_blocking(move || Store::open_read_only(&dir).and_then(|s| backlog(&s, last))).await;
+            let page = match page {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(store_status(e))).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                    return;
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            for (seq, x) in page {
+                last = seq;
+                if accept(&x) && tx.send(Ok(item(seq, &x))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                () = wait_closing(&mut closing) => {
+                    let _ = tx.send(Err(Status::unavailable("telltale is shutting down"))).await;
+                    return;
+                }
+            };
+            match received {
+                Ok(entry) => {
+                    let (seq, x) = &*entry;
+                    if *seq <= last {
+                        continue;
+                    }
+                    last = *seq;
+                    if accept(x) && tx.send(Ok(item(*seq, x))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    let message =
+                        format!("lagged: {skipped} items skipped; reconnect with after_sequence={last} to get them");
+                    let _ = tx.send(Ok(lagged(pb::Lagged { skipped, resume_after: last, message }))).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 type ItemStream = Pin<Box<dyn Stream<Item = Result<pb::AnomalyStreamItem, Status>> + Send>>;
 
 fn item(seq: u64, a: &Anomaly) -> pb::AnomalyStreamItem {
@@ -366,83 +463,46 @@ impl Telltale for Api {
             Err(_) => return Err(Status::invalid_argument(format!("field `type`: unknown event type {}", r.r#type))),
         };
         let filter = Filter { image: r.image, container: r.container, event_type };
-        // Subscribe before reading the backlog so nothing falls in between.
-        let mut live = self.anomalies.subscribe();
-        // A small hand-off to the transport; falling behind is measured on
-        // the broadcast channel (api.stream_buffer items), never here.
-        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-        let data_dir = self.data_dir.clone();
-        let mut closing = self.closing.clone();
-        let mut last = r.after_sequence;
-        tokio::spawn(async move {
-            // Backlog from the store, in pages.
-            loop {
-                let dir = data_dir.clone();
-                let page = tokio::task::spawn_blocking(move || {
-                    Store::open_read_only(&dir).and_then(|s| s.anomalies_after(last, 500))
-                })
-                .await;
-                let page = match page {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(e)) => {
-                        let _ = tx.send(Err(store_status(e))).await;
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
-                        return;
-                    }
-                };
-                if page.is_empty() {
-                    break;
-                }
-                for (seq, a) in page {
-                    last = seq;
-                    if filter.accepts(&a) && tx.send(Ok(item(seq, &a))).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            // Live, until the daemon stops.
-            loop {
-                let received = tokio::select! {
-                    r = live.recv() => r,
-                    () = wait_closing(&mut closing) => {
-                        let _ = tx.send(Err(Status::unavailable("telltale is shutting down"))).await;
-                        return;
-                    }
-                };
-                match received {
-                    Ok(entry) => {
-                        let (seq, a) = &*entry;
-                        if *seq <= last {
-                            continue;
-                        }
-                        last = *seq;
-                        if filter.accepts(a) && tx.send(Ok(item(*seq, a))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                        let lagged = pb::Lagged {
-                            skipped,
-                            resume_after: last,
-                            message: format!(
-                                "lagged: {skipped} anomalies skipped; reconnect with after_sequence={last} to get them"
-                            ),
-                        };
-                        let _ = tx
-                            .send(Ok(pb::AnomalyStreamItem {
-                                item: Some(pb::anomaly_stream_item::Item::Lagged(lagged)),
-                            }))
-                            .await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let rx = resumable(
+            self.anomalies.subscribe(),
+            self.closing.clone(),
+            r.after_sequence,
+            self.data_dir.clone(),
+            |s: &Store, after| s.anomalies_after(after, 500),
+            move |a: &Anomaly| filter.accepts(a),
+            item,
+            |l| pb::AnomalyStreamItem { item: Some(pb::anomaly_stream_item::Item::Lagged(l)) },
+        );
+        Ok(Response::new(Box::pin(rx)))
+    }
+
+    type StreamSignalsStream = SignalStream;
+
+    async fn stream_signals(
+        &self,
+        request: Request<pb::StreamSignalsRequest>,
+    ) -> Result<Response<Self::StreamSignalsStream>, Status> {
+        require(&request, Role::Viewer)?;
+        let r = request.into_inner();
+        let query = crate::query::Query::parse(&r.query)
+            .map_err(|e| Status::invalid_argument(format!("field `query`: {e}")))?;
+        let rx = resumable(
+            self.signals.subscribe(),
+            self.closing.clone(),
+            r.after_sequence,
+            self.data_dir.clone(),
+            |s: &Store, after| s.signal_changes_after(after, 500),
+            move |c: &SignalChange| query.matches(&|k| c.signal.facet(k)),
+            |seq, c: &SignalChange| pb::SignalStreamItem {
+                item: Some(pb::signal_stream_item::Item::Change(pb::SignalChange {
+                    sequence: seq,
+                    created: c.created,
+                    signal: Some(convert::signal_summary(&c.signal)),
+                })),
+            },
+            |l| pb::SignalStreamItem { item: Some(pb::signal_stream_item::Item::Lagged(l)) },
+        );
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn get_learning_status(

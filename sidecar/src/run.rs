@@ -119,6 +119,7 @@ struct Daemon {
     signals: crate::signal::Signals,
     rules: Vec<crate::notify::Rule>,
     suppressions: Vec<crate::suppress::Suppression>,
+    signal_feed: tokio::sync::broadcast::Sender<std::sync::Arc<(u64, crate::api::SignalChange)>>,
 }
 
 impl Daemon {
@@ -154,10 +155,24 @@ impl Daemon {
             // No receiver (no stream client) is fine.
             let _ = self.anomalies.send(std::sync::Arc::new((seq, (**a).clone())));
         }
-        let signals: Vec<_> = touched.iter().map(|(s, _)| s.clone()).collect();
+        self.publish(&touched)
+    }
+
+    /// Save changed signals, log them for streaming, tell stream clients,
+    /// queue notifications.
+    fn publish(&mut self, changed: &[(crate::signal::Signal, bool)]) -> Result<(), RunError> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let signals: Vec<_> = changed.iter().map(|(s, _)| s.clone()).collect();
         self.store.save_signals(&signals)?;
-        self.notify(&touched)?;
-        Ok(())
+        let log: Vec<crate::api::SignalChange> =
+            changed.iter().map(|(s, c)| crate::api::SignalChange { created: *c, signal: s.clone() }).collect();
+        let seqs = self.store.log_signal_changes(&log, now_ms())?;
+        for (seq, c) in seqs.into_iter().zip(log) {
+            let _ = self.signal_feed.send(std::sync::Arc::new((seq, c)));
+        }
+        self.notify(changed)
     }
 
     /// Queue the notifications of rules that want these signal changes.
@@ -183,14 +198,14 @@ impl Daemon {
     fn catch_up_signals(&mut self) -> Result<(), RunError> {
         let last = self.signals.all().iter().flat_map(|s| s.entries.iter().map(|e| e.sequence)).max().unwrap_or(0);
         let missed = self.store.anomalies_after(last, usize::MAX)?;
-        let mut touched = Vec::new();
+        let mut touched: Vec<(crate::signal::Signal, bool)> = Vec::new();
         for (seq, a) in &missed {
-            let (signal, _) = self.signals.on_anomaly(*seq, a);
-            touched.retain(|s: &crate::signal::Signal| s.id != signal.id);
-            touched.push(signal);
+            let (signal, created) = self.signals.on_anomaly(*seq, a);
+            let was_created = touched.iter().any(|(s, c)| s.id == signal.id && *c);
+            touched.retain(|(s, _)| s.id != signal.id);
+            touched.push((signal, created || was_created));
         }
-        self.store.save_signals(&touched)?;
-        Ok(())
+        self.publish(&touched)
     }
 
     fn command(&mut self, cmd: crate::api::Command) -> Result<(), RunError> {
@@ -449,7 +464,7 @@ impl Daemon {
         }
         match self.signals.update(id, status, assignee) {
             Ok((before, after)) => {
-                self.store.save_signals(std::slice::from_ref(&after))?;
+                self.publish(&[(after.clone(), false)])?;
                 let summary = |s: &crate::signal::Signal| serde_json::json!({"status": s.status.name(), "assignee": s.assignee, "version": s.version});
                 let mut after_json = summary(&after);
                 if benign.is_some() {
@@ -556,6 +571,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         pod
     };
     let (anomalies, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
+    let (signal_feed, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(64);
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut api_task = None;
@@ -564,7 +580,13 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         let listener = crate::api::bind(&cfg.api).await?;
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         api_note = format!("; API on {addr}");
-        let api = crate::api::Api::new(cmd_tx.clone(), anomalies.clone(), cfg.data_dir.clone(), closing.clone());
+        let api = crate::api::Api::new(
+            cmd_tx.clone(),
+            anomalies.clone(),
+            cfg.data_dir.clone(),
+            closing.clone(),
+            signal_feed.clone(),
+        );
         let mut stop = closing.clone();
         api_task = Some(tokio::spawn(crate::api::serve(cfg.api.clone(), listener, api, async move {
             let _ = stop.wait_for(|c| *c).await;
@@ -592,6 +614,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         signals,
         rules,
         suppressions,
+        signal_feed,
     };
     let notifier = tokio::spawn(crate::notify::deliver::run(d.cfg.data_dir.clone(), closing.clone()));
     d.catch_up_signals()?;

@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, body TEXT NOT NULL) S
 CREATE TABLE IF NOT EXISTS signals (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS rules (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS suppressions (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS signal_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, rule_id TEXT NOT NULL, target INTEGER NOT NULL,
     signal_id TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -352,8 +353,10 @@ impl Store {
         Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
     }
 
-    /// Delete anomalies older than `before_ms` (retention). Returns how many.
+    /// Delete anomalies and signal changes older than `before_ms`
+    /// (retention). Returns how many anomalies.
     pub fn prune_anomalies(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.conn.execute("DELETE FROM signal_changes WHERE time_ms < ?1", params![before_ms]).map_err(self.sql())?;
         self.conn.execute("DELETE FROM anomalies WHERE time_ms < ?1", params![before_ms]).map_err(self.sql())
     }
 
@@ -552,6 +555,55 @@ impl Store {
     /// Every stored signal.
     pub fn signals(&self) -> Result<Vec<crate::signal::Signal>, StoreError> {
         self.bodies(Table::Signals)
+    }
+
+    /// Log signal changes for streaming; returns their sequence numbers.
+    pub fn log_signal_changes(
+        &mut self,
+        changes: &[crate::api::SignalChange],
+        now_ms: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let mut seqs = Vec::new();
+        for c in changes {
+            let body = serde_json::to_string(c).unwrap_or_default();
+            tx.execute("INSERT INTO signal_changes (time_ms, body) VALUES (?1, ?2)", params![now_ms, body])
+                .map_err(sql)?;
+            seqs.push(u64::try_from(tx.last_insert_rowid()).unwrap_or(0));
+        }
+        tx.commit().map_err(sql)?;
+        Ok(seqs)
+    }
+
+    /// Up to `limit` signal changes after sequence `after`.
+    pub fn signal_changes_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, crate::api::SignalChange)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, body FROM signal_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(
+                params![i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(self.sql())?;
+            let c = serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+                path: self.path.clone(),
+                what: "signal_changes",
+                detail: e.to_string(),
+            })?;
+            out.push((u64::try_from(seq).unwrap_or(0), c));
+        }
+        Ok(out)
     }
 
     /// Save (insert or replace) a notification rule.
