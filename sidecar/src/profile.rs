@@ -183,6 +183,12 @@ pub struct Node {
     pub endpoints: HashSet<(Protocol, IpAddr, u16)>,
     /// (protocol, network, port or 0 for any).
     pub endpoint_ranges: BTreeSet<(Protocol, ipnet::IpNet, u16)>,
+    /// Sibling shapes seen (see `generalize::sibling_pattern`): collapsed
+    /// pattern → access bits of each distinct sibling; once there are
+    /// `generalize::SIBLINGS` of them the pattern matches, with the access
+    /// bits all of them had.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub shapes: HashMap<String, Vec<u8>>,
 }
 
 /// The profile of one short image name.
@@ -209,7 +215,12 @@ impl Profile {
         };
         match &o.behaviour {
             Behaviour::Exec => true,
-            Behaviour::File { pattern, access } => node.files.get(pattern).is_some_and(|a| a & access == *access),
+            Behaviour::File { pattern, access } => {
+                node.files.get(pattern).is_some_and(|a| a & access == *access)
+                    || generalize::sibling_pattern(pattern).and_then(|s| node.shapes.get(&s)).is_some_and(|seen| {
+                        seen.len() >= generalize::SIBLINGS as usize && seen.iter().all(|a| a & access == *access)
+                    })
+            }
             Behaviour::Dns { name, qtype } => node.dns.contains(&(name.clone(), qtype.clone())),
             Behaviour::Connect { protocol, address, port } => {
                 node.endpoints.contains(&(*protocol, *address, *port))
@@ -257,6 +268,14 @@ impl Profile {
                 let entry = node.files.entry(pattern.clone()).or_insert(0);
                 let before = *entry;
                 *entry |= access;
+                if before == 0 {
+                    if let Some(shape) = generalize::sibling_pattern(pattern) {
+                        let seen = node.shapes.entry(shape).or_default();
+                        if seen.len() < generalize::SIBLINGS as usize {
+                            seen.push(*access);
+                        }
+                    }
+                }
                 *entry != before
             }
             Behaviour::Dns { name, qtype } => node.dns.insert((name.clone(), qtype.clone())),

@@ -441,8 +441,15 @@ pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
         nodes: nodes
             .into_iter()
             .map(|(lineage, n)| {
-                let Node { first_seen_ms, last_seen_ms, tags, files, dns, endpoints, endpoint_ranges } = n;
-                let mut files: Vec<_> = files.iter().collect();
+                let Node { first_seen_ms, last_seen_ms, tags, files, dns, endpoints, endpoint_ranges, shapes } = n;
+                // Collapsed sibling shapes are patterns too, with the access all siblings had.
+                let collapsed: Vec<(String, u8)> = shapes
+                    .iter()
+                    .filter(|(_, seen)| seen.len() >= crate::profile::generalize::SIBLINGS as usize)
+                    .map(|(shape, seen)| (shape.clone(), seen.iter().fold(0xff, |a, b| a & b)))
+                    .collect();
+                let mut files: Vec<(&String, &u8)> =
+                    files.iter().chain(collapsed.iter().map(|(s, a)| (s, a))).collect();
                 files.sort();
                 let mut dns: Vec<_> = dns.iter().collect();
                 dns.sort();

@@ -18,6 +18,12 @@
 //! 5. Literal braces are doubled first, so a file named `{num}` cannot
 //!    match the pattern of `123`.
 //!
+//! 6. Many siblings of one shape (in a profile, see [`sibling_pattern`]):
+//!    once a process node has opened [`SIBLINGS`] distinct files in one
+//!    directory named `PREFIX-…​.EXT` (same alphabetic prefix of 2+ letters
+//!    before `-`, `_` or `.`, same extension), any such name there matches
+//!    `PREFIX-{*}.EXT`. Other names in that directory stay exact.
+//!
 //! Executables are never generalized: they are matched exactly.
 
 use std::sync::OnceLock;
@@ -139,6 +145,30 @@ fn class_changes(t: &str) -> usize {
     t.as_bytes().windows(2).filter(|w| class(w[0]) != class(w[1])).count()
 }
 
+/// Siblings of one shape needed before they collapse into a pattern.
+pub const SIBLINGS: u32 = 16;
+
+/// The collapsed pattern a file pattern would belong to (rule 6), if its
+/// name has a shape: `dir/report-2x.csv` → `dir/report-{*}.csv`.
+pub fn sibling_pattern(pattern: &str) -> Option<String> {
+    let (dir, name) = pattern.rsplit_once('/')?;
+    let sep = name.find(['-', '_', '.'])?;
+    let (prefix, rest) = name.split_at(sep);
+    if prefix.len() < 2 || !prefix.bytes().all(|b| b.is_ascii_alphabetic()) || rest.len() < 2 {
+        return None;
+    }
+    let (sep_char, rest) = rest.split_at(1);
+    let ext = match rest.rsplit_once('.') {
+        Some((middle, ext)) if !middle.is_empty() && !ext.is_empty() => format!(".{ext}"),
+        Some(_) => return None,
+        None => String::new(),
+    };
+    if ext.contains('/') || rest.contains("{*}") {
+        return None;
+    }
+    Some(format!("{dir}/{prefix}{sep_char}{{*}}{ext}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +221,16 @@ mod tests {
         assert_eq!(path_pattern("/tmp/123/456/x"), "/tmp/{num}/{num}/x");
         assert_ne!(path_pattern("/tmp/123/x"), path_pattern("/tmp/123/456/x"));
         assert_ne!(path_pattern("/tmp/evil/x"), path_pattern("/tmp/123/x"));
+    }
+
+    #[test]
+    fn sibling_shapes() {
+        assert_eq!(sibling_pattern("/srv/reports/report-alpha.csv").as_deref(), Some("/srv/reports/report-{*}.csv"));
+        assert_eq!(sibling_pattern("/srv/cache/blob_xyz").as_deref(), Some("/srv/cache/blob_{*}"));
+        assert_eq!(sibling_pattern("/etc/passwd"), None, "no prefix and separator");
+        assert_eq!(sibling_pattern("/etc/x-y"), None, "prefix too short");
+        assert_eq!(sibling_pattern("/etc/ld.so.cache").as_deref(), Some("/etc/ld.{*}.cache"));
+        assert_eq!(sibling_pattern("/srv/a1-b.csv"), None, "prefix must be letters");
     }
 
     #[test]

@@ -157,3 +157,24 @@ fn one_dns_event_is_one_observation_per_question() {
     assert_eq!(o.len(), 2);
     assert_eq!(o[0].lineage, vec!["/bin/sh", "/bin/app"]);
 }
+
+#[test]
+fn many_siblings_of_one_shape_collapse_but_nothing_else() {
+    let mut p = stable_profile();
+    let node = ["/usr/sbin/nginx"];
+    // Learning is over; warm-up learning of 16 report files (a new release).
+    for i in 0..16 {
+        let name = format!("/srv/reports/report-{}.csv", ["alpha", "beta", "gamma", "delta"][i % 4].repeat(1 + i / 4));
+        assert_eq!(p.observe(&obs(&node, file(&name, 3)), "v2", 30_000, true), Verdict::Learned);
+    }
+    assert_eq!(p.observe(&obs(&node, file("/srv/reports/report-zeta.csv", 1)), "v2", 31_000, false), Verdict::Known);
+    assert_eq!(p.observe(&obs(&node, file("/srv/reports/shadow", 1)), "v2", 31_000, false), Verdict::Anomaly);
+    assert_eq!(p.observe(&obs(&node, file("/srv/reports/report-zeta.txt", 1)), "v2", 31_000, false), Verdict::Anomaly);
+    assert_eq!(p.observe(&obs(&node, file("/srv/other/report-zeta.csv", 1)), "v2", 31_000, false), Verdict::Anomaly);
+    // 15 siblings are not enough.
+    let mut q = stable_profile();
+    for i in 0..15 {
+        q.observe(&obs(&node, file(&format!("/srv/r/rep-{}.log", "x".repeat(i + 1)), 1)), "v2", 30_000, true);
+    }
+    assert_eq!(q.observe(&obs(&node, file("/srv/r/rep-new.log", 1)), "v2", 31_000, false), Verdict::Anomaly);
+}
