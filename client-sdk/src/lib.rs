@@ -431,6 +431,32 @@ fn retryable(code: tonic::Code) -> bool {
     )
 }
 
+/// Stable names of the API's enums, for printing.
+pub mod names {
+    use super::proto;
+
+    /// `exec`, `file`, `dns`, `connect` (`?` if unknown).
+    pub fn event_type(t: i32) -> &'static str {
+        match proto::EventType::try_from(t) {
+            Ok(proto::EventType::Exec) => "exec",
+            Ok(proto::EventType::File) => "file",
+            Ok(proto::EventType::Dns) => "dns",
+            Ok(proto::EventType::Connect) => "connect",
+            _ => "?",
+        }
+    }
+
+    /// `learning`, `stable`, `unstable` (`?` if unknown).
+    pub fn learning_state(s: i32) -> &'static str {
+        match proto::LearningState::try_from(s) {
+            Ok(proto::LearningState::Learning) => "learning",
+            Ok(proto::LearningState::Stable) => "stable",
+            Ok(proto::LearningState::Unstable) => "unstable",
+            _ => "?",
+        }
+    }
+}
+
 /// Behaviour builders for [`Client::add_to_profile`].
 pub mod behaviour {
     use super::proto;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use telltale_client::{behaviour, proto, Client, ClientError, WatchFilter};
+use telltale_client::{behaviour, names, proto, Client, ClientError, WatchFilter};
 use tokio_stream::StreamExt;
 
 #[derive(Debug, Parser)]
@@ -201,25 +201,6 @@ fn event_type(s: &str) -> Result<proto::EventType> {
     })
 }
 
-fn type_name(t: i32) -> &'static str {
-    match proto::EventType::try_from(t) {
-        Ok(proto::EventType::Exec) => "exec",
-        Ok(proto::EventType::File) => "file",
-        Ok(proto::EventType::Dns) => "dns",
-        Ok(proto::EventType::Connect) => "connect",
-        _ => "?",
-    }
-}
-
-fn state_name(s: i32) -> &'static str {
-    match proto::LearningState::try_from(s) {
-        Ok(proto::LearningState::Learning) => "learning",
-        Ok(proto::LearningState::Stable) => "stable",
-        Ok(proto::LearningState::Unstable) => "unstable",
-        _ => "?",
-    }
-}
-
 fn rfc3339_ms(ms: i64) -> String {
     if ms == 0 {
         return "-".into();
@@ -265,8 +246,8 @@ fn status_json(p: &proto::ProfileStatus) -> serde_json::Value {
         "tags": p.tags,
         "behaviours": p.behaviours,
         "types": p.types.iter().map(|t| serde_json::json!({
-            "type": type_name(t.r#type),
-            "state": state_name(t.state),
+            "type": names::event_type(t.r#type),
+            "state": names::learning_state(t.state),
             "learning_started_unix_ms": t.learning_started_unix_ms,
             "since_unix_ms": t.since_unix_ms,
             "behaviours": t.behaviours,
@@ -284,7 +265,7 @@ fn anomaly_json(a: &proto::SequencedAnomaly) -> serde_json::Value {
         "sequence": a.sequence,
         "id": an.id,
         "time_unix_nano": an.time_unix_nano,
-        "type": type_name(an.r#type),
+        "type": names::event_type(an.r#type),
         "container": {"id": c.id, "name": c.name, "image": c.image, "tag": c.tag},
         "profile_version": an.profile_version,
         "lineage": an.lineage,
@@ -362,8 +343,8 @@ async fn run(cli: Cli) -> Result<()> {
                         println!(
                             "{:<24} {:<8} {:<9} {:<20} {:>10} {:<20} {:>9} {}",
                             p.image,
-                            type_name(t.r#type),
-                            state_name(t.state),
+                            names::event_type(t.r#type),
+                            names::learning_state(t.state),
                             rfc3339_ms(t.since_unix_ms),
                             t.behaviours,
                             rfc3339_ms(t.last_new_behaviour_unix_ms),

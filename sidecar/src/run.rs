@@ -440,18 +440,16 @@ impl Daemon {
             after,
         };
         let action = if benign.is_some() { "mark_benign" } else { "update" };
+        let failed = |e: &crate::signal::UpdateError| {
+            audit("failure", action, None, Some(serde_json::json!({"error": e.to_string()})))
+        };
         let mut added = 0;
         let mut status = status;
         if let Some(ids) = &benign {
             let observations = match self.signals.benign_observations(id, ids) {
                 Ok(o) => o,
                 Err(e) => {
-                    self.store.append_audit(vec![audit(
-                        "failure",
-                        action,
-                        None,
-                        Some(serde_json::json!({"error": e.to_string()})),
-                    )])?;
+                    self.store.append_audit(vec![failed(&e)])?;
                     return Ok(Err(e));
                 }
             };
@@ -475,12 +473,7 @@ impl Daemon {
                 Ok(Ok((after, added)))
             }
             Err(e) => {
-                self.store.append_audit(vec![audit(
-                    "failure",
-                    action,
-                    None,
-                    Some(serde_json::json!({"error": e.to_string()})),
-                )])?;
+                self.store.append_audit(vec![failed(&e)])?;
                 Ok(Err(e))
             }
         }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use telltale_client::{proto, Client};
+use telltale_client::{names, proto, Client};
 use telltale_sidecar::workload::cgroup::{Cgroup, OwnedCgroup};
 
 const IMAGE: &str = "registry.example.com:5000/shop/cws-webapp:v2@sha256:4c5e1a";
@@ -166,7 +166,14 @@ async fn main() -> Result<()> {
         let states: Vec<String> = p
             .types
             .iter()
-            .map(|t| format!("{}={} ({} behaviours)", type_name(t.r#type), state_name(t.state), t.behaviours))
+            .map(|t| {
+                format!(
+                    "{}={} ({} behaviours)",
+                    names::event_type(t.r#type),
+                    names::learning_state(t.state),
+                    t.behaviours
+                )
+            })
             .collect();
         println!("profile {} (versions {}): {}", p.image, p.tags.join(","), states.join(", "));
     }
@@ -252,25 +259,6 @@ async fn main() -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all("/tmp/telltale-demo");
     Ok(())
-}
-
-fn type_name(t: i32) -> &'static str {
-    match proto::EventType::try_from(t) {
-        Ok(proto::EventType::Exec) => "exec",
-        Ok(proto::EventType::File) => "file",
-        Ok(proto::EventType::Dns) => "dns",
-        Ok(proto::EventType::Connect) => "connect",
-        _ => "?",
-    }
-}
-
-fn state_name(s: i32) -> &'static str {
-    match proto::LearningState::try_from(s) {
-        Ok(proto::LearningState::Learning) => "learning",
-        Ok(proto::LearningState::Stable) => "stable",
-        Ok(proto::LearningState::Unstable) => "unstable",
-        _ => "?",
-    }
 }
 
 fn print_signal(s: &proto::Signal) {
