@@ -518,6 +518,9 @@ impl Store {
     /// Save records of an `id → JSON body` table (insert or replace), in
     /// one transaction.
     fn save_bodies<T: serde::Serialize>(&mut self, table: Table, items: &[(&str, &T)]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sql)?;
