@@ -53,6 +53,24 @@ pub enum RunError {
     Api(#[from] crate::api::ApiError),
 }
 
+/// Signals changed by a batch: each id once, created if any change created it.
+#[derive(Default)]
+struct Touched(Vec<(String, bool)>);
+
+impl Touched {
+    fn add(&mut self, id: String, created: bool) {
+        match self.0.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, c)) => *c |= created,
+            None => self.0.push((id, created)),
+        }
+    }
+
+    /// One copy of each changed signal, after the whole batch.
+    fn signals(&self, all: &crate::signal::Signals) -> Vec<(crate::signal::Signal, bool)> {
+        self.0.iter().filter_map(|(id, c)| all.get(id).map(|s| (s.clone(), *c))).collect()
+    }
+}
+
 /// Meta key under which the daemon saves the sensors' counters every second.
 pub const SENSOR_COUNTERS: &str = "sensor_counters";
 
@@ -143,19 +161,18 @@ impl Daemon {
         }
         let sequences = self.store.apply(changes)?;
         let anomalies = changes.iter().filter_map(|c| if let Change::Anomaly(a) = c { Some(a) } else { None });
-        let mut touched: Vec<(crate::signal::Signal, bool)> = Vec::new();
+        let mut touched = Touched::default();
         for (seq, a) in sequences.into_iter().zip(anomalies) {
-            let (signal, created) = self.signals.on_anomaly(seq, a);
+            let (id, created) = self.signals.record(seq, a);
             if created {
-                tracing::warn!(signal = %signal.id, container = %signal.container.id, "Signal opened.");
+                tracing::warn!(signal = %id, container = %a.container.id, "Signal opened.");
             }
-            let was_created = touched.iter().any(|(s, c)| s.id == signal.id && *c);
-            touched.retain(|(s, _)| s.id != signal.id);
-            touched.push((signal, created || was_created));
+            touched.add(id, created);
             // No receiver (no stream client) is fine.
             let _ = self.anomalies.send(std::sync::Arc::new((seq, (**a).clone())));
         }
-        self.publish(&touched)
+        let changed = touched.signals(&self.signals);
+        self.publish(&changed)
     }
 
     /// Save changed signals, log them for streaming, tell stream clients,
@@ -167,7 +184,7 @@ impl Daemon {
         let signals: Vec<_> = changed.iter().map(|(s, _)| s.clone()).collect();
         self.store.save_signals(&signals)?;
         let log: Vec<crate::api::SignalChange> =
-            changed.iter().map(|(s, c)| crate::api::SignalChange { created: *c, signal: s.clone() }).collect();
+            changed.iter().map(|(s, c)| crate::api::SignalChange { created: *c, signal: s.summary_copy() }).collect();
         let seqs = self.store.log_signal_changes(&log, now_ms())?;
         for (seq, c) in seqs.into_iter().zip(log) {
             let _ = self.signal_feed.send(std::sync::Arc::new((seq, c)));
@@ -198,14 +215,13 @@ impl Daemon {
     fn catch_up_signals(&mut self) -> Result<(), RunError> {
         let last = self.signals.all().iter().flat_map(|s| s.entries.iter().map(|e| e.sequence)).max().unwrap_or(0);
         let missed = self.store.anomalies_after(last, usize::MAX)?;
-        let mut touched: Vec<(crate::signal::Signal, bool)> = Vec::new();
+        let mut touched = Touched::default();
         for (seq, a) in &missed {
-            let (signal, created) = self.signals.on_anomaly(*seq, a);
-            let was_created = touched.iter().any(|(s, c)| s.id == signal.id && *c);
-            touched.retain(|(s, _)| s.id != signal.id);
-            touched.push((signal, created || was_created));
+            let (id, created) = self.signals.record(*seq, a);
+            touched.add(id, created);
         }
-        self.publish(&touched)
+        let changed = touched.signals(&self.signals);
+        self.publish(&changed)
     }
 
     fn command(&mut self, cmd: crate::api::Command) -> Result<(), RunError> {
@@ -378,12 +394,12 @@ impl Daemon {
             folded.extend(outcome.folded);
         }
         self.persist(&changes)?;
-        // The last version of each signal a folded behaviour touched.
-        let mut latest: Vec<crate::signal::Signal> = Vec::new();
-        for s in folded.iter().filter_map(|(c, o)| self.signals.fold(c, o)) {
-            latest.retain(|l| l.id != s.id);
-            latest.push(s);
+        // Each signal a folded behaviour touched, once, as it is now.
+        let mut touched = Touched::default();
+        for id in folded.iter().filter_map(|(c, o)| self.signals.fold(c, o)) {
+            touched.add(id, false);
         }
+        let latest: Vec<crate::signal::Signal> = touched.signals(&self.signals).into_iter().map(|(s, _)| s).collect();
         self.store.save_signals(&latest)?;
         if !known.is_empty() && !self.known_map_full {
             if let Err(e) = self.sensor.mark_known(&known) {

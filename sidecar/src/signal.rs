@@ -9,6 +9,11 @@ use crate::detect::{Anomaly, Container};
 use crate::event::EventKind;
 use crate::profile::{Behaviour, EventType, Observation};
 
+/// Anomalies kept in a signal (the first ones); later ones are counted and
+/// streamed, not stored in the signal, so a flood (DNS exfiltration with
+/// random names) cannot make every update cost more than the last.
+pub const MAX_ENTRIES: usize = 200;
+
 /// The rule every anomaly signal comes from.
 pub const RULE_ID: &str = "anomaly_detection";
 
@@ -112,8 +117,11 @@ pub struct Signal {
     pub first_seen_ms: i64,
     /// Last anomaly time (ms).
     pub last_seen_ms: i64,
-    /// Anomalies in chronological order.
+    /// Anomalies in chronological order (the first [`MAX_ENTRIES`]).
     pub entries: Vec<Entry>,
+    /// All anomalies of the signal, stored in `entries` or not.
+    #[serde(default)]
+    pub anomaly_count: u64,
     /// Incremented on every change.
     pub version: u64,
 }
@@ -203,7 +211,8 @@ impl Signal {
                 next_steps.push(format!("Add only this behaviour: {cmd}"));
             }
         }
-        let events = self
+        let more = self.anomaly_count.saturating_sub(self.entries.len() as u64);
+        let mut events: Vec<String> = self
             .entries
             .iter()
             .map(|e| {
@@ -214,6 +223,13 @@ impl Signal {
                 format!("#{} {t} [{}] {}", e.sequence, e.event_type.name(), e.summary)
             })
             .collect();
+        if more > 0 {
+            events.push(format!(
+                "... and {more} more anomalies: telltalectl watch --container {} --after {}",
+                quote(&self.container.id),
+                self.entries.last().map_or(0, |e| e.sequence)
+            ));
+        }
         Overview { what_happened, next_steps, events }
     }
 }
@@ -260,6 +276,48 @@ pub fn add_command(image: &str, o: &Observation) -> Option<String> {
     })
 }
 
+/// Only reached if an id just recorded vanished: an empty placeholder.
+fn unreachable_signal(id: &str) -> Signal {
+    Signal {
+        id: id.to_owned(),
+        rule_id: RULE_ID.to_owned(),
+        severity: Severity::Low,
+        status: Status::Open,
+        assignee: None,
+        container: Container::new(
+            "",
+            "",
+            &crate::workload::image::ImageRef { short_name: String::new(), tag: String::new() },
+            0,
+            0,
+        ),
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+        entries: Vec::new(),
+        anomaly_count: 0,
+        version: 0,
+    }
+}
+
+impl Signal {
+    /// The signal without its entries (summaries, the change log).
+    pub fn summary_copy(&self) -> Signal {
+        Signal {
+            id: self.id.clone(),
+            rule_id: self.rule_id.clone(),
+            severity: self.severity,
+            status: self.status,
+            assignee: self.assignee.clone(),
+            container: self.container.clone(),
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            entries: Vec::new(),
+            anomaly_count: self.anomaly_count.max(self.entries.len() as u64),
+            version: self.version,
+        }
+    }
+}
+
 /// An entry's observation followed by its related ones.
 fn with_related(e: &Entry) -> impl Iterator<Item = Observation> + '_ {
     std::iter::once(e.observation.clone()).chain(e.related.iter().cloned())
@@ -304,6 +362,12 @@ impl Signals {
     /// Add an anomaly: to the container's open signal, or a new one.
     /// Returns the signal after the change and whether it was created.
     pub fn on_anomaly(&mut self, sequence: u64, a: &Anomaly) -> (Signal, bool) {
+        let (id, created) = self.record(sequence, a);
+        (self.by_id.get(&id).cloned().unwrap_or_else(|| unreachable_signal(&id)), created)
+    }
+
+    /// [`Signals::on_anomaly`] without the copy: returns the signal id.
+    pub fn record(&mut self, sequence: u64, a: &Anomaly) -> (String, bool) {
         let entry = Entry {
             sequence,
             anomaly_id: a.id.clone(),
@@ -315,11 +379,14 @@ impl Signals {
         };
         let severity = Severity::of(&a.observation);
         if let Some(s) = self.open.get(&a.container.id).and_then(|id| self.by_id.get_mut(id)) {
-            s.entries.push(entry);
+            if s.entries.len() < MAX_ENTRIES {
+                s.entries.push(entry);
+            }
+            s.anomaly_count = s.anomaly_count.max(s.entries.len() as u64 - 1) + 1;
             s.severity = s.severity.max(severity);
             s.last_seen_ms = s.last_seen_ms.max(a.time_ms);
             s.version += 1;
-            return (s.clone(), false);
+            return (s.id.clone(), false);
         }
         let s = Signal {
             id: format!("sig-{}-{sequence}", a.container.id),
@@ -331,16 +398,18 @@ impl Signals {
             first_seen_ms: a.time_ms,
             last_seen_ms: a.time_ms,
             entries: vec![entry],
+            anomaly_count: 1,
             version: 1,
         };
-        self.open.insert(a.container.id.clone(), s.id.clone());
-        self.by_id.insert(s.id.clone(), s.clone());
-        (s, true)
+        let id = s.id.clone();
+        self.open.insert(a.container.id.clone(), id.clone());
+        self.by_id.insert(id.clone(), s);
+        (id, true)
     }
 
     /// Attach behaviour folded into an exec anomaly to that anomaly's entry
-    /// in the container's open signal. Returns the signal if it changed.
-    pub fn fold(&mut self, container_id: &str, o: &Observation) -> Option<Signal> {
+    /// in the container's open signal. Returns the signal's id if it changed.
+    pub fn fold(&mut self, container_id: &str, o: &Observation) -> Option<String> {
         const MAX_RELATED: usize = 4096;
         let s = self.open.get(container_id).and_then(|id| self.by_id.get_mut(id))?;
         let entry = s
@@ -353,7 +422,7 @@ impl Signals {
         }
         entry.related.push(o.clone());
         s.version += 1;
-        Some(s.clone())
+        Some(s.id.clone())
     }
 
     /// A signal by id.

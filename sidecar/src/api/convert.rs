@@ -225,6 +225,7 @@ pub fn signal_summary(s: &crate::signal::Signal) -> pb::SignalSummary {
         first_seen_ms,
         last_seen_ms,
         entries,
+        anomaly_count,
         version,
     } = s;
     pb::SignalSummary {
@@ -236,7 +237,7 @@ pub fn signal_summary(s: &crate::signal::Signal) -> pb::SignalSummary {
         container: Some(container(c)),
         first_seen_unix_ms: *first_seen_ms,
         last_seen_unix_ms: *last_seen_ms,
-        anomalies: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        anomalies: u32::try_from((*anomaly_count).max(entries.len() as u64)).unwrap_or(u32::MAX),
         version: *version,
     }
 }

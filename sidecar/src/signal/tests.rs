@@ -122,3 +122,19 @@ fn what_a_new_process_did_is_marked_benign_with_it() {
     assert_eq!(all.len(), 2);
     assert_eq!(all[1], lib);
 }
+
+#[test]
+fn a_flood_is_counted_not_stored() {
+    let mut s = Signals::default();
+    let mut last = None;
+    for i in 0..(MAX_ENTRIES as i64 + 50) {
+        last = Some(s.on_anomaly(i as u64 + 1, &file("c1", i, &format!("/x/{i}"))).0);
+    }
+    let sig = last.unwrap();
+    assert_eq!(sig.entries.len(), MAX_ENTRIES);
+    assert_eq!(sig.anomaly_count, MAX_ENTRIES as u64 + 50);
+    let o = sig.overview();
+    assert!(o.events.last().unwrap().contains("50 more anomalies"), "{:?}", o.events.last());
+    assert_eq!(sig.summary_copy().anomaly_count, MAX_ENTRIES as u64 + 50);
+    assert!(sig.summary_copy().entries.is_empty());
+}
