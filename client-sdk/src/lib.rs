@@ -446,6 +446,42 @@ pub mod names {
         }
     }
 
+    /// `open`, `under_review`, `archived` (`?` if unknown).
+    pub fn signal_status(s: i32) -> &'static str {
+        match proto::SignalStatus::try_from(s) {
+            Ok(proto::SignalStatus::Open) => "open",
+            Ok(proto::SignalStatus::UnderReview) => "under_review",
+            Ok(proto::SignalStatus::Archived) => "archived",
+            _ => "?",
+        }
+    }
+
+    /// A signal as text: a header line, then What happened, Suggested next
+    /// steps and Anomaly events.
+    pub fn signal_text(s: &proto::Signal) -> String {
+        let summary = s.summary.clone().unwrap_or_default();
+        let c = summary.container.unwrap_or_default();
+        let mut out = format!(
+            "signal {}  rule_id:{}  severity:{}  status:{}  container:{}  image:{}:{}\n",
+            summary.id,
+            summary.rule_id,
+            summary.severity,
+            signal_status(summary.status),
+            c.id,
+            c.image,
+            c.tag
+        );
+        out.push_str(&format!("\nWhat happened\n  {}\n\nSuggested next steps\n", s.what_happened));
+        for n in &s.next_steps {
+            out.push_str(&format!("  - {n}\n"));
+        }
+        out.push_str("\nAnomaly events\n");
+        for e in &s.events {
+            out.push_str(&format!("  {e}\n"));
+        }
+        out
+    }
+
     /// `learning`, `stable`, `unstable` (`?` if unknown).
     pub fn learning_state(s: i32) -> &'static str {
         match proto::LearningState::try_from(s) {

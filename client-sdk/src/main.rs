@@ -471,19 +471,10 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn signal_status_name(s: i32) -> &'static str {
-    match proto::SignalStatus::try_from(s) {
-        Ok(proto::SignalStatus::Open) => "open",
-        Ok(proto::SignalStatus::UnderReview) => "under_review",
-        Ok(proto::SignalStatus::Archived) => "archived",
-        _ => "?",
-    }
-}
-
 fn summary_json(s: &proto::SignalSummary) -> serde_json::Value {
     let c = s.container.clone().unwrap_or_default();
     serde_json::json!({
-        "id": s.id, "rule_id": s.rule_id, "severity": s.severity, "status": signal_status_name(s.status),
+        "id": s.id, "rule_id": s.rule_id, "severity": s.severity, "status": names::signal_status(s.status),
         "assignee": s.assignee, "container": {"id": c.id, "name": c.name, "image": c.image, "tag": c.tag},
         "first_seen_unix_ms": s.first_seen_unix_ms, "last_seen_unix_ms": s.last_seen_unix_ms,
         "anomalies": s.anomalies, "version": s.version,
@@ -500,26 +491,7 @@ fn print_signal(s: &proto::Signal, json: bool) {
         println!("{v}");
         return;
     }
-    let c = summary.container.clone().unwrap_or_default();
-    println!(
-        "signal {}  rule_id:{}  severity:{}  status:{}  container:{} image:{}:{}",
-        summary.id,
-        summary.rule_id,
-        summary.severity,
-        signal_status_name(summary.status),
-        c.id,
-        c.image,
-        c.tag
-    );
-    println!("\nWhat happened\n  {}", s.what_happened);
-    println!("\nSuggested next steps");
-    for n in &s.next_steps {
-        println!("  - {n}");
-    }
-    println!("\nAnomaly events");
-    for e in &s.events {
-        println!("  {e}");
-    }
+    print!("{}", names::signal_text(s));
 }
 
 async fn signals(client: &Client, command: SignalsCommand, json: bool) -> Result<()> {
@@ -543,7 +515,7 @@ async fn signals(client: &Client, command: SignalsCommand, json: bool) -> Result
                         "{:<40} {:<8} {:<12} {:<20} {:<24} {:>4} anomalies  last {}",
                         s.id,
                         s.severity,
-                        signal_status_name(s.status),
+                        names::signal_status(s.status),
                         c.id,
                         format!("{}:{}", c.image, c.tag),
                         s.anomalies,
@@ -572,7 +544,7 @@ async fn signals(client: &Client, command: SignalsCommand, json: bool) -> Result
         println!(
             "signal {} is {}{}",
             summary.id,
-            signal_status_name(summary.status),
+            names::signal_status(summary.status),
             if r.behaviours_added > 0 {
                 format!("; {} behaviour(s) added to the profile", r.behaviours_added)
             } else {

@@ -324,9 +324,19 @@ impl Store {
 
     /// Up to `limit` anomalies with a sequence number above `after`, in order.
     pub fn anomalies_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Anomaly)>, StoreError> {
+        self.sequenced_after("anomalies", after, limit)
+    }
+
+    /// Up to `limit` `(seq, JSON body)` rows of `table` above `after`, decoded.
+    fn sequenced_after<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT seq, body FROM anomalies WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .prepare_cached(&format!("SELECT seq, body FROM {table} WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
             .map_err(self.sql())?;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -336,12 +346,12 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (seq, body) = row.map_err(self.sql())?;
-            let a = serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
+            let item = serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
                 path: self.path.clone(),
-                what: "anomalies",
+                what: table,
                 detail: e.to_string(),
             })?;
-            out.push((u64::try_from(seq).unwrap_or(0), a));
+            out.push((u64::try_from(seq).unwrap_or(0), item));
         }
         Ok(out)
     }
@@ -586,27 +596,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, crate::api::SignalChange)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, body FROM signal_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(
-                params![i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-            )
-            .map_err(self.sql())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, body) = row.map_err(self.sql())?;
-            let c = serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
-                path: self.path.clone(),
-                what: "signal_changes",
-                detail: e.to_string(),
-            })?;
-            out.push((u64::try_from(seq).unwrap_or(0), c));
-        }
-        Ok(out)
+        self.sequenced_after("signal_changes", after, limit)
     }
 
     /// Save (insert or replace) a notification rule.

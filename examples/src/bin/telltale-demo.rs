@@ -213,7 +213,7 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    print_signal(&signal);
+    print!("{}", names::signal_text(&signal));
     let start = Instant::now();
     let (sig, body) = loop {
         if let Some(n) = received.lock().ok().and_then(|g| g.last().cloned()) {
@@ -259,22 +259,4 @@ async fn main() -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all("/tmp/telltale-demo");
     Ok(())
-}
-
-fn print_signal(s: &proto::Signal) {
-    let summary = s.summary.clone().unwrap_or_default();
-    let c = summary.container.clone().unwrap_or_default();
-    println!(
-        "SIGNAL {}  rule_id:{}  severity:{}  container:{}  image:{}:{}",
-        summary.id, summary.rule_id, summary.severity, c.id, c.image, c.tag
-    );
-    println!("\nWhat happened\n  {}", s.what_happened);
-    println!("\nSuggested next steps");
-    for n in &s.next_steps {
-        println!("  - {n}");
-    }
-    println!("\nAnomaly events");
-    for e in &s.events {
-        println!("  {e}");
-    }
 }
