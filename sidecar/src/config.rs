@@ -38,6 +38,32 @@ pub struct Config {
     pub api: ApiConfig,
     /// Notification delivery.
     pub notifications: NotificationsConfig,
+    /// The pod this sidecar runs in (set by the injector).
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `[kubernetes]`: the pod the sidecar runs in. The injector sets these
+/// through the downward API (`TELLTALE_KUBERNETES__…`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Watch the pod this process runs in: its cgroup is found from the
+    /// sidecar's own cgroup or `pod_uid` (instead of `cgroup`).
+    pub enabled: bool,
+    /// Pod name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// Pod namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod UID (locates the pod cgroup when the sidecar's own cgroup is
+    /// hidden by a cgroup namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// JSON object `{"container name": "image"}`: the injector's map, a
+    /// downward-API file of the pod annotation `telltale.dev/containers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers_file: Option<PathBuf>,
 }
 
 /// `[notifications]`.
@@ -78,6 +104,9 @@ pub struct ApiConfig {
     /// Bearer tokens (only their SHA-256 is stored).
     #[serde(default)]
     pub tokens: Vec<ApiToken>,
+    /// More tokens: a TOML file of `[[tokens]]` entries (a mounted Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
     /// TLS (rustls); with `client_ca`, clients must present a certificate (mTLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -93,6 +122,7 @@ impl Default for ApiConfig {
             request_timeout: std::time::Duration::from_secs(30),
             stream_buffer: 1024,
             tokens: Vec::new(),
+            tokens_file: None,
             tls: None,
         }
     }
@@ -159,6 +189,7 @@ impl Default for Config {
             containers: Vec::new(),
             api: ApiConfig::default(),
             notifications: NotificationsConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -217,9 +248,29 @@ impl Config {
             .split("__")
             .filter(|k| !NOT_CONFIG.iter().any(|n| k.as_str().eq_ignore_ascii_case(n)));
         fig = fig.merge(env).merge(Serialized::defaults(overrides));
-        let cfg: Config = fig.extract().map_err(describe)?;
+        let mut cfg: Config = fig.extract().map_err(describe)?;
+        cfg.load_tokens_file()?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Append the tokens of `api.tokens_file`.
+    fn load_tokens_file(&mut self) -> Result<(), ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct TokensFile {
+            #[serde(default)]
+            tokens: Vec<ApiToken>,
+        }
+        let Some(path) = &self.api.tokens_file else { return Ok(()) };
+        if !path.exists() {
+            return Err(ConfigError::Invalid(format!("key `api.tokens_file`: {} does not exist", path.display())));
+        }
+        let file: TokensFile = Figment::from(Toml::file_exact(path))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(format!("key `api.tokens_file` ({}): {e}", path.display())))?;
+        self.api.tokens.extend(file.tokens);
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -277,6 +328,28 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         f(&p);
         std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn tokens_file_adds_tokens_and_names_bad_ones() {
+        let sha = "a".repeat(64);
+        let p = std::env::temp_dir().join(format!("telltale-tokens-{}.toml", std::process::id()));
+        std::fs::write(&p, format!("[[tokens]]\nprincipal = \"ci\"\nrole = \"viewer\"\nsha256 = \"{sha}\"\n")).unwrap();
+        with_file(&format!("[api]\ntokens_file = {:?}\n", p.display().to_string()), |f| {
+            let c = Config::load(Some(f), &Overrides::default()).unwrap();
+            assert_eq!(c.api.tokens.len(), 1);
+            assert_eq!(c.api.tokens[0].principal, "ci");
+        });
+        std::fs::write(&p, "[[tokens]]\nprincipal = \"ci\"\nrole = \"root\"\nsha256 = \"x\"\n").unwrap();
+        with_file(&format!("[api]\ntokens_file = {:?}\n", p.display().to_string()), |f| {
+            let e = Config::load(Some(f), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("api.tokens_file") && e.contains("root"), "{e}");
+        });
+        std::fs::remove_file(&p).unwrap();
+        with_file("[api]\ntokens_file = \"/nonexistent/tokens.toml\"\n", |f| {
+            let e = Config::load(Some(f), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("does not exist"), "{e}");
+        });
     }
 
     #[test]
