@@ -52,7 +52,13 @@ impl Pod {
 
     /// Start `telltale run` on the pod; returns once it is watching.
     pub fn start(&self) -> Daemon {
+        self.start_with_env(&[])
+    }
+
+    /// [`Pod::start`] with extra environment variables.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(telltale_bin())
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(self.dir.join("telltale.toml"))
             .arg("--cgroup")

@@ -368,3 +368,75 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// OTLP/HTTP with protobuf bodies, configured only through the standard
+/// `OTEL_*` environment variables: a real HTTP receiver decodes what comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_protobuf_from_standard_environment_variables() {
+    if !kernel_tests_enabled("otlp_http_protobuf_from_standard_environment_variables") {
+        return;
+    }
+    use prost::Message;
+    let received = Receiver::default();
+    let traces = received.clone();
+    let metrics = received.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let req = ExportTraceServiceRequest::decode(body).expect("a protobuf trace export");
+                TraceService::export(&traces, tonic::Request::new(req)).await.expect("stored");
+                ExportTraceServiceResponse { partial_success: None }.encode_to_vec()
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let req = ExportMetricsServiceRequest::decode(body).expect("a protobuf metrics export");
+                MetricsService::export(&metrics, tonic::Request::new(req)).await.expect("stored");
+                ExportMetricsServiceResponse { partial_success: None }.encode_to_vec()
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let cfg = "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
+               [telemetry.otlp]\nbatch_delay = \"200ms\"\nmetrics_interval = \"1s\"\n";
+    let pod = Pod::new("otel-http", &[("job", "batch/report:2026.11")], cfg);
+    let endpoint = format!("http://{addr}");
+    let d = pod.start_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_SERVICE_NAME", "telltale-shop"),
+    ]);
+    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let w = workload_bin();
+    let job = pod.container("job");
+    run_in(&job, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
+    let start = Instant::now();
+    while client.learning_status(Some("report")).await.expect("status")[0]
+        .types
+        .iter()
+        .any(|t| t.state != proto::LearningState::Stable as i32)
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "never stable");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run_in(&job, &["/bin/sh", "-c", &format!("{w} open /etc/shadow")]);
+    let (resource, file) = wait_for(&received, "the file anomaly span over HTTP", 30, |r| {
+        span_named(r, "telltale.anomaly.file", |s| {
+            matches!(attr(&s.attributes, "file.path"), Some(any_value::Value::StringValue(p)) if p == "/etc/shadow")
+        })
+    })
+    .await;
+    assert_eq!(s(&resource, "service.name"), "telltale-shop", "OTEL_SERVICE_NAME wins");
+    assert_eq!(s(&file.attributes, "container.image.name"), "report");
+    assert_eq!(strings(&file.attributes, "container.image.tags"), vec!["2026.11".to_owned()]);
+    wait_for(&received, "metrics over HTTP", 20, |r| {
+        point(r, "telltale.anomalies", &[("type", "file"), ("image", "report")]).filter(|v| *v == 1.0)
+    })
+    .await;
+    d.stop();
+    server.abort();
+}

@@ -4,6 +4,7 @@
 //! down or slow never blocks or slows detection.
 
 pub mod export;
+pub mod http;
 pub mod metrics;
 pub mod rpc;
 pub mod spans;
@@ -178,6 +179,40 @@ fn tls(o: &OtlpConfig) -> Result<Option<tonic::transport::ClientTlsConfig>, Tele
     Ok(Some(c))
 }
 
+/// The reqwest client of OTLP/HTTP, with `[telemetry.otlp.tls]`.
+fn http_client(o: &OtlpConfig) -> Result<http::RuntimeClient, TelemetryError> {
+    let mut b = reqwest::Client::builder().timeout(o.timeout);
+    if let Some(t) = &o.tls {
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|source| TelemetryError::TlsFile { path: p.clone(), source })
+        };
+        let bad = |what: &str, e: reqwest::Error| TelemetryError::Invalid(format!("telemetry.otlp.tls.{what}: {e}"));
+        if let Some(ca) = &t.ca {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| bad("ca", e))?);
+        }
+        match (&t.cert, &t.key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read(cert)?;
+                pem.extend(read(key)?);
+                b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad("cert", e))?);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(TelemetryError::Invalid(
+                    "keys `telemetry.otlp.tls.cert` and `telemetry.otlp.tls.key` go together".into(),
+                ))
+            }
+        }
+        if t.domain.is_some() {
+            return Err(TelemetryError::Invalid(
+                "key `telemetry.otlp.tls.domain` applies to grpc; with http/protobuf the URL's host is verified".into(),
+            ));
+        }
+    }
+    let client = b.build().map_err(|e| TelemetryError::Invalid(format!("OTLP HTTP client: {e}")))?;
+    Ok(http::RuntimeClient::new(tokio::runtime::Handle::current(), client))
+}
+
 fn http_url(o: &OtlpConfig, signal: &str) -> Option<String> {
     o.endpoint.as_ref().map(|e| format!("{}/v1/{signal}", e.trim_end_matches('/')))
 }
@@ -204,7 +239,10 @@ fn span_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp::
             if let Some(url) = http_url(o, "traces") {
                 b = b.with_endpoint(url);
             }
-            b.with_headers(o.headers.clone().into_iter().collect()).build().map_err(err)
+            b.with_http_client(http_client(o)?)
+                .with_headers(o.headers.clone().into_iter().collect())
+                .build()
+                .map_err(err)
         }
     }
 }
@@ -231,7 +269,10 @@ fn metric_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp
             if let Some(url) = http_url(o, "metrics") {
                 b = b.with_endpoint(url);
             }
-            b.with_headers(o.headers.clone().into_iter().collect()).build().map_err(err)
+            b.with_http_client(http_client(o)?)
+                .with_headers(o.headers.clone().into_iter().collect())
+                .build()
+                .map_err(err)
         }
     }
 }
