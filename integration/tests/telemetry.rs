@@ -6,103 +6,18 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telltale_client::{proto, Client};
 use telltale_integration::daemon::{run_in, Pod};
+use telltale_integration::otlp::{serve, Received, Receiver};
 use telltale_integration::{kernel_tests_enabled, workload_bin};
-
-/// What the receiver got: spans with their resource, metric points.
-#[derive(Debug, Default)]
-struct Received {
-    spans: Vec<(Vec<KeyValue>, Span)>,
-    /// (metric name, attributes, value) of every data point, in arrival order.
-    points: Vec<(String, Vec<KeyValue>, f64)>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Receiver(Arc<Mutex<Received>>);
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut r = self.0.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
-            let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    r.spans.push((resource.clone(), s));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let mut r = self.0.lock().unwrap();
-        for rm in request.into_inner().resource_metrics {
-            for sm in rm.scope_metrics {
-                for m in sm.metrics {
-                    let points = match m.data {
-                        Some(metric::Data::Sum(s)) => s.data_points,
-                        Some(metric::Data::Gauge(g)) => g.data_points,
-                        _ => vec![],
-                    };
-                    for p in points {
-                        let v = match p.value {
-                            Some(number_data_point::Value::AsInt(i)) => i as f64,
-                            Some(number_data_point::Value::AsDouble(d)) => d,
-                            None => f64::NAN,
-                        };
-                        r.points.push((m.name.clone(), p.attributes, v));
-                    }
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
-    }
-}
-
-/// A receiver serving on `addr` until the returned sender is dropped or fired.
-async fn serve(
-    addr: SocketAddr,
-    r: Receiver,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind receiver");
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(r.clone()))
-            .add_service(MetricsServiceServer::new(r))
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("receiver");
-    });
-    (addr, tx, task)
-}
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())

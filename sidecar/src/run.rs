@@ -174,10 +174,11 @@ impl Daemon {
                     self.telemetry.signal_opened(s);
                 }
             }
-            self.telemetry.anomaly(a, seq, &id);
+            let shared = std::sync::Arc::new((seq, (**a).clone()));
+            self.telemetry.anomaly(&shared, &id);
             touched.add(id, created);
             // No receiver (no stream client) is fine.
-            let _ = self.anomalies.send(std::sync::Arc::new((seq, (**a).clone())));
+            let _ = self.anomalies.send(shared);
         }
         let changed = touched.signals(&self.signals);
         self.publish(&changed)

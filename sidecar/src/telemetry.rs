@@ -20,7 +20,6 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 use crate::config::{Config, OtlpConfig, OtlpProtocol};
-use crate::detect::Anomaly;
 use crate::signal::Signal;
 use export::SpanQueue;
 use metrics::Metrics;
@@ -67,7 +66,6 @@ pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     /// The watched pod.
     pub pod: PodInfo,
-    sampling: f64,
     spans: Option<SpanQueue>,
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
@@ -313,7 +311,6 @@ impl Telemetry {
         let mut t = Telemetry {
             metrics: metrics.clone(),
             pod,
-            sampling: o.sampling,
             spans: None,
             tracer_provider: None,
             meter_provider: None,
@@ -328,6 +325,8 @@ impl Telemetry {
                 opentelemetry_sdk::trace::SpanExporter::set_resource(&mut exporter, &resource);
                 let (queue, rx) = SpanQueue::new(o.queue_size, metrics.clone());
                 let batching = export::Batching {
+                    pod: t.pod.clone(),
+                    sampling: o.sampling,
                     size: o.batch_size,
                     delay: o.batch_delay,
                     attempts: 3,
@@ -383,29 +382,29 @@ impl Telemetry {
         self.tracer_provider.as_ref().map(|p| opentelemetry::trace::TracerProvider::tracer(p, "telltale.api"))
     }
 
-    fn traced(&self, signal_id: &str) -> Option<&SpanQueue> {
-        self.spans.as_ref().filter(|_| spans::sampled(signal_id, self.sampling))
-    }
-
     /// A new signal: the root span of its trace.
     pub fn signal_opened(&self, s: &Signal) {
-        if let Some(q) = self.traced(&s.id) {
-            q.push(spans::signal_opened(s, &self.pod));
+        if let Some(q) = &self.spans {
+            q.push(export::Item::Opened(Box::new(s.summary_copy())));
         }
     }
 
-    /// An anomaly of signal `signal_id`.
-    pub fn anomaly(&self, a: &Anomaly, sequence: u64, signal_id: &str) {
-        self.metrics.anomaly(a.event_type.name(), &a.container.image);
-        if let Some(q) = self.traced(signal_id) {
-            q.push(spans::anomaly(a, sequence, signal_id, &self.pod));
+    /// An anomaly (as streamed) of signal `signal_id`.
+    pub fn anomaly(&self, a: &crate::api::Sequenced, signal_id: &str) {
+        self.metrics.anomaly(a.1.event_type.name(), &a.1.container.image);
+        if let Some(q) = &self.spans {
+            q.push(export::Item::Anomaly(a.clone(), signal_id.to_owned()));
         }
     }
 
     /// A triage change of a signal.
     pub fn signal_updated(&self, s: &Signal, principal: &str) {
-        if let Some(q) = self.traced(&s.id) {
-            q.push(spans::signal_updated(s, principal, std::time::SystemTime::now(), &self.pod));
+        if let Some(q) = &self.spans {
+            q.push(export::Item::Updated(
+                Box::new(s.summary_copy()),
+                principal.to_owned(),
+                std::time::SystemTime::now(),
+            ));
         }
     }
 

@@ -1,8 +1,9 @@
 //! The span export path: a bounded queue that never blocks the caller (a
-//! full queue drops the span and counts it), and one task that batches spans
-//! and hands them to the OTLP exporter, retrying a failed batch a few times
-//! before dropping it (counted) so that a collector that is down or slow
-//! costs detection nothing and export resumes when it returns.
+//! full queue drops the item and counts it), and one task that turns items
+//! into spans, batches them and hands them to the OTLP exporter, retrying a
+//! failed batch a few times before dropping it (counted), so that a
+//! collector that is down or slow costs detection one `try_send` per
+//! anomaly and export resumes when it returns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,32 +13,63 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
+use super::spans::{self, PodInfo};
+use crate::api::Sequenced;
+use crate::signal::Signal;
+use std::time::SystemTime;
 
-/// Where spans are queued for export.
+/// What detection hands to the exporter; spans are built on the export task.
+#[derive(Debug)]
+pub enum Item {
+    /// A finished span (API calls, from the SDK tracer).
+    Span(Box<SpanData>),
+    /// A new signal (its summary: no entries).
+    Opened(Box<Signal>),
+    /// An anomaly (as streamed: sequence and anomaly) of a signal.
+    Anomaly(Sequenced, String),
+    /// A triage change of a signal, by a principal, at a time.
+    Updated(Box<Signal>, String, SystemTime),
+}
+
+/// Turn an item into its span: `None` when the signal's trace is not sampled.
+pub fn span_of(item: Item, pod: &PodInfo, ratio: f64) -> Option<SpanData> {
+    match item {
+        Item::Span(s) => Some(*s),
+        Item::Opened(s) => spans::sampled(&s.id, ratio).then(|| spans::signal_opened(&s, pod)),
+        Item::Anomaly(a, id) => spans::sampled(&id, ratio).then(|| spans::anomaly(&a.1, a.0, &id, pod)),
+        Item::Updated(s, who, at) => spans::sampled(&s.id, ratio).then(|| spans::signal_updated(&s, &who, at, pod)),
+    }
+}
+
+/// Where items are queued for export.
 #[derive(Debug, Clone)]
 pub struct SpanQueue {
-    tx: mpsc::Sender<SpanData>,
+    tx: mpsc::Sender<Item>,
     metrics: Arc<Metrics>,
 }
 
 impl SpanQueue {
-    /// A queue of `capacity` spans and its receiving end.
-    pub fn new(capacity: usize, metrics: Arc<Metrics>) -> (Self, mpsc::Receiver<SpanData>) {
+    /// A queue of `capacity` items and its receiving end.
+    pub fn new(capacity: usize, metrics: Arc<Metrics>) -> (Self, mpsc::Receiver<Item>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (Self { tx, metrics }, rx)
     }
 
-    /// Queue a span; when the queue is full it is dropped and counted.
-    pub fn push(&self, span: SpanData) {
-        if self.tx.try_send(span).is_err() {
+    /// Queue an item; when the queue is full it is dropped and counted.
+    pub fn push(&self, item: Item) {
+        if self.tx.try_send(item).is_err() {
             self.metrics.spans_dropped(1);
         }
     }
 }
 
-/// Batching and retry settings.
-#[derive(Debug, Clone, Copy)]
+/// Span building, batching and retry settings.
+#[derive(Debug, Clone)]
 pub struct Batching {
+    /// The watched pod (`k8s.*` attributes).
+    pub pod: PodInfo,
+    /// Share of signals traced.
+    pub sampling: f64,
     /// Spans per export request.
     pub size: usize,
     /// Longest wait for a batch to fill.
@@ -50,16 +82,19 @@ pub struct Batching {
 
 /// Export what arrives on `rx` until every sender is gone, then shut the
 /// exporter down.
-pub async fn run<E: SpanExporter>(exporter: E, mut rx: mpsc::Receiver<SpanData>, b: Batching, metrics: Arc<Metrics>) {
+pub async fn run<E: SpanExporter>(exporter: E, mut rx: mpsc::Receiver<Item>, b: Batching, metrics: Arc<Metrics>) {
     let mut failing = false;
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+        let mut batch: Vec<SpanData> = span_of(first, &b.pod, b.sampling).into_iter().collect();
         let deadline = tokio::time::Instant::now() + b.delay;
         while batch.len() < b.size {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(s)) => batch.push(s),
+                Ok(Some(item)) => batch.extend(span_of(item, &b.pod, b.sampling)),
                 Ok(None) | Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
         let mut wait = b.backoff;
@@ -109,7 +144,7 @@ impl SpanProcessor for QueueProcessor {
 
     fn on_end(&self, span: SpanData) {
         if span.span_context.is_sampled() {
-            self.0.push(span);
+            self.0.push(Item::Span(Box::new(span)));
         }
     }
 
@@ -149,7 +184,7 @@ mod tests {
         }
     }
 
-    fn span(i: u64) -> SpanData {
+    fn span(i: u64) -> Item {
         let c = crate::detect::Container::new("c", "c", &crate::workload::image::ImageRef::parse("a:b").unwrap(), 1, 0);
         let s = crate::signal::Signal {
             id: format!("s{i}"),
@@ -164,7 +199,7 @@ mod tests {
             anomaly_count: 0,
             version: 0,
         };
-        super::super::spans::signal_opened(&s, &Default::default())
+        Item::Opened(Box::new(s))
     }
 
     #[tokio::test]
@@ -172,7 +207,14 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let switch = Arc::new(Switch::default());
         let (q, rx) = SpanQueue::new(8, metrics.clone());
-        let b = Batching { size: 4, delay: Duration::from_millis(20), attempts: 2, backoff: Duration::from_millis(5) };
+        let b = Batching {
+            pod: PodInfo::default(),
+            sampling: 1.0,
+            size: 4,
+            delay: Duration::from_millis(20),
+            attempts: 2,
+            backoff: Duration::from_millis(5),
+        };
         let task = tokio::spawn(run(Exp(switch.clone()), rx, b, metrics.clone()));
         switch.down.store(true, Ordering::SeqCst);
         for i in 0..20 {
