@@ -118,7 +118,7 @@ impl Default for OtlpConfig {
             traces: true,
             metrics: true,
             sampling: 1.0,
-            queue_size: 4096,
+            queue_size: 16384,
             batch_size: 512,
             batch_delay: std::time::Duration::from_secs(2),
             metrics_interval: std::time::Duration::from_secs(30),
@@ -492,6 +492,30 @@ mod tests {
             let e = Config::load(Some(f), &Overrides::default()).unwrap_err().to_string();
             assert!(e.contains("does not exist"), "{e}");
         });
+    }
+
+    #[test]
+    fn telemetry_keys_are_checked_and_named() {
+        with_file("[telemetry.otlp]\nendpoint = \"http://c:4318\"\nprotocol = \"http/protobuf\"\nsampling = 0.25\n[telemetry.otlp.headers]\nx-api-key = \"k\"\n[telemetry.prometheus]\nenabled = true\n", |f| {
+            let c = Config::load(Some(f), &Overrides::default()).unwrap();
+            assert_eq!(c.telemetry.otlp.protocol, Some(OtlpProtocol::HttpProtobuf));
+            assert_eq!(c.telemetry.otlp.sampling, 0.25);
+            assert_eq!(c.telemetry.otlp.headers["x-api-key"], "k");
+            assert!(c.telemetry.prometheus.enabled);
+        });
+        for (toml, key) in [
+            ("[telemetry.otlp]\nsampling = 1.5\n", "telemetry.otlp.sampling"),
+            ("[telemetry.otlp]\nendpoint = \"collector:4317\"\n", "telemetry.otlp.endpoint"),
+            ("[telemetry.otlp]\nprotocol = \"http/json\"\n", "telemetry.otlp.protocol"),
+            ("[telemetry.otlp]\nbatch_size = 10\nqueue_size = 5\n", "telemetry.otlp.queue_size"),
+            ("[telemetry.otlp]\nendpont = \"http://x\"\n", "endpont"),
+            ("[telemetry.prometheus]\nlisten = \"nowhere\"\n", "telemetry.prometheus.listen"),
+        ] {
+            with_file(toml, |f| {
+                let e = Config::load(Some(f), &Overrides::default()).unwrap_err().to_string();
+                assert!(e.contains(key), "{toml}: {e}");
+            });
+        }
     }
 
     #[test]
