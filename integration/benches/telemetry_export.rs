@@ -1,8 +1,9 @@
 //! What OpenTelemetry export costs detection: a burst of distinct DNS names
 //! (each one an anomaly, each one a span) through the real daemon with real
 //! sensors, timed until an SDK watcher has every anomaly, with export off
-//! (the baseline, same run), to a live OTLP receiver, and to a collector
-//! that is down.
+//! (the baseline, same run), to a live OTLP receiver, to one that takes 3 s
+//! to answer each export (slower than the 2 s export timeout), and to a
+//! collector that is down.
 //!
 //! `cargo bench -p telltale-integration --bench telemetry_export` (root;
 //! build the release binaries first). Env: `BURST` (default 20000), `ROUNDS` (3).
@@ -84,8 +85,15 @@ async fn main() {
     let rounds = env_u64("ROUNDS", 3);
     let receiver = Receiver::default();
     let (addr, _stop, _task) = serve("127.0.0.1:0".parse().unwrap(), receiver.clone()).await;
-    let modes: [(&str, Option<String>); 3] =
-        [("off", None), ("receiver", Some(format!("http://{addr}"))), ("down", Some("http://127.0.0.1:9".into()))];
+    let slow = Receiver::default();
+    slow.0.lock().unwrap().delay = Duration::from_secs(3);
+    let (slow_addr, _stop_slow, _slow_task) = serve("127.0.0.1:0".parse().unwrap(), slow.clone()).await;
+    let modes: [(&str, Option<String>); 4] = [
+        ("off", None),
+        ("receiver", Some(format!("http://{addr}"))),
+        ("slow", Some(format!("http://{slow_addr}"))),
+        ("down", Some("http://127.0.0.1:9".into())),
+    ];
     let mut results = Vec::new();
     for (mode, endpoint) in &modes {
         let mut rates = Vec::new();

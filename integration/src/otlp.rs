@@ -22,6 +22,8 @@ pub struct Received {
     pub spans: Vec<(Vec<KeyValue>, Span)>,
     /// (metric name, attributes, value) of every data point, in arrival order.
     pub points: Vec<(String, Vec<KeyValue>, f64)>,
+    /// How long each trace export is held before it is answered (a slow collector).
+    pub delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -33,6 +35,8 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let delay = self.0.lock().unwrap().delay;
+        tokio::time::sleep(delay).await;
         let mut r = self.0.lock().unwrap();
         for rs in request.into_inner().resource_spans {
             let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
