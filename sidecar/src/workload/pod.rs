@@ -479,10 +479,8 @@ pub fn identify(o: &Observed, all: &[Observed], src: Sources<'_>) -> Decision {
     if src.api.is_some_and(|api| !api.is_empty()) {
         return Decision::Exclude(Excluded::NotInPod);
     }
-    let candidates = all
-        .iter()
-        .filter(|x| !x.is_self && !x.pause && !x.container.as_ref().is_some_and(|c| c.conmon))
-        .count();
+    let candidates =
+        all.iter().filter(|x| !x.is_self && !x.pause && !x.container.as_ref().is_some_and(|c| c.conmon)).count();
     if let Some(m) = src.map.filter(|m| m.0.len() == 1 && candidates == 1) {
         if let Some((name, image)) = m.0.iter().next() {
             return Decision::Watch { id, name: name.clone(), image: Some(image.clone()), source: Source::Single };

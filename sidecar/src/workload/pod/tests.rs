@@ -67,17 +67,19 @@ fn flat_containerd_layout() {
     assert_eq!(p.member_prefix, Some(format!("kubepods-burstable-pod{UID_}.slice:")));
     assert_eq!((p.uid.as_str(), p.container.unwrap().id.as_str()), (UID, ID));
     assert!(is_flat_member_of(&format!("kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID2}"), UID).is_some());
-    assert!(is_flat_member_of(&format!("kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID2}"), "1-2-3-4-5").is_none());
+    assert!(
+        is_flat_member_of(&format!("kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID2}"), "1-2-3-4-5").is_none()
+    );
 }
 
 #[test]
 fn prefixes_and_nesting() {
     // Under a test prefix, a kind node, or a container: the innermost pod wins.
-    let test = format!("/telltale-podtest-42/kubepods.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope");
+    let test =
+        format!("/telltale-podtest-42/kubepods.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope");
     assert_eq!(pod(&test).dir, format!("/telltale-podtest-42/kubepods.slice/kubepods-burstable-pod{UID_}.slice"));
-    let nested = format!(
-        "/kubepods/burstable/pod11111111-2222-3333-4444-555555555555/{ID2}/kubepods/besteffort/pod{UID}/{ID}"
-    );
+    let nested =
+        format!("/kubepods/burstable/pod11111111-2222-3333-4444-555555555555/{ID2}/kubepods/besteffort/pod{UID}/{ID}");
     let p = pod(&nested);
     assert_eq!((p.uid.as_str(), p.container.unwrap().id.as_str()), (UID, ID));
     let docker_kind = format!(
@@ -96,7 +98,7 @@ fn not_pods_and_hostile_paths() {
         "/kubepods",
         "/kubepods/burstable",
         "/pod1234",
-        "/other/pod5f8e7b2c-1a3d-4e6f-9b8a-7c6d5e4f3a2b/x",  // no kubepods parent
+        "/other/pod5f8e7b2c-1a3d-4e6f-9b8a-7c6d5e4f3a2b/x", // no kubepods parent
         "/kubepods/burstable/podzzzz-not-hex/abc",
         "/kubepods.slice/kubepods-burstable-pod.slice",
         "/kubepods.slice/kubepods-burstable-pod5f8e7b2c-1a3d-4e6f-9b8a-7c6d5e4f3a2b.slice", // dashes, not underscores
@@ -110,7 +112,9 @@ fn not_pods_and_hostile_paths() {
     // A long path of junk is no problem.
     assert_eq!(parse_pod_path(&"/a".repeat(100_000)), None);
     // Odd container names under a real pod: no container.
-    for name in ["cri-containerd-xyz.scope", "crio-.scope", "docker-12.scope", "abc", &"a".repeat(65), "cri-containerd-.scope"] {
+    for name in
+        ["cri-containerd-xyz.scope", "crio-.scope", "docker-12.scope", "abc", &"a".repeat(65), "cri-containerd-.scope"]
+    {
         assert_eq!(parse_container(name), None, "{name}");
     }
     assert_eq!(parse_container(&format!("{ID}.scope")), None, "a bare id never has .scope");
@@ -134,7 +138,9 @@ fn pod_dirs_by_uid() {
 
 #[test]
 fn proc_cgroup_v2_and_hybrid() {
-    let v2 = format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope\n");
+    let v2 = format!(
+        "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope\n"
+    );
     let p = ProcCgroup::parse(&v2).unwrap();
     assert_eq!(p.unified_pod().unwrap().uid, UID);
     assert!(p.legacy.is_empty());
@@ -151,7 +157,9 @@ fn proc_cgroup_v2_and_hybrid() {
     let p = ProcCgroup::parse(&hybrid).unwrap();
     assert_eq!(p.legacy.len(), 4);
     assert_eq!(p.unified_pod().unwrap().dir, format!("/kubepods/besteffort/pod{UID}"));
-    let hybrid_root = format!("1:name=systemd:/kubepods/besteffort/pod{UID}/{ID}\n3:memory:/kubepods/besteffort/pod{UID}/{ID}\n0::/\n");
+    let hybrid_root = format!(
+        "1:name=systemd:/kubepods/besteffort/pod{UID}/{ID}\n3:memory:/kubepods/besteffort/pod{UID}/{ID}\n0::/\n"
+    );
     let p = ProcCgroup::parse(&hybrid_root).unwrap();
     assert_eq!(p.unified.as_deref(), Some("/"));
     assert_eq!(p.unified_pod(), None);
@@ -216,7 +224,8 @@ fn pause_processes() {
 #[test]
 fn container_map() {
     let (m, problems) =
-        ContainerMap::parse(r#"{"web":"registry.example.com:5000/team/cws-webapp:v2","init-db":"postgres:16"}"#).unwrap();
+        ContainerMap::parse(r#"{"web":"registry.example.com:5000/team/cws-webapp:v2","init-db":"postgres:16"}"#)
+            .unwrap();
     assert!(problems.is_empty());
     assert_eq!(m.0.len(), 2);
     assert_eq!(m.0["web"], "registry.example.com:5000/team/cws-webapp:v2");
@@ -306,13 +315,20 @@ fn identities() {
     assert_eq!(identify(&conmon, &all, src), Decision::Exclude(Excluded::Conmon));
     assert_eq!(
         identify(&web, &all, src),
-        Decision::Watch { id: ID.into(), name: "web".into(), image: Some("reg/cws-webapp:v2".into()), source: Source::Env }
+        Decision::Watch {
+            id: ID.into(),
+            name: "web".into(),
+            image: Some("reg/cws-webapp:v2".into()),
+            source: Source::Env
+        }
     );
 
     // The API wins over the environment, and gives images by name.
     let api = [ApiContainer { id: ID.into(), name: "web-api".into(), image: "reg/api-name:v9".into(), init: false }];
     let with_api = Sources { api: Some(&api), map: Some(&map) };
-    assert!(matches!(identify(&web, &all, with_api), Decision::Watch { source: Source::Api, ref name, .. } if name == "web-api"));
+    assert!(
+        matches!(identify(&web, &all, with_api), Decision::Watch { source: Source::Api, ref name, .. } if name == "web-api")
+    );
     // Not in the API, no name, not pause: not one of the pod's containers.
     let stranger = observed(&format!("cri-containerd-{}.scope", "c".repeat(64)));
     assert_eq!(identify(&stranger, &all, with_api), Decision::Exclude(Excluded::NotInPod));
@@ -326,7 +342,12 @@ fn identities() {
     let s = Sources { api: None, map: Some(&single) };
     assert_eq!(
         identify(&stranger, &alone, s),
-        Decision::Watch { id: "c".repeat(64), name: "app".into(), image: Some("reg/app:v1".into()), source: Source::Single }
+        Decision::Watch {
+            id: "c".repeat(64),
+            name: "app".into(),
+            image: Some("reg/app:v1".into()),
+            source: Source::Single
+        }
     );
     // Otherwise: named after the id.
     let two = [stranger.clone(), observed(&format!("cri-containerd-{ID2}.scope"))];
