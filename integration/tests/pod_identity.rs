@@ -309,6 +309,52 @@ fn cgroupfs_pod_found_by_uid_and_single_container_fallback() {
     d.stop();
 }
 
+#[test]
+fn flat_containerd_layout_watches_only_this_pods_siblings() {
+    if !kernel_tests_enabled("flat_containerd_layout_watches_only_this_pods_siblings") {
+        return;
+    }
+    // containerd without systemd (kind-like nodes): every pod's containers
+    // are siblings in containerd's own cgroup.
+    let top = OwnedCgroup::create("telltale-podtest").expect("test cgroup");
+    let service = mkdirs(top.cgroup(), "system.slice/containerd.service");
+    let uid = pod_uid();
+    let slice = format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_"));
+    let member = |d: char| service.create_child(&format!("{slice}:cri-containerd:{}", cid(d))).unwrap();
+    let (app, sidecar) = (member('1'), member('2'));
+    let other_pod = service
+        .create_child(&format!("kubepods-besteffort-pod{}.slice:cri-containerd:{}", "3".repeat(32), cid('3')))
+        .unwrap();
+    let dir = TempDir::new("podid-flat");
+    std::fs::write(dir.join("telltale.toml"), format!("data_dir = \"{}/data\"\n{LEARNING}", dir.str())).unwrap();
+    let map = dir.join("containers");
+    std::fs::write(&map, r#"{"api":"ghcr.io/shop/api-server:2.1"}"#).unwrap();
+    let _procs = Reaped(vec![main_process(&app, Some("api")), main_process(&other_pod, Some("api"))]);
+    let env = [
+        ("TELLTALE_KUBERNETES__ENABLED", "true".to_owned()),
+        ("TELLTALE_KUBERNETES__CONTAINERS_FILE", map.display().to_string()),
+    ];
+    let (d, watched) = start_daemon(&sidecar, &dir, &[], &env);
+    assert!(watched.contains(&service.path.display().to_string()), "{watched}");
+    let w = workload_bin();
+    run_in(&app, Some("api"), &format!("{w} open /etc/hostname"));
+    wait_stable(&dir, "api-server");
+    run_in(&app, Some("api"), &format!("{w} open /etc/passwd"));
+    run_in(&other_pod, Some("api"), &format!("{w} open /etc/group"));
+    run_in(&sidecar, None, &format!("{w} open /etc/shells"));
+    let anomalies = settle(&dir.join("anomalies.jsonl"));
+    let all = paths(&anomalies).join("\n");
+    assert!(all.contains("/etc/passwd"), "{all}");
+    assert!(!all.contains("/etc/group") && !all.contains("/etc/shells"), "another pod's container, the sidecar: {all}");
+    for a in &anomalies {
+        assert_eq!(
+            (a["container"]["id"].as_str(), a["container"]["name"].as_str()),
+            (Some(cid('1').as_str()), Some("api"))
+        );
+    }
+    d.stop();
+}
+
 /// A one-connection-at-a-time HTTPS server answering every request with
 /// `status` and `body`; returns its port.
 fn https_server(cert: &str, key: &str, status: &'static str, body: String) -> u16 {

@@ -122,8 +122,12 @@ pub fn parse_uid(s: &str) -> Result<String, PodError> {
     uid(&s.trim().replace('_', "-")).ok_or_else(|| PodError::BadUid(s.chars().take(80).collect()))
 }
 
-/// Parse a container cgroup directory name.
+/// Parse a container cgroup directory name (also the flat layout's
+/// `<pod slice>:<runtime>:<id>`).
 pub fn parse_container(name: &str) -> Option<ContainerCgroup> {
+    if name.contains(':') {
+        return flat_member(name).map(|(.., c)| c);
+    }
     let base = name.strip_suffix(".scope").unwrap_or(name);
     let (runtime, rest) = if let Some(r) = base.strip_prefix("cri-containerd-") {
         (Runtime::Containerd, r)

@@ -67,6 +67,10 @@ fn flat_containerd_layout() {
     assert_eq!(p.member_prefix, Some(format!("kubepods-burstable-pod{UID_}.slice:")));
     assert_eq!((p.uid.as_str(), p.container.unwrap().id.as_str()), (UID, ID));
     assert!(is_flat_member_of(&format!("kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID2}"), UID).is_some());
+    let member = parse_container(&format!("kubepods-burstable-pod{UID_}.slice:crio:{ID2}")).unwrap();
+    assert_eq!((member.runtime, member.id.as_str()), (Runtime::Crio, ID2));
+    assert_eq!(parse_container(&format!("kubepods-burstable-pod{UID_}.slice:rkt:{ID2}")), None);
+    assert_eq!(parse_container(&format!("x:cri-containerd:{ID2}")), None);
     assert!(
         is_flat_member_of(&format!("kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID2}"), "1-2-3-4-5").is_none()
     );
