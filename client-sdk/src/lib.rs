@@ -51,6 +51,9 @@ pub enum ClientError {
     /// The token cannot be sent as a header.
     #[error("the token contains characters not allowed in a header")]
     Token,
+    /// The traceparent is not a W3C trace context.
+    #[error("traceparent {0:?} is not a W3C trace context (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)")]
+    Traceparent(String),
     /// Connecting failed.
     #[error("connecting to {addr}")]
     Connect {
@@ -75,17 +78,34 @@ impl ClientError {
     }
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
+/// Adds `authorization: Bearer <token>` and, when set, a W3C `traceparent`
+/// to every call.
 #[derive(Debug, Clone)]
-pub struct BearerAuth(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub struct BearerAuth(Option<MetadataValue<tonic::metadata::Ascii>>, Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for BearerAuth {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         if let Some(v) = &self.0 {
             req.metadata_mut().insert("authorization", v.clone());
         }
+        if let Some(v) = &self.1 {
+            req.metadata_mut().insert("traceparent", v.clone());
+        }
         Ok(req)
     }
+}
+
+/// Whether `v` is a W3C trace context `traceparent` (version 00).
+pub fn valid_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && parts[1] != "0".repeat(32)
+        && hex(parts[2], 16)
+        && parts[2] != "0".repeat(16)
+        && hex(parts[3], 2)
 }
 
 type Inner = TelltaleClient<InterceptedService<Channel, BearerAuth>>;
@@ -99,9 +119,18 @@ pub struct ClientBuilder {
     identity: Option<(PathBuf, PathBuf)>,
     domain: Option<String>,
     timeout: Duration,
+    traceparent: Option<String>,
 }
 
 impl ClientBuilder {
+    /// Join the caller's trace: every call carries this W3C `traceparent`
+    /// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), so the
+    /// daemon's server spans become its children.
+    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
+    }
+
     /// Bearer token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
@@ -163,7 +192,13 @@ impl ClientBuilder {
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ClientError::Token)?),
             None => None,
         };
-        let inner = TelltaleClient::with_interceptor(channel, BearerAuth(header)).max_decoding_message_size(64 << 20);
+        let traceparent = match &self.traceparent {
+            Some(t) if valid_traceparent(t) => Some(t.parse().map_err(|_| ClientError::Traceparent(t.clone()))?),
+            Some(t) => return Err(ClientError::Traceparent(t.clone())),
+            None => None,
+        };
+        let inner = TelltaleClient::with_interceptor(channel, BearerAuth(header, traceparent))
+            .max_decoding_message_size(64 << 20);
         Ok(Client { inner, timeout: self.timeout })
     }
 }
@@ -196,6 +231,7 @@ impl Client {
             identity: None,
             domain: None,
             timeout: Duration::from_secs(30),
+            traceparent: None,
         }
     }
 

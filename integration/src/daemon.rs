@@ -52,7 +52,13 @@ impl Pod {
 
     /// Start `telltale run` on the pod; returns once it is watching.
     pub fn start(&self) -> Daemon {
+        self.start_with_env(&[])
+    }
+
+    /// [`Pod::start`] with extra environment variables.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(telltale_bin())
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(self.dir.join("telltale.toml"))
             .arg("--cgroup")
@@ -67,7 +73,10 @@ impl Pod {
         let mut line = String::new();
         stderr.read_line(&mut line).expect("read");
         assert!(line.contains("telltale: watching"), "daemon did not start: {line}");
-        let api = line.trim().split("; API on ").nth(1).map(|a| format!("http://{a}"));
+        let after =
+            |marker: &str| line.trim().split(marker).nth(1).and_then(|r| r.split(';').next()).map(str::to_owned);
+        let api = after("; API on ").map(|a| format!("http://{a}"));
+        let metrics = after("; metrics on ");
         // Keep draining stderr so the daemon never blocks on it.
         std::thread::spawn(move || {
             let mut sink = String::new();
@@ -75,7 +84,7 @@ impl Pod {
                 sink.clear();
             }
         });
-        Daemon { child, api }
+        Daemon { child, api, metrics }
     }
 
     /// `telltale status --json`.
@@ -141,6 +150,8 @@ pub struct Daemon {
     pub child: Child,
     /// The API address it printed, if any.
     pub api: Option<String>,
+    /// The Prometheus endpoint URL it printed, if any.
+    pub metrics: Option<String>,
 }
 
 impl Daemon {

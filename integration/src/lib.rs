@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
 pub mod daemon;
+pub mod otlp;
 
 use std::ffi::OsString;
 use std::process::ExitStatus;

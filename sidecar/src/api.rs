@@ -293,6 +293,7 @@ pub struct Api {
     data_dir: PathBuf,
     closing: tokio::sync::watch::Receiver<bool>,
     signals: broadcast::Sender<Arc<(u64, SignalChange)>>,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 impl Api {
@@ -305,8 +306,9 @@ impl Api {
         data_dir: PathBuf,
         closing: tokio::sync::watch::Receiver<bool>,
         signals: broadcast::Sender<Arc<(u64, SignalChange)>>,
+        metrics: Arc<crate::telemetry::metrics::Metrics>,
     ) -> Self {
-        Self { commands, anomalies, data_dir, closing, signals }
+        Self { commands, anomalies, data_dir, closing, signals, metrics }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
@@ -370,6 +372,7 @@ fn resumable<T, P>(
     accept: impl Fn(&T) -> bool + Send + 'static,
     item: impl Fn(u64, &T) -> P + Send + 'static,
     lagged: fn(pb::Lagged) -> P,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<P, Status>>
 where
     T: Send + Sync + 'static,
@@ -380,6 +383,7 @@ where
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let mut last = after;
     tokio::spawn(async move {
+        let _client = metrics.stream_client();
         loop {
             let dir = data_dir.clone();
             let page =
@@ -425,6 +429,7 @@ where
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    metrics.stream_lagged(skipped);
                     let message =
                         format!("lagged: {skipped} items skipped; reconnect with after_sequence={last} to get them");
                     let _ = tx.send(Ok(lagged(pb::Lagged { skipped, resume_after: last, message }))).await;
@@ -472,6 +477,7 @@ impl Telltale for Api {
             move |a: &Anomaly| filter.accepts(a),
             item,
             |l| pb::AnomalyStreamItem { item: Some(pb::anomaly_stream_item::Item::Lagged(l)) },
+            self.metrics.clone(),
         );
         Ok(Response::new(Box::pin(rx)))
     }
@@ -501,6 +507,7 @@ impl Telltale for Api {
                 })),
             },
             |l| pb::SignalStreamItem { item: Some(pb::signal_stream_item::Item::Lagged(l)) },
+            self.metrics.clone(),
         );
         Ok(Response::new(Box::pin(rx)))
     }
@@ -826,6 +833,7 @@ pub async fn serve(
     cfg: ApiConfig,
     listener: tokio::net::TcpListener,
     api: Api,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
     let addr = listener.local_addr().unwrap_or(cfg.listen);
@@ -876,6 +884,7 @@ pub async fn serve(
         builder = builder.tls_config(t).map_err(|source| ApiError::Serve { addr, source })?;
     }
     builder
+        .layer(crate::telemetry::rpc::RpcTraceLayer(tracer))
         .add_service(health)
         .add_service(reflection)
         .add_service(telltale)

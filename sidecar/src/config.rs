@@ -15,7 +15,7 @@ use crate::profile::lifecycle::LearningConfig;
 const NOT_CONFIG: &[&str] = &["log", "skip_kernel_tests", "addr", "token", "vmlinux_h", "clang", "container_name"];
 
 /// The daemon's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the SQLite store lives.
@@ -40,6 +40,124 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// The pod this sidecar runs in (set by the injector).
     pub kubernetes: KubernetesConfig,
+    /// OpenTelemetry export and the Prometheus endpoint.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP export of traces and metrics.
+    pub otlp: OtlpConfig,
+    /// Prometheus scrape endpoint.
+    pub prometheus: PrometheusConfig,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (default port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (default port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// `[telemetry.otlp]`. Unset keys fall back to the standard
+/// `OTEL_EXPORTER_OTLP_*` environment variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Export at all (default: when `endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Collector URL, e.g. `http://otel-collector:4317`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` (default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else `grpc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<OtlpProtocol>,
+    /// Extra headers (gRPC metadata), e.g. an API key.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Timeout of one export.
+    #[serde(with = "humantime_serde")]
+    pub timeout: std::time::Duration,
+    /// TLS to the collector (an `https://` endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OtlpTlsConfig>,
+    /// Export traces (one per signal, and API calls).
+    pub traces: bool,
+    /// Export metrics.
+    pub metrics: bool,
+    /// Share of signals (and API calls without a sampled parent) traced, 0.0–1.0.
+    pub sampling: f64,
+    /// Spans waiting for export; more are dropped (and counted).
+    pub queue_size: usize,
+    /// Spans per export request.
+    pub batch_size: usize,
+    /// Longest wait before a partial batch is sent.
+    #[serde(with = "humantime_serde")]
+    pub batch_delay: std::time::Duration,
+    /// How often metrics are exported.
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: std::time::Duration,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            endpoint: None,
+            protocol: None,
+            headers: Default::default(),
+            timeout: std::time::Duration::from_secs(10),
+            tls: None,
+            traces: true,
+            metrics: true,
+            sampling: 1.0,
+            queue_size: 16384,
+            batch_size: 512,
+            batch_delay: std::time::Duration::from_secs(2),
+            metrics_interval: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[telemetry.otlp.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpTlsConfig {
+    /// PEM CA bundle that signed the collector's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (mTLS), with `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM client key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Server name to verify (default: the endpoint's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+/// `[telemetry.prometheus]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Serve `/metrics` (off by default).
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        Self { enabled: false, listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
 }
 
 /// `[kubernetes]`: the pod the sidecar runs in. The injector sets these
@@ -190,6 +308,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             notifications: NotificationsConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -320,6 +439,29 @@ impl Config {
         if self.api.stream_buffer == 0 {
             return Err(ConfigError::Invalid("key `api.stream_buffer` must be at least 1".into()));
         }
+        let o = &self.telemetry.otlp;
+        if !(0.0..=1.0).contains(&o.sampling) {
+            return Err(ConfigError::Invalid(format!(
+                "key `telemetry.otlp.sampling` = {} is not within 0.0–1.0",
+                o.sampling
+            )));
+        }
+        if o.queue_size == 0 || o.batch_size == 0 || o.batch_size > o.queue_size {
+            return Err(ConfigError::Invalid(format!(
+                "keys `telemetry.otlp.queue_size` ({}) and `batch_size` ({}) must be at least 1, batch_size no larger than queue_size",
+                o.queue_size, o.batch_size
+            )));
+        }
+        if let Some(e) = &o.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "key `telemetry.otlp.endpoint` = {e:?}: expected an http:// or https:// URL"
+                )));
+            }
+        }
+        if o.metrics_interval.is_zero() {
+            return Err(ConfigError::Invalid("key `telemetry.otlp.metrics_interval` must be longer than 0s".into()));
+        }
         if let Some(image) = &self.image {
             crate::workload::image::ImageRef::parse(image)
                 .map_err(|e| ConfigError::Invalid(format!("key `image`: {e}")))?;
@@ -373,6 +515,30 @@ mod tests {
         // The injector sets TELLTALE_CONTAINER_NAME on app containers; a
         // sidecar given it too must still start.
         assert!(NOT_CONFIG.contains(&"container_name"));
+    }
+
+    #[test]
+    fn telemetry_keys_are_checked_and_named() {
+        with_file("[telemetry.otlp]\nendpoint = \"http://c:4318\"\nprotocol = \"http/protobuf\"\nsampling = 0.25\n[telemetry.otlp.headers]\nx-api-key = \"k\"\n[telemetry.prometheus]\nenabled = true\n", |f| {
+            let c = Config::load(Some(f), &Overrides::default()).unwrap();
+            assert_eq!(c.telemetry.otlp.protocol, Some(OtlpProtocol::HttpProtobuf));
+            assert_eq!(c.telemetry.otlp.sampling, 0.25);
+            assert_eq!(c.telemetry.otlp.headers["x-api-key"], "k");
+            assert!(c.telemetry.prometheus.enabled);
+        });
+        for (toml, key) in [
+            ("[telemetry.otlp]\nsampling = 1.5\n", "telemetry.otlp.sampling"),
+            ("[telemetry.otlp]\nendpoint = \"collector:4317\"\n", "telemetry.otlp.endpoint"),
+            ("[telemetry.otlp]\nprotocol = \"http/json\"\n", "telemetry.otlp.protocol"),
+            ("[telemetry.otlp]\nbatch_size = 10\nqueue_size = 5\n", "telemetry.otlp.queue_size"),
+            ("[telemetry.otlp]\nendpont = \"http://x\"\n", "endpont"),
+            ("[telemetry.prometheus]\nlisten = \"nowhere\"\n", "telemetry.prometheus.listen"),
+        ] {
+            with_file(toml, |f| {
+                let e = Config::load(Some(f), &Overrides::default()).unwrap_err().to_string();
+                assert!(e.contains(key), "{toml}: {e}");
+            });
+        }
     }
 
     #[test]

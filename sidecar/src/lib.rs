@@ -15,6 +15,7 @@ pub mod signal;
 pub mod status;
 pub mod store;
 pub mod suppress;
+pub mod telemetry;
 pub mod trace;
 pub mod workload;
 

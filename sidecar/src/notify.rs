@@ -64,6 +64,17 @@ pub enum Target {
     },
 }
 
+impl Target {
+    /// `slack`, `webhook` or `email`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Slack { .. } => "slack",
+            Target::Webhook { .. } => "webhook",
+            Target::Email { .. } => "email",
+        }
+    }
+}
+
 /// A rule that cannot be used, naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("field `{field}`: {problem}")]

@@ -54,6 +54,9 @@ pub enum RunError {
     /// The API server failed.
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
+    /// Telemetry could not start.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// Signals changed by a batch: each id once, created if any change created it.
@@ -97,6 +100,7 @@ struct Daemon {
     rules: Vec<crate::notify::Rule>,
     suppressions: Vec<crate::suppress::Suppression>,
     signal_feed: tokio::sync::broadcast::Sender<std::sync::Arc<(u64, crate::api::SignalChange)>>,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 impl Daemon {
@@ -125,10 +129,15 @@ impl Daemon {
             let (id, created) = self.signals.record(seq, a);
             if created {
                 tracing::warn!(signal = %id, container = %a.container.id, "Signal opened.");
+                if let Some(s) = self.signals.get(&id) {
+                    self.telemetry.signal_opened(s);
+                }
             }
+            let shared = std::sync::Arc::new((seq, (**a).clone()));
+            self.telemetry.anomaly(&shared, &id);
             touched.add(id, created);
             // No receiver (no stream client) is fine.
-            let _ = self.anomalies.send(std::sync::Arc::new((seq, (**a).clone())));
+            let _ = self.anomalies.send(shared);
         }
         let changed = touched.signals(&self.signals);
         self.publish(&changed)
@@ -438,6 +447,7 @@ impl Daemon {
         match self.signals.update(id, status, assignee) {
             Ok((before, after)) => {
                 self.publish(&[(after.clone(), false)])?;
+                self.telemetry.signal_updated(&after, principal);
                 let summary = |s: &crate::signal::Signal| serde_json::json!({"status": s.status.name(), "assignee": s.assignee, "version": s.version});
                 let mut after_json = summary(&after);
                 if benign.is_some() {
@@ -452,6 +462,21 @@ impl Daemon {
                 Ok(Err(e))
             }
         }
+    }
+
+    /// What the metrics report about the kernel, signals and profiles.
+    fn publish_metrics(&self, counters: crate::sensor::Counters) {
+        let mut view = crate::telemetry::metrics::DaemonView { counters, ..Default::default() };
+        for s in self.signals.all() {
+            *view.signals.entry(s.status.name()).or_default() += 1;
+        }
+        for p in self.detector.profiles() {
+            view.profiles.insert(p.image.clone(), u64::try_from(p.behaviour_count()).unwrap_or(u64::MAX));
+            for t in crate::profile::EventType::ALL {
+                view.learning.push((p.image.clone(), t.name(), p.clock(t).state.name()));
+            }
+        }
+        self.telemetry.metrics.set_daemon(view);
     }
 
     fn tick(&mut self) -> Result<(), RunError> {
@@ -472,6 +497,7 @@ impl Daemon {
         if delta > 0 {
             tracing::warn!(lost = delta, "Ring buffer records lost.");
         }
+        self.publish_metrics(c);
         let mut counters = serde_json::to_value(c).unwrap_or_default();
         counters["updated_ms"] = now.into();
         self.store.save_meta_json(SENSOR_COUNTERS, &counters)?;
@@ -544,6 +570,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     } else {
         return Err(RunError::NoTarget);
     };
+    let telemetry = crate::telemetry::Telemetry::start(&cfg).await?;
     let (anomalies, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
     let (signal_feed, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(64);
@@ -560,13 +587,18 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
             cfg.data_dir.clone(),
             closing.clone(),
             signal_feed.clone(),
+            telemetry.metrics.clone(),
         );
         let mut stop = closing.clone();
-        api_task = Some(tokio::spawn(crate::api::serve(cfg.api.clone(), listener, api, async move {
+        let tracer = telemetry.tracer();
+        api_task = Some(tokio::spawn(crate::api::serve(cfg.api.clone(), listener, api, tracer, async move {
             let _ = stop.wait_for(|c| *c).await;
         })));
     }
     drop(cmd_tx);
+    if let Some(addr) = telemetry.prometheus_addr() {
+        api_note.push_str(&format!("; metrics on http://{addr}/metrics"));
+    }
     eprintln!(
         "telltale: watching {} (cgroup id {}); data in {}{api_note}",
         pod.root.path.display(),
@@ -589,8 +621,10 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         rules,
         suppressions,
         signal_feed,
+        telemetry,
     };
-    let notifier = tokio::spawn(crate::notify::deliver::run(d.cfg.data_dir.clone(), closing.clone()));
+    let notifier =
+        tokio::spawn(crate::notify::deliver::run(d.cfg.data_dir.clone(), closing.clone(), d.telemetry.metrics.clone()));
     d.catch_up_signals()?;
     d.rescan(now_ms())?;
     d.tick()?;
@@ -635,6 +669,8 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
             Err(_) => tracing::warn!("API clients did not disconnect in 5 s; stopping anyway."),
         }
     }
+    d.publish_metrics(d.sensor.counters()?);
+    d.telemetry.shutdown(Duration::from_secs(5)).await;
     if let Some(cg) = owned {
         cg.remove()?;
     }

@@ -3,6 +3,7 @@
 //! outbox is in SQLite, so a target that is down, or a restart, loses
 //! nothing. Runs on its own connection, beside the daemon loop.
 
+use crate::telemetry::metrics::Metrics;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -105,24 +106,30 @@ async fn email(
 }
 
 /// One pass over the due messages. Returns how many were delivered.
-pub async fn pass(store: &mut Store, http: &reqwest::Client, rules: &[Rule]) -> Result<usize, StoreError> {
+pub async fn pass(
+    store: &mut Store,
+    http: &reqwest::Client,
+    rules: &[Rule],
+    metrics: &Metrics,
+) -> Result<usize, StoreError> {
     let mut delivered = 0;
     for (id, rule_id, target, signal_id, message, attempts) in store.due(now_ms(), 32)? {
-        let result = match (
-            rules.iter().find(|r| r.id == rule_id).and_then(|r| r.targets.get(target)),
-            serde_json::from_str::<Message>(&message),
-        ) {
+        let found = rules.iter().find(|r| r.id == rule_id).and_then(|r| r.targets.get(target));
+        let kind = found.map_or("unknown", |t| t.kind());
+        let result = match (found, serde_json::from_str::<Message>(&message)) {
             (Some(t), Ok(m)) => send(http, t, &m, id).await,
             (None, _) => Err(DeliveryError::Invalid(format!("rule {rule_id} target {target} is gone"))),
             (_, Err(e)) => Err(DeliveryError::Invalid(format!("stored message: {e}"))),
         };
         match result {
             Ok(()) => {
+                metrics.notification(kind, true);
                 store.delivered(id, &rule_id, target, &signal_id, now_ms())?;
                 delivered += 1;
                 tracing::info!(rule = %rule_id, target, signal = %signal_id, "Notification delivered.");
             }
             Err(e) => {
+                metrics.notification(kind, false);
                 let next = now_ms() + backoff_ms(attempts);
                 tracing::warn!(rule = %rule_id, target, signal = %signal_id, attempts = attempts + 1, error = %e, "Notification failed; will retry.");
                 store.failed(id, &e.to_string(), next)?;
@@ -133,7 +140,11 @@ pub async fn pass(store: &mut Store, http: &reqwest::Client, rules: &[Rule]) -> 
 }
 
 /// Deliver until `closing` turns true, polling the outbox.
-pub async fn run(data_dir: PathBuf, mut closing: tokio::sync::watch::Receiver<bool>) -> Result<(), StoreError> {
+pub async fn run(
+    data_dir: PathBuf,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    metrics: std::sync::Arc<Metrics>,
+) -> Result<(), StoreError> {
     let mut store = Store::open(&data_dir)?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| StoreError::BadRow {
         path: data_dir.clone(),
@@ -142,7 +153,7 @@ pub async fn run(data_dir: PathBuf, mut closing: tokio::sync::watch::Receiver<bo
     })?;
     loop {
         let rules = store.rules()?;
-        if let Err(e) = pass(&mut store, &http, &rules).await {
+        if let Err(e) = pass(&mut store, &http, &rules, &metrics).await {
             tracing::warn!(error = %e, "Notification outbox pass failed.");
         }
         tokio::select! {

@@ -1,0 +1,357 @@
+//! OpenTelemetry export from a real daemon with real sensors to an OTLP
+//! receiver started here (a real gRPC server implementing the OTLP trace and
+//! metrics services): the spans of a signal with their attributes, API
+//! calls joining the caller's trace, metrics with sensible values, export
+//! resuming after the receiver restarts, and the Prometheus endpoint.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use telltale_client::{proto, Client};
+use telltale_integration::daemon::{run_in, Pod};
+use telltale_integration::otlp::{serve, Received, Receiver};
+use telltale_integration::{kernel_tests_enabled, workload_bin};
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
+}
+
+fn s(attrs: &[KeyValue], key: &str) -> String {
+    match attr(attrs, key) {
+        Some(any_value::Value::StringValue(v)) => v.clone(),
+        other => panic!("attribute {key}: {other:?} in {attrs:?}"),
+    }
+}
+
+fn i(attrs: &[KeyValue], key: &str) -> i64 {
+    match attr(attrs, key) {
+        Some(any_value::Value::IntValue(v)) => *v,
+        other => panic!("attribute {key}: {other:?} in {attrs:?}"),
+    }
+}
+
+fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
+    match attr(attrs, key) {
+        Some(any_value::Value::ArrayValue(a)) => a
+            .values
+            .iter()
+            .map(|v: &AnyValue| match &v.value {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                other => panic!("{key}: {other:?}"),
+            })
+            .collect(),
+        other => panic!("attribute {key}: {other:?} in {attrs:?}"),
+    }
+}
+
+/// Wait until `pred` finds something in what the receiver got.
+async fn wait_for<T>(r: &Receiver, what: &str, secs: u64, pred: impl Fn(&Received) -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = pred(&r.0.lock().unwrap()) {
+            return t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "never received {what}: {:#?}", r.0.lock().unwrap().spans);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn span_named(r: &Received, name: &str, pred: impl Fn(&Span) -> bool) -> Option<(Vec<KeyValue>, Span)> {
+    r.spans.iter().find(|(_, s)| s.name == name && pred(s)).cloned()
+}
+
+/// The latest value of a metric point with these attribute values.
+fn point(r: &Received, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    r.points
+        .iter()
+        .rev()
+        .find(|(n, attrs, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| matches!(attr(attrs, k), Some(any_value::Value::StringValue(s)) if s == v))
+        })
+        .map(|(_, _, v)| *v)
+}
+
+async fn prometheus(url: &str) -> String {
+    let resp = reqwest::get(url).await.expect("GET /metrics");
+    assert!(resp.status().is_success());
+    let ctype = resp.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    resp.text().await.unwrap()
+}
+
+/// A sample's value in exposition text (validated by an OpenMetrics parser).
+fn exposition_value(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let parsed = openmetrics_parser::openmetrics::parse_openmetrics(text)
+        .unwrap_or_else(|e| panic!("invalid OpenMetrics exposition: {e:?}\n{text}"));
+    let fam = parsed.families.get(family)?;
+    let value = fam.iter_samples().find_map(|sample| {
+        let ok = labels
+            .iter()
+            .all(|(k, v)| sample.get_labelset().ok().and_then(|l| l.get_label_value(k).map(|x| x == *v)) == Some(true));
+        if !ok {
+            return None;
+        }
+        match &sample.value {
+            openmetrics_parser::OpenMetricsValue::Counter(c) => Some(c.value.as_f64()),
+            openmetrics_parser::OpenMetricsValue::Gauge(g) => Some(g.as_f64()),
+            _ => None,
+        }
+    });
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_restart() {
+    if !kernel_tests_enabled("signals_become_traces_metrics_flow_and_export_survives_a_receiver_restart") {
+        return;
+    }
+    let received = Receiver::default();
+    let (addr, stop_receiver, receiver_task) = serve("127.0.0.1:0".parse().unwrap(), received.clone()).await;
+    let cfg = format!(
+        "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
+         [kubernetes]\npod_name = \"shop-web-7d9f\"\nnamespace = \"shop\"\n\
+         [telemetry.otlp]\nendpoint = \"http://{addr}\"\nbatch_delay = \"200ms\"\nmetrics_interval = \"1s\"\ntimeout = \"2s\"\n\
+         [telemetry.prometheus]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let pod = Pod::new("otel", &[("app", "registry.example.com/shop/web:v3")], &cfg);
+    let d = pod.start();
+    let api = d.api.clone().expect("api");
+    let metrics_url = d.metrics.clone().expect("the readiness line names the metrics endpoint");
+    let client = Client::builder(&api).connect().await.expect("connect");
+    let w = workload_bin();
+    let app = pod.container("app");
+    run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
+    let start = Instant::now();
+    while client.learning_status(Some("web")).await.expect("status")[0]
+        .types
+        .iter()
+        .any(|t| t.state != proto::LearningState::Stable as i32)
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "never stable");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The attack: one signal with two anomalies → one trace, a root span and two children.
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    run_in(&app, &["/bin/sh", "-c", &format!("/bin/true && {w} open /etc/passwd")]);
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let start = Instant::now();
+    let sig = loop {
+        let s = client.signals("container:app").await.expect("signals");
+        if s.len() == 1 && s[0].anomalies == 2 {
+            break s[0].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    };
+    let (resource, root) =
+        wait_for(&received, "the signal's root span", 20, |r| span_named(r, "telltale.signal", |_| true)).await;
+    assert_eq!(s(&resource, "service.name"), "telltale");
+    assert_eq!(s(&resource, "k8s.pod.name"), "shop-web-7d9f");
+    assert_eq!(s(&root.attributes, "telltale.signal.id"), sig.id);
+    assert_eq!(s(&root.attributes, "telltale.signal.severity"), "high");
+    assert!(root.parent_span_id.is_empty(), "the root has no parent");
+    let (_, exec) =
+        wait_for(&received, "the exec anomaly span", 20, |r| span_named(r, "telltale.anomaly.exec", |_| true)).await;
+    let (_, file) = wait_for(&received, "the file anomaly span", 20, |r| {
+        span_named(r, "telltale.anomaly.file", |s| s.attributes.iter().any(|a| a.key == "file.path"))
+    })
+    .await;
+    for child in [&exec, &file] {
+        assert_eq!(child.trace_id, root.trace_id, "one trace per signal");
+        assert_eq!(child.parent_span_id, root.span_id, "anomalies are children of the signal");
+        assert!(child.start_time_unix_nano >= before && child.start_time_unix_nano <= after, "event time as span time");
+        let a = &child.attributes;
+        assert_eq!(s(a, "container.name"), "app");
+        assert_eq!(s(a, "container.id"), "app");
+        assert_eq!(s(a, "container.image.name"), "web");
+        assert_eq!(strings(a, "container.image.tags"), vec!["v3".to_owned()]);
+        assert_eq!(s(a, "k8s.pod.name"), "shop-web-7d9f");
+        assert_eq!(s(a, "k8s.namespace.name"), "shop");
+        assert_eq!(s(a, "telltale.signal.id"), sig.id);
+        assert_eq!(s(a, "telltale.profile.version"), "v3");
+        assert!(i(a, "process.pid") > 0 && i(a, "process.parent_pid") > 0);
+        assert!(i(a, "telltale.sequence") > 0);
+    }
+    assert_eq!(s(&exec.attributes, "process.executable.path"), "/usr/bin/true");
+    assert_eq!(strings(&exec.attributes, "process.command_args"), vec!["/bin/true".to_owned()]);
+    assert_eq!(s(&exec.attributes, "telltale.event.type"), "exec");
+    assert_eq!(s(&file.attributes, "file.path"), "/etc/passwd");
+    assert_eq!(s(&file.attributes, "telltale.event.type"), "file");
+    assert!(i(&file.attributes, "telltale.sequence") > i(&exec.attributes, "telltale.sequence"));
+
+    // A triage call that carries the caller's trace context: the server span
+    // joins that trace, and the signal's trace gets an update span.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let traced = Client::builder(&api)
+        .traceparent(format!("00-{caller_trace}-{caller_span}-01"))
+        .connect()
+        .await
+        .expect("connect");
+    let review = proto::UpdateSignalRequest {
+        id: sig.id.clone(),
+        status: proto::SignalStatus::UnderReview as i32,
+        assignee: Some("rita".into()),
+        ..Default::default()
+    };
+    traced.update_signal(review).await.expect("update");
+    let (_, rpc) = wait_for(&received, "the UpdateSignal server span", 20, |r| {
+        span_named(r, "telltale.v1.Telltale/UpdateSignal", |_| true)
+    })
+    .await;
+    assert_eq!(hex(&rpc.trace_id), caller_trace, "incoming W3C trace context is honoured");
+    assert_eq!(hex(&rpc.parent_span_id), caller_span);
+    assert_eq!(rpc.kind, opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32);
+    assert_eq!(s(&rpc.attributes, "rpc.system"), "grpc");
+    assert_eq!(s(&rpc.attributes, "rpc.method"), "UpdateSignal");
+    let (_, update) =
+        wait_for(&received, "the signal update span", 20, |r| span_named(r, "telltale.signal.update", |_| true)).await;
+    assert_eq!(update.trace_id, root.trace_id, "updates join the signal's trace");
+    assert_eq!(s(&update.attributes, "telltale.signal.status"), "under_review");
+    assert_eq!(s(&update.attributes, "telltale.signal.assignee"), "rita");
+
+    // Metrics over OTLP, with sensible values.
+    wait_for(&received, "metrics", 20, |r| {
+        let events = point(r, "telltale.events", &[("kind", "exec")])?;
+        let anomalies = point(r, "telltale.anomalies", &[("type", "exec"), ("image", "web")])?;
+        let reviewing = point(r, "telltale.signals", &[("status", "under_review")])?;
+        let stable = point(r, "telltale.profile.learning", &[("image", "web"), ("type", "file"), ("state", "stable")])?;
+        let behaviours = point(r, "telltale.profile.behaviours", &[("image", "web")])?;
+        (events >= 3.0 && anomalies == 1.0 && reviewing == 1.0 && stable == 1.0 && behaviours >= 2.0).then_some(())
+    })
+    .await;
+
+    // The Prometheus endpoint: valid exposition, the same values.
+    let text = prometheus(&metrics_url).await;
+    assert_eq!(
+        exposition_value(&text, "telltale_anomalies", &[("type", "file"), ("image", "web")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(exposition_value(&text, "telltale_events", &[("kind", "exec")]).unwrap() >= 3.0, "{text}");
+    assert_eq!(exposition_value(&text, "telltale_signals", &[("status", "under_review")]), Some(1.0), "{text}");
+    assert!(exposition_value(&text, "telltale_kernel_repeats_dropped", &[("kind", "file")]).is_some(), "{text}");
+    assert_eq!(exposition_value(&text, "telltale_telemetry_spans_dropped", &[]), Some(0.0), "{text}");
+
+    // The receiver goes away: detection goes on, dropped spans are counted.
+    let _ = stop_receiver.send(());
+    receiver_task.await.unwrap();
+    run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/group")]);
+    let start = Instant::now();
+    while !pod.anomalies().iter().any(|a| a["event"]["file"]["path"] == "/etc/group") {
+        assert!(start.elapsed() < Duration::from_secs(20), "detection stopped while the collector was down");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let start = Instant::now();
+    loop {
+        let text = prometheus(&metrics_url).await;
+        if exposition_value(&text, "telltale_telemetry_spans_dropped", &[]).unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "drops never counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // It comes back on the same address: export resumes.
+    let back = Receiver::default();
+    let (_, stop_again, task_again) = serve(addr, back.clone()).await;
+    run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/issue")]);
+    let (_, resumed) = wait_for(&back, "spans after the restart", 30, |r| {
+        span_named(r, "telltale.anomaly.file", |s| {
+            s.attributes.iter().any(|a| a.key == "file.path")
+                && matches!(attr(&s.attributes, "file.path"), Some(any_value::Value::StringValue(p)) if p == "/etc/issue")
+        })
+    })
+    .await;
+    assert_eq!(s(&resumed.attributes, "container.name"), "app");
+    d.stop();
+    let _ = stop_again.send(());
+    task_again.await.unwrap();
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// OTLP/HTTP with protobuf bodies, configured only through the standard
+/// `OTEL_*` environment variables: a real HTTP receiver decodes what comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_protobuf_from_standard_environment_variables() {
+    if !kernel_tests_enabled("otlp_http_protobuf_from_standard_environment_variables") {
+        return;
+    }
+    use prost::Message;
+    let received = Receiver::default();
+    let traces = received.clone();
+    let metrics = received.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let req = ExportTraceServiceRequest::decode(body).expect("a protobuf trace export");
+                TraceService::export(&traces, tonic::Request::new(req)).await.expect("stored");
+                ExportTraceServiceResponse { partial_success: None }.encode_to_vec()
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let req = ExportMetricsServiceRequest::decode(body).expect("a protobuf metrics export");
+                MetricsService::export(&metrics, tonic::Request::new(req)).await.expect("stored");
+                ExportMetricsServiceResponse { partial_success: None }.encode_to_vec()
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let cfg = "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
+               [telemetry.otlp]\nbatch_delay = \"200ms\"\nmetrics_interval = \"1s\"\n";
+    let pod = Pod::new("otel-http", &[("job", "batch/report:2026.11")], cfg);
+    let endpoint = format!("http://{addr}");
+    let d = pod.start_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_SERVICE_NAME", "telltale-shop"),
+    ]);
+    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let w = workload_bin();
+    let job = pod.container("job");
+    run_in(&job, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
+    let start = Instant::now();
+    while client.learning_status(Some("report")).await.expect("status")[0]
+        .types
+        .iter()
+        .any(|t| t.state != proto::LearningState::Stable as i32)
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "never stable");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run_in(&job, &["/bin/sh", "-c", &format!("{w} open /etc/shadow")]);
+    let (resource, file) = wait_for(&received, "the file anomaly span over HTTP", 30, |r| {
+        span_named(r, "telltale.anomaly.file", |s| {
+            matches!(attr(&s.attributes, "file.path"), Some(any_value::Value::StringValue(p)) if p == "/etc/shadow")
+        })
+    })
+    .await;
+    assert_eq!(s(&resource, "service.name"), "telltale-shop", "OTEL_SERVICE_NAME wins");
+    assert_eq!(s(&file.attributes, "container.image.name"), "report");
+    assert_eq!(strings(&file.attributes, "container.image.tags"), vec!["2026.11".to_owned()]);
+    wait_for(&received, "metrics over HTTP", 20, |r| {
+        point(r, "telltale.anomalies", &[("type", "file"), ("image", "report")]).filter(|v| *v == 1.0)
+    })
+    .await;
+    d.stop();
+    server.abort();
+}

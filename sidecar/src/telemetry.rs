@@ -1,0 +1,428 @@
+//! OpenTelemetry export (OTLP traces and metrics) and the Prometheus scrape
+//! endpoint. Detection hands spans to a bounded queue and metric values to
+//! shared counters; export runs in its own tasks, so a collector that is
+//! down or slow never blocks or slows detection.
+
+pub mod export;
+pub mod http;
+pub mod metrics;
+pub mod rpc;
+pub mod spans;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+
+use crate::config::{Config, OtlpConfig, OtlpProtocol};
+use crate::signal::Signal;
+use export::SpanQueue;
+use metrics::Metrics;
+use spans::PodInfo;
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("OTLP {what} exporter: {detail}")]
+    Exporter {
+        /// traces or metrics.
+        what: &'static str,
+        /// The exporter's message.
+        detail: String,
+    },
+    /// A setting is unusable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A TLS file could not be read.
+    #[error("reading {path} (telemetry.otlp.tls)")]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Prometheus endpoint could not listen.
+    #[error("telemetry.prometheus.listen {addr}: cannot listen")]
+    Prometheus {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The running telemetry of the daemon.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// Shared metric values.
+    pub metrics: Arc<Metrics>,
+    /// The watched pod.
+    pub pod: PodInfo,
+    spans: Option<SpanQueue>,
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    export_task: Option<tokio::task::JoinHandle<()>>,
+    prometheus: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// Whether OTLP export is on: `telemetry.otlp.enabled`, else whether an
+/// endpoint is configured (key or standard environment variable).
+/// `OTEL_SDK_DISABLED=true` turns it off.
+pub fn otlp_enabled(o: &OtlpConfig) -> bool {
+    if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        return false;
+    }
+    o.enabled.unwrap_or_else(|| {
+        o.endpoint.is_some()
+            || [
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            ]
+            .iter()
+            .any(|v| env_set(v))
+    })
+}
+
+/// The transport: the key, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else gRPC.
+pub fn protocol(o: &OtlpConfig) -> Result<OtlpProtocol, TelemetryError> {
+    if let Some(p) = o.protocol {
+        return Ok(p);
+    }
+    match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").ok().as_deref().map(str::trim) {
+        None | Some("") | Some("grpc") => Ok(OtlpProtocol::Grpc),
+        Some("http/protobuf") => Ok(OtlpProtocol::HttpProtobuf),
+        Some(other) => Err(TelemetryError::Invalid(format!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc or http/protobuf"
+        ))),
+    }
+}
+
+fn resource(cfg: &Config) -> Resource {
+    let mut b = Resource::builder();
+    if !env_set("OTEL_SERVICE_NAME") {
+        b = b.with_service_name("telltale");
+    }
+    let k = &cfg.kubernetes;
+    let mut attrs = vec![KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))];
+    for (key, value) in
+        [("k8s.pod.name", &k.pod_name), ("k8s.namespace.name", &k.namespace), ("k8s.pod.uid", &k.pod_uid)]
+    {
+        if let Some(v) = value {
+            attrs.push(KeyValue::new(key, v.clone()));
+        }
+    }
+    if let Ok(host) = nix::unistd::gethostname() {
+        attrs.push(KeyValue::new("host.name", host.to_string_lossy().into_owned()));
+    }
+    b.with_attributes(attrs).build()
+}
+
+fn metadata(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<tonic::metadata::MetadataMap, TelemetryError> {
+    let mut md = tonic::metadata::MetadataMap::new();
+    for (k, v) in headers {
+        let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
+            TelemetryError::Invalid(format!("key `telemetry.otlp.headers`: {k:?} is not a valid header name"))
+        })?;
+        let value = v.parse().map_err(|_| {
+            TelemetryError::Invalid(format!("key `telemetry.otlp.headers.{k}`: not a valid header value"))
+        })?;
+        md.insert(key, value);
+    }
+    Ok(md)
+}
+
+fn tls(o: &OtlpConfig) -> Result<Option<tonic::transport::ClientTlsConfig>, TelemetryError> {
+    let Some(t) = &o.tls else {
+        // An https:// endpoint with no [tls] uses the system's roots.
+        return Ok(o
+            .endpoint
+            .as_deref()
+            .filter(|e| e.starts_with("https://"))
+            .map(|_| tonic::transport::ClientTlsConfig::new().with_enabled_roots()));
+    };
+    let read =
+        |p: &std::path::PathBuf| std::fs::read(p).map_err(|source| TelemetryError::TlsFile { path: p.clone(), source });
+    let mut c = tonic::transport::ClientTlsConfig::new();
+    match &t.ca {
+        Some(ca) => c = c.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?)),
+        None => c = c.with_enabled_roots(),
+    }
+    match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => c = c.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?)),
+        (None, None) => {}
+        _ => {
+            return Err(TelemetryError::Invalid(
+                "keys `telemetry.otlp.tls.cert` and `telemetry.otlp.tls.key` go together".into(),
+            ))
+        }
+    }
+    if let Some(d) = &t.domain {
+        c = c.domain_name(d.clone());
+    }
+    Ok(Some(c))
+}
+
+/// The reqwest client of OTLP/HTTP, with `[telemetry.otlp.tls]`.
+fn http_client(o: &OtlpConfig) -> Result<http::RuntimeClient, TelemetryError> {
+    let mut b = reqwest::Client::builder().timeout(o.timeout);
+    if let Some(t) = &o.tls {
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|source| TelemetryError::TlsFile { path: p.clone(), source })
+        };
+        let bad = |what: &str, e: reqwest::Error| TelemetryError::Invalid(format!("telemetry.otlp.tls.{what}: {e}"));
+        if let Some(ca) = &t.ca {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| bad("ca", e))?);
+        }
+        match (&t.cert, &t.key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read(cert)?;
+                pem.extend(read(key)?);
+                b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad("cert", e))?);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(TelemetryError::Invalid(
+                    "keys `telemetry.otlp.tls.cert` and `telemetry.otlp.tls.key` go together".into(),
+                ))
+            }
+        }
+        if t.domain.is_some() {
+            return Err(TelemetryError::Invalid(
+                "key `telemetry.otlp.tls.domain` applies to grpc; with http/protobuf the URL's host is verified".into(),
+            ));
+        }
+    }
+    let client = b.build().map_err(|e| TelemetryError::Invalid(format!("OTLP HTTP client: {e}")))?;
+    Ok(http::RuntimeClient::new(tokio::runtime::Handle::current(), client))
+}
+
+fn http_url(o: &OtlpConfig, signal: &str) -> Option<String> {
+    o.endpoint.as_ref().map(|e| format!("{}/v1/{signal}", e.trim_end_matches('/')))
+}
+
+fn span_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let err =
+        |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "trace", detail: e.to_string() };
+    match p {
+        OtlpProtocol::Grpc => {
+            let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_timeout(o.timeout);
+            if let Some(e) = &o.endpoint {
+                b = b.with_endpoint(e.clone());
+            }
+            if let Some(t) = tls(o)? {
+                b = b.with_tls_config(t);
+            }
+            b.with_metadata(metadata(&o.headers)?).build().map_err(err)
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let mut b = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_timeout(o.timeout);
+            if let Some(url) = http_url(o, "traces") {
+                b = b.with_endpoint(url);
+            }
+            b.with_http_client(http_client(o)?)
+                .with_headers(o.headers.clone().into_iter().collect())
+                .build()
+                .map_err(err)
+        }
+    }
+}
+
+fn metric_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    let err =
+        |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "metric", detail: e.to_string() };
+    match p {
+        OtlpProtocol::Grpc => {
+            let mut b = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_timeout(o.timeout);
+            if let Some(e) = &o.endpoint {
+                b = b.with_endpoint(e.clone());
+            }
+            if let Some(t) = tls(o)? {
+                b = b.with_tls_config(t);
+            }
+            b.with_metadata(metadata(&o.headers)?).build().map_err(err)
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let mut b = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_timeout(o.timeout);
+            if let Some(url) = http_url(o, "metrics") {
+                b = b.with_endpoint(url);
+            }
+            b.with_http_client(http_client(o)?)
+                .with_headers(o.headers.clone().into_iter().collect())
+                .build()
+                .map_err(err)
+        }
+    }
+}
+
+async fn serve_prometheus(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use axum::http::{header, StatusCode};
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                match metrics::prometheus_text(&metrics) {
+                    Ok(text) => (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        text,
+                    ),
+                    Err(_) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        "encoding the metrics failed\n".to_owned(),
+                    ),
+                }
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "Prometheus endpoint stopped.");
+    }
+}
+
+impl Telemetry {
+    /// Start what `cfg.telemetry` asks for (nothing exports by default).
+    pub async fn start(cfg: &Config) -> Result<Self, TelemetryError> {
+        let metrics = Arc::new(Metrics::default());
+        let o = &cfg.telemetry.otlp;
+        let pod = PodInfo { name: cfg.kubernetes.pod_name.clone(), namespace: cfg.kubernetes.namespace.clone() };
+        let mut t = Telemetry {
+            metrics: metrics.clone(),
+            pod,
+            spans: None,
+            tracer_provider: None,
+            meter_provider: None,
+            export_task: None,
+            prometheus: None,
+        };
+        if otlp_enabled(o) {
+            let p = protocol(o)?;
+            let resource = resource(cfg);
+            if o.traces {
+                let mut exporter = span_exporter(o, p)?;
+                opentelemetry_sdk::trace::SpanExporter::set_resource(&mut exporter, &resource);
+                let (queue, rx) = SpanQueue::new(o.queue_size, metrics.clone());
+                let batching = export::Batching {
+                    pod: t.pod.clone(),
+                    sampling: o.sampling,
+                    size: o.batch_size,
+                    delay: o.batch_delay,
+                    attempts: 3,
+                    backoff: Duration::from_millis(500),
+                };
+                t.export_task = Some(tokio::spawn(export::run(exporter, rx, batching, metrics.clone())));
+                let sampler = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                    opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(o.sampling),
+                ));
+                t.tracer_provider = Some(
+                    SdkTracerProvider::builder()
+                        .with_span_processor(export::QueueProcessor(queue.clone()))
+                        .with_sampler(sampler)
+                        .with_resource(resource.clone())
+                        .build(),
+                );
+                t.spans = Some(queue);
+            }
+            if o.metrics {
+                let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metric_exporter(o, p)?)
+                    .with_interval(o.metrics_interval)
+                    .build();
+                let provider = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
+                metrics::register_otel(&opentelemetry::metrics::MeterProvider::meter(&provider, "telltale"), &metrics);
+                t.meter_provider = Some(provider);
+            }
+            tracing::info!(
+                endpoint = o.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_* or the default)"),
+                protocol = ?p,
+                traces = o.traces,
+                metrics = o.metrics,
+                "OTLP export on."
+            );
+        }
+        let prom = &cfg.telemetry.prometheus;
+        if prom.enabled {
+            let listener = tokio::net::TcpListener::bind(prom.listen)
+                .await
+                .map_err(|source| TelemetryError::Prometheus { addr: prom.listen, source })?;
+            let addr = listener.local_addr().unwrap_or(prom.listen);
+            t.prometheus = Some((addr, tokio::spawn(serve_prometheus(listener, metrics))));
+        }
+        Ok(t)
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus.as_ref().map(|(a, _)| *a)
+    }
+
+    /// The tracer for API calls, when traces are exported.
+    pub fn tracer(&self) -> Option<SdkTracer> {
+        self.tracer_provider.as_ref().map(|p| opentelemetry::trace::TracerProvider::tracer(p, "telltale.api"))
+    }
+
+    /// A new signal: the root span of its trace.
+    pub fn signal_opened(&self, s: &Signal) {
+        if let Some(q) = &self.spans {
+            q.push(export::Item::Opened(Box::new(s.summary_copy())));
+        }
+    }
+
+    /// An anomaly (as streamed) of signal `signal_id`.
+    pub fn anomaly(&self, a: &crate::api::Sequenced, signal_id: &str) {
+        self.metrics.anomaly(a.1.event_type.name(), &a.1.container.image);
+        if let Some(q) = &self.spans {
+            q.push(export::Item::Anomaly(a.clone(), signal_id.to_owned()));
+        }
+    }
+
+    /// A triage change of a signal.
+    pub fn signal_updated(&self, s: &Signal, principal: &str) {
+        if let Some(q) = &self.spans {
+            q.push(export::Item::Updated(
+                Box::new(s.summary_copy()),
+                principal.to_owned(),
+                std::time::SystemTime::now(),
+            ));
+        }
+    }
+
+    /// Export what is queued (waiting at most `timeout`) and stop.
+    pub async fn shutdown(mut self, timeout: Duration) {
+        self.spans = None;
+        self.tracer_provider = None; // drops the processor's queue sender
+        if let Some(task) = self.export_task.take() {
+            if tokio::time::timeout(timeout, task).await.is_err() {
+                tracing::warn!("OTLP trace export did not finish in time; the rest is dropped.");
+            }
+        }
+        if let Some(p) = self.meter_provider.take() {
+            // The periodic reader's final export blocks its caller.
+            let _ = tokio::task::spawn_blocking(move || p.shutdown_with_timeout(timeout)).await;
+        }
+        if let Some((_, task)) = self.prometheus.take() {
+            task.abort();
+        }
+    }
+}

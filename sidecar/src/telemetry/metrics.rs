@@ -1,0 +1,326 @@
+//! The daemon's metrics: one set of values, read by the Prometheus endpoint
+//! and by the OTLP exporter. The daemon loop publishes what it owns (kernel
+//! counters, signals, profiles) once a second; the API, notification and
+//! export tasks count their own.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::sensor::{Counters, KindCounts};
+
+/// Counter (only grows) or gauge (a current value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic total.
+    Counter,
+    /// Current value.
+    Gauge,
+}
+
+/// A metric's name (OpenTelemetry style; Prometheus replaces dots with
+/// underscores and adds `_total` to counters), help and kind.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Def {
+    /// Dotted name.
+    pub name: &'static str,
+    /// Description.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+}
+
+const fn counter(name: &'static str, help: &'static str) -> Def {
+    Def { name, help, kind: MetricKind::Counter }
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Def {
+    Def { name, help, kind: MetricKind::Gauge }
+}
+
+/// Every metric, in exposition order.
+pub static DEFS: &[Def] = &[
+    counter("telltale.events", "Events the kernel sent to user space, per kind."),
+    counter("telltale.kernel.repeats_dropped", "Repeats of a behaviour dropped in the kernel, per kind."),
+    counter(
+        "telltale.kernel.known_filtered",
+        "Behaviour already in a stable profile, filtered in the kernel, per kind.",
+    ),
+    counter("telltale.kernel.lost", "Ring-buffer records lost because the buffer was full, per kind."),
+    counter("telltale.kernel.truncated", "Records with a truncated path, argv or payload, per kind."),
+    counter("telltale.dns.malformed", "DNS payloads that were not valid queries."),
+    counter("telltale.records.undecodable", "Ring-buffer records that could not be decoded."),
+    counter("telltale.anomalies", "Anomalies reported, per event type and image."),
+    gauge("telltale.signals", "Signals, per triage status."),
+    gauge("telltale.profile.behaviours", "Behaviours in each image's profile."),
+    gauge("telltale.profile.learning", "1 for the learning state of each profile and event type."),
+    counter("telltale.notifications.delivered", "Notifications delivered, per target kind."),
+    counter("telltale.notifications.failed", "Notification delivery attempts that failed, per target kind."),
+    gauge("telltale.api.stream_clients", "Clients streaming anomalies or signals."),
+    counter("telltale.api.stream_lagged", "Live items stream clients fell behind on (they resume from the store)."),
+    counter("telltale.telemetry.spans_exported", "Spans the OTLP collector accepted."),
+    counter("telltale.telemetry.spans_dropped", "Spans dropped: export queue full or collector unreachable."),
+];
+
+fn def(name: &str) -> &'static Def {
+    // DEFS is static and every caller names one of its entries.
+    DEFS.iter().find(|d| d.name == name).unwrap_or(&DEFS[0])
+}
+
+/// One value of one metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Which metric.
+    pub def: &'static Def,
+    /// Attributes / labels.
+    pub labels: Vec<(&'static str, String)>,
+    /// Value.
+    pub value: u64,
+}
+
+/// What the daemon loop publishes every second.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonView {
+    /// Kernel counters.
+    pub counters: Counters,
+    /// Signals per status name.
+    pub signals: BTreeMap<&'static str, u64>,
+    /// Behaviours per image.
+    pub profiles: BTreeMap<String, u64>,
+    /// (image, event type, learning state).
+    pub learning: Vec<(String, &'static str, &'static str)>,
+}
+
+/// The shared metric values.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    daemon: Mutex<DaemonView>,
+    anomalies: Mutex<BTreeMap<(&'static str, String), u64>>,
+    notifications: Mutex<BTreeMap<(String, bool), u64>>,
+    stream_clients: AtomicU64,
+    stream_lagged: AtomicU64,
+    spans_exported: AtomicU64,
+    spans_dropped: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a metrics lock leaves plain numbers behind: keep using them.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A stream client; the gauge counts it until this is dropped.
+#[derive(Debug)]
+pub struct StreamClient(std::sync::Arc<Metrics>);
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        self.0.stream_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Replace what the daemon loop owns.
+    pub fn set_daemon(&self, view: DaemonView) {
+        *lock(&self.daemon) = view;
+    }
+
+    /// Count an anomaly.
+    pub fn anomaly(&self, event_type: &'static str, image: &str) {
+        *lock(&self.anomalies).entry((event_type, image.to_owned())).or_default() += 1;
+    }
+
+    /// Count a notification attempt.
+    pub fn notification(&self, target_kind: &str, delivered: bool) {
+        *lock(&self.notifications).entry((target_kind.to_owned(), delivered)).or_default() += 1;
+    }
+
+    /// A stream client connected.
+    pub fn stream_client(self: &std::sync::Arc<Self>) -> StreamClient {
+        self.stream_clients.fetch_add(1, Ordering::Relaxed);
+        StreamClient(self.clone())
+    }
+
+    /// A stream client missed `n` live items.
+    pub fn stream_lagged(&self, n: u64) {
+        self.stream_lagged.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Spans accepted by the collector.
+    pub fn spans_exported(&self, n: u64) {
+        self.spans_exported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Spans dropped.
+    pub fn spans_dropped(&self, n: u64) {
+        self.spans_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Every current value.
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut out = Vec::new();
+        let mut push = |name: &str, labels: Vec<(&'static str, String)>, value: u64| {
+            out.push(Sample { def: def(name), labels, value });
+        };
+        let d = lock(&self.daemon).clone();
+        let c = &d.counters;
+        let kinds: [(&str, &KindCounts); 4] =
+            [("exec", &c.exec), ("file", &c.file), ("dns", &c.dns), ("connect", &c.connect)];
+        type Field = fn(&KindCounts) -> u64;
+        let per_kind: [(&str, Field); 5] = [
+            ("telltale.events", |k| k.emitted),
+            ("telltale.kernel.repeats_dropped", |k| k.dropped_repeats),
+            ("telltale.kernel.known_filtered", |k| k.filtered_known),
+            ("telltale.kernel.lost", |k| k.lost),
+            ("telltale.kernel.truncated", |k| k.truncated),
+        ];
+        for (name, field) in per_kind {
+            for (kind, counts) in kinds {
+                push(name, vec![("kind", kind.to_owned())], field(counts));
+            }
+        }
+        push("telltale.dns.malformed", vec![], c.malformed_dns);
+        push("telltale.records.undecodable", vec![], c.undecodable);
+        for ((t, image), n) in lock(&self.anomalies).iter() {
+            push("telltale.anomalies", vec![("type", (*t).to_owned()), ("image", image.clone())], *n);
+        }
+        for (status, n) in &d.signals {
+            push("telltale.signals", vec![("status", (*status).to_owned())], *n);
+        }
+        for (image, n) in &d.profiles {
+            push("telltale.profile.behaviours", vec![("image", image.clone())], *n);
+        }
+        for (image, t, state) in &d.learning {
+            let labels = vec![("image", image.clone()), ("type", (*t).to_owned()), ("state", (*state).to_owned())];
+            push("telltale.profile.learning", labels, 1);
+        }
+        for ((target, delivered), n) in lock(&self.notifications).iter() {
+            let name = if *delivered { "telltale.notifications.delivered" } else { "telltale.notifications.failed" };
+            push(name, vec![("target", target.clone())], *n);
+        }
+        push("telltale.api.stream_clients", vec![], self.stream_clients.load(Ordering::Relaxed));
+        push("telltale.api.stream_lagged", vec![], self.stream_lagged.load(Ordering::Relaxed));
+        push("telltale.telemetry.spans_exported", vec![], self.spans_exported.load(Ordering::Relaxed));
+        push("telltale.telemetry.spans_dropped", vec![], self.spans_dropped.load(Ordering::Relaxed));
+        out
+    }
+}
+
+/// The Prometheus name of a metric.
+pub fn prometheus_name(def: &Def) -> String {
+    def.name.replace('.', "_")
+}
+
+/// Prometheus / OpenMetrics exposition of the current values.
+#[derive(Debug)]
+pub struct PrometheusCollector(pub std::sync::Arc<Metrics>);
+
+impl prometheus_client::collector::Collector for PrometheusCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::MetricType;
+        let samples = self.0.samples();
+        for def in DEFS {
+            let of_def: Vec<&Sample> = samples.iter().filter(|s| std::ptr::eq(s.def, def)).collect();
+            if of_def.is_empty() {
+                continue;
+            }
+            let name = prometheus_name(def);
+            let kind = match def.kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
+            };
+            let mut family = encoder.encode_descriptor(&name, def.help, None, kind)?;
+            for s in of_def {
+                let labels: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let metric = family.encode_family(&labels)?;
+                match def.kind {
+                    MetricKind::Counter => ConstCounter::new(s.value).encode(metric)?,
+                    MetricKind::Gauge => ConstGauge::new(i64::try_from(s.value).unwrap_or(i64::MAX)).encode(metric)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The text served at `/metrics`.
+pub fn prometheus_text(metrics: &std::sync::Arc<Metrics>) -> Result<String, std::fmt::Error> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(PrometheusCollector(metrics.clone())));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Register every metric as an observable instrument of `meter`.
+pub fn register_otel(meter: &opentelemetry::metrics::Meter, metrics: &std::sync::Arc<Metrics>) {
+    for def in DEFS {
+        let m = metrics.clone();
+        let observe = move |values: &mut dyn FnMut(u64, &[opentelemetry::KeyValue])| {
+            for s in m.samples().into_iter().filter(|s| std::ptr::eq(s.def, def)) {
+                let attrs: Vec<opentelemetry::KeyValue> =
+                    s.labels.into_iter().map(|(k, v)| opentelemetry::KeyValue::new(k, v)).collect();
+                values(s.value, &attrs);
+            }
+        };
+        match def.kind {
+            MetricKind::Counter => {
+                meter
+                    .u64_observable_counter(def.name)
+                    .with_description(def.help)
+                    .with_callback(move |o| observe(&mut |v, a| o.observe(v, a)))
+                    .build();
+            }
+            MetricKind::Gauge => {
+                meter
+                    .u64_observable_gauge(def.name)
+                    .with_description(def.help)
+                    .with_callback(move |o| observe(&mut |v, a| o.observe(v, a)))
+                    .build();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_every_family_once_with_labels() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let mut view = DaemonView::default();
+        view.counters.exec.emitted = 7;
+        view.counters.file.dropped_repeats = 3;
+        view.signals.insert("open", 2);
+        view.profiles.insert("web".into(), 12);
+        view.learning.push(("web".into(), "exec", "stable"));
+        m.set_daemon(view);
+        m.anomaly("exec", "web");
+        m.anomaly("exec", "web");
+        m.notification("webhook", true);
+        let client = m.stream_client();
+        let text = prometheus_text(&m).unwrap();
+        assert!(text.contains("# TYPE telltale_events counter"), "{text}");
+        assert!(text.contains("telltale_events_total{kind=\"exec\"} 7"), "{text}");
+        assert!(text.contains("telltale_kernel_repeats_dropped_total{kind=\"file\"} 3"), "{text}");
+        assert!(text.contains("telltale_anomalies_total{type=\"exec\",image=\"web\"} 2"), "{text}");
+        assert!(text.contains("telltale_signals{status=\"open\"} 2"), "{text}");
+        assert!(text.contains("telltale_profile_learning{image=\"web\",type=\"exec\",state=\"stable\"} 1"), "{text}");
+        assert!(text.contains("telltale_notifications_delivered_total{target=\"webhook\"} 1"), "{text}");
+        assert!(text.contains("telltale_api_stream_clients 1"), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+        drop(client);
+        assert!(prometheus_text(&m).unwrap().contains("telltale_api_stream_clients 0"));
+    }
+
+    #[test]
+    fn hostile_label_values_are_escaped() {
+        let m = std::sync::Arc::new(Metrics::default());
+        m.anomaly("dns", "we\"b\n\\x");
+        let text = prometheus_text(&m).unwrap();
+        assert!(text.contains(r#"image="we\"b\n\\x""#), "{text}");
+    }
+}

@@ -1,0 +1,247 @@
+//! Signals and anomalies as OpenTelemetry spans. One trace per signal: its
+//! trace id and root span id are derived from the signal id, so later
+//! anomalies and triage updates (even after a restart) join the same trace.
+//! One span per anomaly, at the event's time, with semantic-convention
+//! attributes. Pure: builds `SpanData`, exports nothing.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use sha2::{Digest, Sha256};
+
+use crate::detect::{Anomaly, Container};
+use crate::event::EventKind;
+use crate::signal::Signal;
+
+/// The pod the sidecar watches (empty outside Kubernetes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    /// `k8s.pod.name`.
+    pub name: Option<String>,
+    /// `k8s.namespace.name`.
+    pub namespace: Option<String>,
+}
+
+fn digest(parts: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+/// The trace of a signal.
+pub fn trace_id(signal_id: &str) -> TraceId {
+    let d = digest(&["telltale.trace", signal_id]);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    if b == [0; 16] {
+        b[15] = 1;
+    }
+    TraceId::from_bytes(b)
+}
+
+fn span_id(parts: &[&str]) -> SpanId {
+    let d = digest(parts);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    if b == [0; 8] {
+        b[7] = 1;
+    }
+    SpanId::from_bytes(b)
+}
+
+/// The root span of a signal's trace.
+pub fn root_span_id(signal_id: &str) -> SpanId {
+    span_id(&["telltale.signal", signal_id])
+}
+
+/// Whether a signal's trace is sampled at `ratio` (the SDK's trace-id ratio
+/// rule, so every span of one signal gets the same answer).
+pub fn sampled(signal_id: &str, ratio: f64) -> bool {
+    use opentelemetry_sdk::trace::{Sampler, ShouldSample};
+    let r =
+        Sampler::TraceIdRatioBased(ratio).should_sample(None, trace_id(signal_id), "", &SpanKind::Internal, &[], &[]);
+    r.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
+}
+
+/// The instrumentation scope of telltale's own spans.
+pub fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("telltale").with_version(env!("CARGO_PKG_VERSION")).build()
+}
+
+fn strings(v: impl IntoIterator<Item = String>) -> Value {
+    Value::Array(Array::String(v.into_iter().map(StringValue::from).collect()))
+}
+
+fn ms_time(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// `container.*` and `k8s.*` attributes.
+pub fn container_attributes(c: &Container, pod: &PodInfo) -> Vec<KeyValue> {
+    let mut a = vec![
+        KeyValue::new("container.id", c.id.clone()),
+        KeyValue::new("container.name", c.name.clone()),
+        KeyValue::new("container.image.name", c.image.clone()),
+        KeyValue::new("container.image.tags", strings([c.tag.clone()])),
+    ];
+    if let Some(n) = &pod.name {
+        a.push(KeyValue::new("k8s.pod.name", n.clone()));
+    }
+    if let Some(n) = &pod.namespace {
+        a.push(KeyValue::new("k8s.namespace.name", n.clone()));
+    }
+    a
+}
+
+fn span(
+    signal_id: &str,
+    id: SpanId,
+    parent: SpanId,
+    name: String,
+    time: SystemTime,
+    attributes: Vec<KeyValue>,
+) -> SpanData {
+    SpanData {
+        span_context: SpanContext::new(trace_id(signal_id), id, TraceFlags::SAMPLED, false, TraceState::default()),
+        parent_span_id: parent,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Internal,
+        name: Cow::Owned(name),
+        start_time: time,
+        end_time: time,
+        attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: Status::Unset,
+        instrumentation_scope: scope(),
+    }
+}
+
+/// The root span of a new signal, at its first anomaly's time.
+pub fn signal_opened(s: &Signal, pod: &PodInfo) -> SpanData {
+    let mut attrs = container_attributes(&s.container, pod);
+    attrs.extend([
+        KeyValue::new("telltale.signal.id", s.id.clone()),
+        KeyValue::new("telltale.signal.rule_id", s.rule_id.clone()),
+        KeyValue::new("telltale.signal.severity", s.severity.name()),
+        KeyValue::new("telltale.signal.status", s.status.name()),
+    ]);
+    span(&s.id, root_span_id(&s.id), SpanId::INVALID, "telltale.signal".into(), ms_time(s.first_seen_ms), attrs)
+}
+
+/// A triage change (status, assignee, marked benign) of a signal.
+pub fn signal_updated(s: &Signal, principal: &str, now: SystemTime, pod: &PodInfo) -> SpanData {
+    let version = s.version.to_string();
+    let mut attrs = container_attributes(&s.container, pod);
+    attrs.extend([
+        KeyValue::new("telltale.signal.id", s.id.clone()),
+        KeyValue::new("telltale.signal.status", s.status.name()),
+        KeyValue::new("telltale.signal.assignee", s.assignee.clone().unwrap_or_default()),
+        KeyValue::new("telltale.signal.version", i64::try_from(s.version).unwrap_or(i64::MAX)),
+        KeyValue::new("telltale.signal.anomaly_count", i64::try_from(s.anomaly_count).unwrap_or(i64::MAX)),
+        KeyValue::new("telltale.principal", principal.to_owned()),
+    ]);
+    let id = span_id(&["telltale.signal.update", &s.id, &version]);
+    span(&s.id, id, root_span_id(&s.id), "telltale.signal.update".into(), now, attrs)
+}
+
+/// The span of one anomaly of signal `signal_id`.
+pub fn anomaly(a: &Anomaly, sequence: u64, signal_id: &str, pod: &PodInfo) -> SpanData {
+    let p = &a.event.process;
+    let mut attrs = container_attributes(&a.container, pod);
+    attrs.extend([
+        KeyValue::new("process.pid", i64::from(p.pid)),
+        KeyValue::new("process.parent_pid", i64::from(p.ppid)),
+        KeyValue::new("process.executable.path", p.path.clone()),
+        KeyValue::new("process.command_args", strings(p.args.iter().cloned())),
+        KeyValue::new("telltale.process.lineage", strings(a.observation.lineage.iter().cloned())),
+        KeyValue::new("telltale.event.type", a.event_type.name()),
+        KeyValue::new("telltale.profile.version", a.profile_version.clone()),
+        KeyValue::new("telltale.sequence", i64::try_from(sequence).unwrap_or(i64::MAX)),
+        KeyValue::new("telltale.signal.id", signal_id.to_owned()),
+        KeyValue::new("telltale.anomaly.id", a.id.clone()),
+    ]);
+    match &a.event.kind {
+        EventKind::Exec => {}
+        EventKind::File { file } => {
+            attrs.push(KeyValue::new("file.path", file.path.clone()));
+            attrs.push(KeyValue::new("telltale.file.access", strings(file.access.iter().map(|x| x.name().to_owned()))));
+        }
+        EventKind::Dns { dns } => {
+            if let Some(q) = dns.questions.first() {
+                attrs.push(KeyValue::new("dns.question.name", q.name.clone()));
+                attrs.push(KeyValue::new("telltale.dns.question.type", q.qtype.clone()));
+            }
+            attrs.push(KeyValue::new("network.transport", dns.protocol.to_string()));
+        }
+        EventKind::Connect { connect } => {
+            attrs.push(KeyValue::new("server.address", connect.address.to_string()));
+            attrs.push(KeyValue::new("server.port", i64::from(connect.port)));
+            attrs.push(KeyValue::new("network.transport", connect.protocol.to_string()));
+        }
+    }
+    let name = format!("telltale.anomaly.{}", a.event_type.name());
+    let id = span_id(&["telltale.anomaly", &a.id]);
+    span(signal_id, id, root_span_id(signal_id), name, SystemTime::from(a.time), attrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr<'a>(s: &'a SpanData, key: &str) -> Option<&'a Value> {
+        s.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn ids_are_stable_per_signal_and_distinct_across_signals() {
+        assert_eq!(trace_id("s1"), trace_id("s1"));
+        assert_ne!(trace_id("s1"), trace_id("s2"));
+        assert_ne!(root_span_id("s1"), SpanId::INVALID);
+        assert!(sampled("s1", 1.0));
+        assert!(!sampled("s1", 0.0));
+        let at_half = (0..200).filter(|i| sampled(&format!("sig-{i}"), 0.5)).count();
+        assert!((60..140).contains(&at_half), "{at_half}");
+    }
+
+    #[test]
+    fn an_exec_anomaly_becomes_a_child_span_with_semantic_attributes() {
+        let mut e = crate::event::fixtures::read(1, crate::event::fixtures::process("/usr/bin/curl", &["/bin/sh"]), "");
+        e.kind = EventKind::Exec;
+        let image = crate::workload::image::ImageRef::parse("reg/cws-webapp:v2").unwrap();
+        let observation = crate::profile::Observation {
+            lineage: vec!["/bin/sh".into(), "/usr/bin/curl".into()],
+            behaviour: crate::profile::Behaviour::Exec,
+        };
+        let a = Anomaly {
+            id: "a1".into(),
+            time: e.time,
+            time_ms: 0,
+            container: Container::new("c1", "web", &image, 1, 0),
+            event_type: observation.event_type(),
+            profile_version: "v2".into(),
+            observation,
+            event: e,
+        };
+        let pod = PodInfo { name: Some("web-1".into()), namespace: Some("prod".into()) };
+        let s = anomaly(&a, 42, "sig-1", &pod);
+        assert_eq!(s.span_context.trace_id(), trace_id("sig-1"));
+        assert_eq!(s.parent_span_id, root_span_id("sig-1"));
+        assert_eq!(s.start_time, SystemTime::from(a.time));
+        assert_eq!(attr(&s, "container.image.name"), Some(&Value::from(a.container.image.clone())));
+        assert_eq!(attr(&s, "k8s.pod.name"), Some(&Value::from("web-1")));
+        assert_eq!(attr(&s, "k8s.namespace.name"), Some(&Value::from("prod")));
+        assert_eq!(attr(&s, "process.pid"), Some(&Value::I64(i64::from(a.event.process.pid))));
+        assert_eq!(attr(&s, "process.executable.path"), Some(&Value::from(a.event.process.path.clone())));
+        assert_eq!(attr(&s, "telltale.sequence"), Some(&Value::I64(42)));
+        assert_eq!(attr(&s, "telltale.signal.id"), Some(&Value::from("sig-1")));
+        assert_eq!(s.name, "telltale.anomaly.exec");
+    }
+}
