@@ -12,7 +12,7 @@ use crate::profile::lifecycle::LearningConfig;
 
 /// Environment variables with the `TELLTALE_` prefix that are not
 /// configuration keys (they belong to tools and tests).
-const NOT_CONFIG: &[&str] = &["log", "skip_kernel_tests", "addr", "token", "vmlinux_h", "clang"];
+const NOT_CONFIG: &[&str] = &["log", "skip_kernel_tests", "addr", "token", "vmlinux_h", "clang", "container_name"];
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,6 +328,16 @@ pub struct Overrides {
     /// `--anomalies-json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anomalies_json: Option<String>,
+    /// `--pod`: `kubernetes.enabled = true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesOverrides>,
+}
+
+/// Command-line values of `[kubernetes]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KubernetesOverrides {
+    /// `--pod`.
+    pub enabled: bool,
 }
 
 /// A configuration that cannot be used.
@@ -492,6 +502,19 @@ mod tests {
             let e = Config::load(Some(f), &Overrides::default()).unwrap_err().to_string();
             assert!(e.contains("does not exist"), "{e}");
         });
+    }
+
+    #[test]
+    fn pod_flag_and_injector_environment() {
+        let o = Overrides { kubernetes: Some(KubernetesOverrides { enabled: true }), ..Overrides::default() };
+        with_file("[kubernetes]\npod_name = \"web-1\"\n", |p| {
+            let c = Config::load(Some(p), &o).unwrap();
+            assert!(c.kubernetes.enabled);
+            assert_eq!(c.kubernetes.pod_name.as_deref(), Some("web-1"), "the flag keeps the file's other keys");
+        });
+        // The injector sets TELLTALE_CONTAINER_NAME on app containers; a
+        // sidecar given it too must still start.
+        assert!(NOT_CONFIG.contains(&"container_name"));
     }
 
     #[test]

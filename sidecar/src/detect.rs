@@ -26,6 +26,12 @@ pub struct Container {
     pub cgroup_id: u64,
     /// When telltale first saw it (ms): warm-up counts from here.
     pub first_seen_ms: i64,
+    /// Kubernetes pod name (empty outside Kubernetes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    /// Kubernetes namespace (empty outside Kubernetes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
 }
 
 impl Container {
@@ -38,7 +44,16 @@ impl Container {
             tag: image.tag.clone(),
             cgroup_id,
             first_seen_ms: now_ms,
+            pod: String::new(),
+            namespace: String::new(),
         }
+    }
+
+    /// The same container, in Kubernetes pod `namespace/pod`.
+    pub fn in_pod(mut self, pod: &str, namespace: &str) -> Self {
+        pod.clone_into(&mut self.pod);
+        namespace.clone_into(&mut self.namespace);
+        self
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use telltale_sidecar::config::{Config, Overrides};
+use telltale_sidecar::config::{Config, KubernetesOverrides, Overrides};
 use telltale_sidecar::error_chain;
 use telltale_sidecar::store::Store;
 use telltale_sidecar::trace::{self, format, Target, TraceOptions};
@@ -42,7 +42,7 @@ enum Command {
     /// Run the daemon: learn a profile per image, report anomalies.
     ///
     /// Watches the pod cgroup given by --cgroup (each child cgroup is a
-    /// container) or, with `-- CMD`, starts CMD in a fresh cgroup and keeps
+    /// container), the Kubernetes pod it runs in (--pod) or, with `-- CMD`, starts CMD in a fresh cgroup and keeps
     /// watching after it exits. Stops on SIGINT/SIGTERM.
     Run {
         /// TOML configuration file.
@@ -60,6 +60,10 @@ enum Command {
         /// Also write anomalies as JSON lines to PATH (`-` for stdout).
         #[arg(long, value_name = "PATH")]
         anomalies_json: Option<String>,
+        /// Watch the Kubernetes pod this process runs in (kubernetes.enabled):
+        /// found from its own cgroup or TELLTALE_KUBERNETES__POD_UID.
+        #[arg(long, conflicts_with_all = ["cgroup", "command"])]
+        pod: bool,
         /// Local mode: the command to run and watch, after `--`.
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -99,8 +103,9 @@ fn main() -> ExitCode {
             };
             trace_main(TraceOptions { target, json, dedup: !no_dedup })
         }
-        Command::Run { config, data_dir, cgroup, image, anomalies_json, command } => {
-            let overrides = Overrides { data_dir, cgroup, image, anomalies_json };
+        Command::Run { config, data_dir, cgroup, image, anomalies_json, pod, command } => {
+            let kubernetes = pod.then_some(KubernetesOverrides { enabled: true });
+            let overrides = Overrides { data_dir, cgroup, image, anomalies_json, kubernetes };
             let cfg = match Config::load(config.as_deref(), &overrides) {
                 Ok(c) => c,
                 Err(e) => return fail(&e, 1),

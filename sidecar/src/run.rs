@@ -16,7 +16,7 @@ use crate::sensor::{Sensor, SensorError, SensorOptions};
 use crate::store::{Store, StoreError};
 use crate::trace::{spawn_in, TraceError};
 use crate::workload::cgroup::{Cgroup, CgroupError, OwnedCgroup};
-use crate::workload::image::ImageRef;
+use crate::workload::discover::{DiscoverError, Workload};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +30,14 @@ pub enum RunError {
     /// A cgroup could not be used.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// The pod could not be found.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
     /// The command could not be started.
     #[error(transparent)]
     Command(#[from] TraceError),
     /// Nothing to watch.
-    #[error("nothing to watch: give --cgroup PATH (the pod cgroup) or a command after `--`")]
+    #[error("nothing to watch: give --cgroup PATH (the pod cgroup), --pod, or a command after `--`")]
     NoTarget,
     /// The anomalies output could not be opened or written.
     #[error("anomalies output {path}")]
@@ -81,56 +84,12 @@ fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
-/// The containers of a pod cgroup: its child cgroups, or the pod cgroup
-/// itself when it has none. Maps every cgroup id in each container's
-/// subtree to the container's cgroup id.
-fn discover(pod: &Cgroup) -> (Vec<Cgroup>, HashMap<u64, u64>) {
-    let children: Vec<Cgroup> = std::fs::read_dir(&pod.path)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-                .filter_map(|e| Cgroup::open(&e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let containers = if children.is_empty() { vec![pod.clone()] } else { children };
-    let mut aliases = HashMap::new();
-    for c in &containers {
-        let mut stack = vec![c.path.clone()];
-        while let Some(dir) = stack.pop() {
-            if let Ok(meta) = std::fs::metadata(&dir) {
-                aliases.insert(std::os::unix::fs::MetadataExt::ino(&meta), c.id);
-            }
-            if let Ok(rd) = std::fs::read_dir(&dir) {
-                stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
-            }
-        }
-    }
-    (containers, aliases)
-}
-
-/// The image of a container cgroup, from `[[containers]]` or `--image`.
-fn image_of(cfg: &Config, cgroup: &Cgroup) -> (String, ImageRef) {
-    let dir = cgroup.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mapped = cfg.containers.iter().find(|c| c.cgroup == dir);
-    let reference = mapped.map(|c| c.image.clone()).or_else(|| cfg.image.clone());
-    let name = mapped.and_then(|c| c.name.clone()).unwrap_or_else(|| dir.clone());
-    // Validated at start-up; a container without a mapping is named after its cgroup.
-    let image = reference.and_then(|r| ImageRef::parse(&r).ok()).unwrap_or_else(|| {
-        tracing::warn!(cgroup = %dir, "No image configured for this container: using its cgroup name.");
-        let short: String =
-            dir.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-        ImageRef { short_name: short, tag: "latest".into() }
-    });
-    (name, image)
-}
-
 struct Daemon {
     cfg: Config,
     store: Store,
     detector: Detector,
     sensor: Sensor,
-    pod: Cgroup,
+    workload: Workload,
     aliases: HashMap<u64, u64>,
     out: Option<Box<dyn Write + Send>>,
     lost_seen: u64,
@@ -358,15 +317,15 @@ impl Daemon {
     }
 
     fn rescan(&mut self, now: i64) -> Result<(), RunError> {
-        let (containers, aliases) = discover(&self.pod);
+        let detector = &self.detector;
+        let (found, aliases) = self.workload.scan(&self.cfg, &|id| detector.container(id).is_some());
         let mut changes = Vec::new();
-        for cg in &containers {
-            if self.detector.container(cg.id).is_none() {
-                let (name, image) = image_of(&self.cfg, cg);
-                let id = cg.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                tracing::info!(container = %id, image = %image.short_name, tag = %image.tag, "Watching container.");
-                changes.extend(self.detector.add_container(Container::new(&id, &name, &image, cg.id, now), now));
-            }
+        for f in found {
+            let (id, image) = (&f.id, &f.image);
+            tracing::info!(container = %id, name = %f.name, image = %image.short_name, tag = %image.tag, "Watching container.");
+            let c = Container::new(id, &f.name, image, f.cgroup.id, now)
+                .in_pod(&self.workload.pod_name, &self.workload.namespace);
+            changes.extend(self.detector.add_container(c, now));
         }
         let gone: Vec<u64> =
             self.detector.containers().map(|c| c.cgroup_id).filter(|id| !aliases.contains_key(id)).collect();
@@ -598,12 +557,18 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         child = Some(spawn_in(cg.cgroup(), cmd)?);
         let pod = cg.cgroup().clone();
         owned = Some(cg);
-        pod
-    } else {
-        let path = cfg.cgroup.clone().ok_or(RunError::NoTarget)?;
+        Workload::local(pod)
+    } else if let Some(path) = cfg.cgroup.clone() {
         let pod = Cgroup::open(&path)?;
         sensor.watch(&pod)?;
-        pod
+        Workload::local(pod)
+    } else if cfg.kubernetes.enabled {
+        let (pod, member_prefix) = crate::workload::discover::locate_pod(&cfg.kubernetes)?;
+        sensor.watch(&pod)?;
+        let api = crate::workload::kubeapi::for_pod(&cfg.kubernetes).await;
+        Workload::pod(pod, member_prefix, &cfg.kubernetes, api)
+    } else {
+        return Err(RunError::NoTarget);
     };
     let telemetry = crate::telemetry::Telemetry::start(&cfg).await?;
     let (anomalies, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
@@ -636,8 +601,8 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     }
     eprintln!(
         "telltale: watching {} (cgroup id {}); data in {}{api_note}",
-        pod.path.display(),
-        pod.id,
+        pod.root.path.display(),
+        pod.root.id,
         cfg.data_dir.display()
     );
     let mut d = Daemon {
@@ -645,7 +610,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         store,
         detector,
         sensor,
-        pod,
+        workload: pod,
         aliases: HashMap::new(),
         out,
         lost_seen: 0,

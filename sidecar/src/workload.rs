@@ -1,4 +1,7 @@
-//! Workload identity: cgroups (and, later, containers and images).
+//! Workload identity: cgroups, containers and images; the pod in Kubernetes.
 
 pub mod cgroup;
+pub mod discover;
 pub mod image;
+pub mod kubeapi;
+pub mod pod;

@@ -155,8 +155,16 @@ pub fn behaviour(b: &Behaviour) -> pb::Behaviour {
 }
 
 fn container(c: &Container) -> pb::Container {
-    let Container { id, name, image, tag, cgroup_id, first_seen_ms: _ } = c;
-    pb::Container { id: id.clone(), name: name.clone(), image: image.clone(), tag: tag.clone(), cgroup_id: *cgroup_id }
+    let Container { id, name, image, tag, cgroup_id, first_seen_ms: _, pod, namespace } = c;
+    pb::Container {
+        id: id.clone(),
+        name: name.clone(),
+        image: image.clone(),
+        tag: tag.clone(),
+        cgroup_id: *cgroup_id,
+        pod: pod.clone(),
+        namespace: namespace.clone(),
+    }
 }
 
 /// Proto anomaly.

@@ -1,0 +1,254 @@
+//! The Kubernetes API, in-cluster (I/O): read this pod once at start and
+//! again when a container id appears that the last read did not list, to map
+//! container ids to names and images. A refusal (401/403) or an unreachable
+//! API is one warning; identities then come from the injector's map and
+//! `TELLTALE_CONTAINER_NAME`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::workload::pod::{api_containers, ApiContainer};
+
+/// Where Kubernetes mounts the service account's credentials.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// A failed API read.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeApiError {
+    /// A credentials file could not be read.
+    #[error("reading {path}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA certificate or client settings were refused.
+    #[error("setting up the API client")]
+    Client(#[source] reqwest::Error),
+    /// A pod name or namespace that cannot be a Kubernetes name.
+    #[error("{what} {value:?} is not a Kubernetes name")]
+    BadName {
+        /// `pod name` or `namespace`.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// The request did not complete.
+    #[error("GET {url}")]
+    Request {
+        /// The URL.
+        url: String,
+        /// Cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The API answered with an error status.
+    #[error("GET {url}: HTTP {status}: {message}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The API's message (first 300 characters).
+        message: String,
+    },
+    /// The answer is not a pod.
+    #[error("GET {url}: the answer is not a Pod")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl KubeApiError {
+    /// The API refused us (401/403): asking again will not help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Status { status: 401 | 403, .. })
+    }
+}
+
+/// A client of one API server.
+#[derive(Debug, Clone)]
+pub struct KubeApi {
+    client: reqwest::Client,
+    base: String,
+    token_file: Option<PathBuf>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, KubeApiError> {
+    std::fs::read(path).map_err(|source| KubeApiError::Credentials { path: path.to_owned(), source })
+}
+
+fn valid_name(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+impl KubeApi {
+    /// The in-cluster API, when its credentials exist (`KUBERNETES_SERVICE_HOST`
+    /// and `_PORT`, the service account token and CA). `Ok(None)` otherwise.
+    pub fn in_cluster() -> Result<Option<Self>, KubeApiError> {
+        let (Ok(host), Ok(port)) = (std::env::var("KUBERNETES_SERVICE_HOST"), std::env::var("KUBERNETES_SERVICE_PORT"))
+        else {
+            return Ok(None);
+        };
+        let dir = Path::new(SERVICE_ACCOUNT_DIR);
+        let (token, ca) = (dir.join("token"), dir.join("ca.crt"));
+        if !token.exists() || !ca.exists() {
+            return Ok(None);
+        }
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        Self::new(&format!("https://{host}:{port}"), Some(token), Some(&read(&ca)?)).map(Some)
+    }
+
+    /// A client of `base` (`https://host:port`), authenticating with the
+    /// bearer token in `token_file` (read at every request: tokens rotate),
+    /// trusting only `ca_pem` when given.
+    pub fn new(base: &str, token_file: Option<PathBuf>, ca_pem: Option<&[u8]>) -> Result<Self, KubeApiError> {
+        let mut builder =
+            reqwest::Client::builder().timeout(Duration::from_secs(5)).connect_timeout(Duration::from_secs(3));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(KubeApiError::Client)?;
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder.build().map_err(KubeApiError::Client)?;
+        Ok(Self { client, base: base.trim_end_matches('/').to_owned(), token_file })
+    }
+
+    /// `GET /api/v1/namespaces/NS/pods/NAME`.
+    pub async fn pod(&self, namespace: &str, name: &str) -> Result<k8s_openapi::api::core::v1::Pod, KubeApiError> {
+        for (what, value) in [("namespace", namespace), ("pod name", name)] {
+            if !valid_name(value) {
+                return Err(KubeApiError::BadName { what, value: value.chars().take(80).collect() });
+            }
+        }
+        let url = format!("{}/api/v1/namespaces/{namespace}/pods/{name}", self.base);
+        let mut req = self.client.get(&url).header("Accept", "application/json");
+        if let Some(f) = &self.token_file {
+            let token = String::from_utf8_lossy(&read(f)?).trim().to_owned();
+            req = req.bearer_auth(token);
+        }
+        let request = |source| KubeApiError::Request { url: url.clone(), source };
+        let resp = req.send().await.map_err(request)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(request)?;
+        if !status.is_success() {
+            // A Status object's message, or the start of the body.
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(KubeApiError::Status {
+                url,
+                status: status.as_u16(),
+                message: message.chars().take(300).collect(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|source| KubeApiError::Decode { url, source })
+    }
+}
+
+/// The latest containers the API listed for this pod, refreshed on demand
+/// by a background task.
+#[derive(Debug, Clone)]
+pub struct ApiView {
+    snapshot: Arc<Mutex<Option<Arc<Vec<ApiContainer>>>>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl ApiView {
+    /// The containers of the last successful read (None: never read).
+    pub fn containers(&self) -> Option<Arc<Vec<ApiContainer>>> {
+        self.snapshot.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Ask for a new read (at most one a second; coalesced).
+    pub fn refresh(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A view with fixed contents (tests, or no API).
+    pub fn fixed(containers: Option<Vec<ApiContainer>>) -> Self {
+        Self { snapshot: Arc::new(Mutex::new(containers.map(Arc::new))), wake: Arc::new(tokio::sync::Notify::new()) }
+    }
+}
+
+/// The in-cluster Kubernetes API's view of this pod, when credentials exist
+/// and the pod's name and namespace are known.
+pub async fn for_pod(k: &crate::config::KubernetesConfig) -> Option<ApiView> {
+    let api = match KubeApi::in_cluster() {
+        Ok(Some(api)) => api,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), "Kubernetes API credentials unusable: not using the API.");
+            return None;
+        }
+    };
+    let namespace = k.namespace.clone().or_else(|| {
+        std::fs::read_to_string(Path::new(SERVICE_ACCOUNT_DIR).join("namespace")).ok().map(|s| s.trim().to_owned())
+    });
+    let name = k.pod_name.clone().or_else(|| std::env::var("HOSTNAME").ok());
+    match (namespace, name) {
+        (Some(ns), Some(name)) => Some(start(api, ns, name).await),
+        _ => {
+            tracing::warn!("Pod name or namespace unknown (TELLTALE_KUBERNETES__POD_NAME/NAMESPACE): not using the Kubernetes API.");
+            None
+        }
+    }
+}
+
+/// Read the pod once now, then on every [`ApiView::refresh`], in a task.
+/// Failures warn once; a refusal stops the reads for good.
+pub async fn start(api: KubeApi, namespace: String, name: String) -> ApiView {
+    let view = ApiView::fixed(None);
+    let mut warned = false;
+    let refused = fetch(&api, &namespace, &name, &view, &mut warned).await;
+    if !refused {
+        let v = view.clone();
+        tokio::spawn(async move {
+            loop {
+                v.wake.notified().await;
+                if fetch(&api, &namespace, &name, &v, &mut warned).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    view
+}
+
+/// One read; true when the API refused us.
+async fn fetch(api: &KubeApi, namespace: &str, name: &str, view: &ApiView, warned: &mut bool) -> bool {
+    match api.pod(namespace, name).await {
+        Ok(pod) => {
+            let containers = api_containers(&pod);
+            tracing::debug!(containers = containers.len(), "Pod read from the Kubernetes API.");
+            if let Ok(mut s) = view.snapshot.lock() {
+                *s = Some(Arc::new(containers));
+            }
+            false
+        }
+        Err(e) => {
+            let refused = e.is_refusal();
+            if !*warned || refused {
+                tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    "Cannot read this pod from the Kubernetes API: containers are identified by the injector's \
+                     map and TELLTALE_CONTAINER_NAME instead."
+                );
+                *warned = true;
+            }
+            refused
+        }
+    }
+}
