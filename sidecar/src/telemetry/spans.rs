@@ -90,11 +90,15 @@ pub fn container_attributes(c: &Container, pod: &PodInfo) -> Vec<KeyValue> {
         KeyValue::new("container.image.name", c.image.clone()),
         KeyValue::new("container.image.tags", strings([c.tag.clone()])),
     ];
-    if let Some(n) = &pod.name {
-        a.push(KeyValue::new("k8s.pod.name", n.clone()));
+    // The container's own pod (pod mode) wins over the configured one.
+    let or = |own: &str, configured: &Option<String>| {
+        Some(own.to_owned()).filter(|s| !s.is_empty()).or_else(|| configured.clone())
+    };
+    if let Some(n) = or(&c.pod, &pod.name) {
+        a.push(KeyValue::new("k8s.pod.name", n));
     }
-    if let Some(n) = &pod.namespace {
-        a.push(KeyValue::new("k8s.namespace.name", n.clone()));
+    if let Some(n) = or(&c.namespace, &pod.namespace) {
+        a.push(KeyValue::new("k8s.namespace.name", n));
     }
     a
 }
@@ -209,6 +213,48 @@ mod tests {
         assert!(!sampled("s1", 0.0));
         let at_half = (0..200).filter(|i| sampled(&format!("sig-{i}"), 0.5)).count();
         assert!((60..140).contains(&at_half), "{at_half}");
+    }
+
+    fn anomaly_of(kind: EventKind, behaviour: crate::profile::Behaviour) -> Anomaly {
+        let mut e = crate::event::fixtures::read(1, crate::event::fixtures::process("/usr/bin/curl", &[]), "");
+        e.kind = kind;
+        let observation = crate::profile::Observation { lineage: vec!["/usr/bin/curl".into()], behaviour };
+        Anomaly {
+            id: "a2".into(),
+            time: e.time,
+            time_ms: 0,
+            container: Container::new("c1", "web", &crate::workload::image::ImageRef::parse("web:v1").unwrap(), 1, 0),
+            event_type: observation.event_type(),
+            profile_version: "v1".into(),
+            observation,
+            event: e,
+        }
+    }
+
+    #[test]
+    fn dns_and_connect_anomalies_carry_network_attributes() {
+        use crate::event::{DnsQuery, DnsQuestion, Endpoint, Protocol};
+        let q = DnsQuestion { name: "exfil.example.net".into(), qtype: "TXT".into() };
+        let dns = anomaly_of(
+            EventKind::Dns {
+                dns: DnsQuery { questions: vec![q.clone()], protocol: Protocol::Udp, server: [10, 0, 0, 10].into() },
+            },
+            crate::profile::Behaviour::Dns { name: q.name.clone(), qtype: q.qtype.clone() },
+        );
+        let s = anomaly(&dns, 1, "sig", &PodInfo::default());
+        assert_eq!(attr(&s, "dns.question.name"), Some(&Value::from("exfil.example.net")));
+        assert_eq!(attr(&s, "network.transport"), Some(&Value::from("udp")));
+        assert_eq!(attr(&s, "k8s.pod.name"), None, "no pod outside Kubernetes");
+        let ep = Endpoint { protocol: Protocol::Tcp, address: "203.0.113.7".parse().unwrap(), port: 3333 };
+        let connect = anomaly_of(
+            EventKind::Connect { connect: ep.clone() },
+            crate::profile::Behaviour::Connect { protocol: ep.protocol, address: ep.address, port: ep.port },
+        );
+        let s = anomaly(&connect, 2, "sig", &PodInfo::default());
+        assert_eq!(attr(&s, "server.address"), Some(&Value::from("203.0.113.7")));
+        assert_eq!(attr(&s, "server.port"), Some(&Value::I64(3333)));
+        assert_eq!(attr(&s, "network.transport"), Some(&Value::from("tcp")));
+        assert_eq!(s.name, "telltale.anomaly.connect");
     }
 
     #[test]
