@@ -1,0 +1,437 @@
+//! What a pod gets, as a JSONPatch against the object the API server sent.
+//!
+//! The patch is built operation by operation against the *raw* object
+//! (never a diff of a re-serialized `Pod`, which would drop fields this
+//! crate's Kubernetes types do not know): every `add` whose parent may be
+//! missing or `null` (annotations, `env`, `volumes`) adds the whole map or
+//! array instead, and keys are escaped by `jsonptr` (`/` → `~1`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector, Pod, ResourceRequirements, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::Value;
+
+use crate::annotations as a;
+use crate::overrides::{self, Overrides};
+use crate::Rejection;
+
+/// The sidecar container's name.
+pub const SIDECAR_NAME: &str = "telltale";
+/// Environment variable naming each app and init container (read by the
+/// sidecar from `/proc/<pid>/environ`).
+pub const CONTAINER_NAME_ENV: &str = "TELLTALE_CONTAINER_NAME";
+/// The sidecar's data directory.
+pub const DATA_DIR: &str = "/var/lib/telltale";
+/// Where the downward-API volume with the container map is mounted.
+pub const PODINFO_DIR: &str = "/etc/telltale/podinfo";
+/// Where the API token Secret is mounted.
+pub const API_DIR: &str = "/etc/telltale/api";
+/// The sidecar API's port.
+pub const API_PORT: i32 = 7443;
+/// The sidecar API port's name.
+pub const API_PORT_NAME: &str = "telltale-api";
+
+/// How the pod reached the webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The namespace did not opt in: inject only with `telltale.dev/inject: "true"`.
+    PodOptIn,
+    /// The namespace is labelled `telltale.dev/inject=enabled`: inject unless
+    /// the pod says `telltale.dev/inject: "false"`.
+    NamespaceOptIn,
+}
+
+/// The webhook's own defaults (from its flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Sidecar image unless the pod names one.
+    pub sidecar_image: String,
+    /// Secret with `tokens.toml` unless the pod names one (or `""`).
+    pub api_token_secret: Option<String>,
+}
+
+/// Why a pod is left as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Neither the pod nor its namespace opted in.
+    NotOptedIn,
+    /// The pod says `telltale.dev/inject: "false"`.
+    OptedOut,
+    /// The sidecar is already there (and every container is named).
+    AlreadyInjected,
+    /// The pod has no containers: nothing to watch, and the API server's
+    /// validation rejects it with its own message.
+    NoContainers,
+}
+
+/// The injector's answer for one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Admit the pod unchanged.
+    Skip {
+        /// Why.
+        reason: SkipReason,
+        /// Shown to the client (kubectl prints them).
+        warnings: Vec<String>,
+    },
+    /// Admit the pod with this patch.
+    Patch {
+        /// JSONPatch against the admitted object.
+        patch: Patch,
+        /// Shown to the client.
+        warnings: Vec<String>,
+    },
+}
+
+/// Decide what `pod` gets. Pure: the same pod always gives the same answer.
+pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Rejection> {
+    let empty = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let mut warnings = Vec::new();
+
+    let opt = annotations.get(a::INJECT).map(|v| (v, overrides::parse_bool(v)));
+    let inject = match (mode, opt) {
+        (_, Some((_, Some(false)))) => false,
+        (Mode::PodOptIn, Some((_, Some(true)))) | (Mode::NamespaceOptIn, None | Some((_, Some(true)))) => true,
+        (Mode::PodOptIn, None) => false,
+        (mode, Some((v, None))) => {
+            let opted_in = mode == Mode::NamespaceOptIn;
+            warnings.push(format!(
+                "telltale: annotation `{}` = {v:?} is neither \"true\" nor \"false\"; {}",
+                a::INJECT,
+                if opted_in { "injecting because the namespace opted in" } else { "not injecting" }
+            ));
+            opted_in
+        }
+    };
+    if !inject {
+        let reason = if matches!(opt, Some((_, Some(false)))) { SkipReason::OptedOut } else { SkipReason::NotOptedIn };
+        return Ok(Decision::Skip { reason, warnings });
+    }
+
+    let Some(spec) = pod.spec.as_ref().filter(|s| !s.containers.is_empty()) else {
+        warnings.push("telltale: the pod has no containers; the sidecar was not injected".into());
+        return Ok(Decision::Skip { reason: SkipReason::NoContainers, warnings });
+    };
+    let init_containers = spec.init_containers.as_deref().unwrap_or_default();
+    if init_containers.iter().any(|c| c.name == SIDECAR_NAME) {
+        return Err(Rejection::ForeignInitContainer);
+    }
+
+    let mut patch = PatchBuilder::default();
+    let already = spec.containers.iter().any(|c| c.name == SIDECAR_NAME);
+    if already && !annotations.contains_key(a::INJECTED) {
+        return Err(Rejection::ForeignContainer);
+    }
+
+    // Every app and init container learns its name (on reinvocation too,
+    // for containers another webhook added after us).
+    for (list, containers) in [("containers", spec.containers.as_slice()), ("initContainers", init_containers)] {
+        for (i, c) in containers.iter().enumerate().filter(|(_, c)| c.name != SIDECAR_NAME) {
+            name_container(&mut patch, list, i, c, &mut warnings);
+        }
+    }
+    let map = container_map(&spec.containers, init_containers);
+    if already {
+        if annotations.get(a::CONTAINERS) != Some(&map) {
+            patch.add(&["metadata", "annotations", a::CONTAINERS], Value::String(map));
+        }
+        return Ok(if patch.is_empty() {
+            Decision::Skip { reason: SkipReason::AlreadyInjected, warnings }
+        } else {
+            Decision::Patch { patch: patch.finish(), warnings }
+        });
+    }
+
+    let o = overrides::parse(annotations, settings)?;
+
+    // Annotations: the container map the sidecar reads and the marker.
+    let ours = [(a::CONTAINERS, map), (a::INJECTED, crate::VERSION.to_owned())];
+    if pod.metadata.annotations.is_none() {
+        let all: serde_json::Map<String, Value> =
+            ours.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
+        patch.add(&["metadata", "annotations"], Value::Object(all));
+    } else {
+        for (k, v) in ours {
+            patch.add(&["metadata", "annotations", k], Value::String(v));
+        }
+    }
+
+    // Volumes, renamed when the pod already uses our names.
+    let mut taken: BTreeSet<String> = spec.volumes.iter().flatten().map(|v| v.name.clone()).collect::<BTreeSet<_>>();
+    let names = VolumeNames {
+        data: unique("telltale-data", &mut taken),
+        podinfo: unique("telltale-podinfo", &mut taken),
+        tmp: unique("telltale-tmp", &mut taken),
+        bpffs: unique("telltale-bpffs", &mut taken),
+        tracefs: unique("telltale-tracefs", &mut taken),
+        cgroup: unique("telltale-cgroup", &mut taken),
+        btf: unique("telltale-btf", &mut taken),
+        api: o.api_token_secret.as_ref().map(|_| unique("telltale-api", &mut taken)),
+    };
+    let volumes = volumes(&names, &o);
+    if spec.volumes.is_none() {
+        patch.add(&["spec", "volumes"], to_value(&volumes));
+    } else {
+        for v in &volumes {
+            patch.add(&["spec", "volumes", "-"], to_value(v));
+        }
+    }
+
+    // Process namespace: the sidecar reads the other containers' environ.
+    if spec.host_pid == Some(true) {
+        // Already sees every process of the node; the API server rejects
+        // hostPID together with shareProcessNamespace.
+    } else {
+        if spec.share_process_namespace == Some(false) {
+            warnings.push(
+                "telltale: shareProcessNamespace was false; set to true so the sidecar can see the \
+                 containers' processes (PID 1 of each container is now the pod's pause process)"
+                    .into(),
+            );
+        }
+        if spec.share_process_namespace != Some(true) {
+            patch.add(&["spec", "shareProcessNamespace"], Value::Bool(true));
+        }
+    }
+    if spec.host_network == Some(true) {
+        warnings.push(format!(
+            "telltale: the pod uses hostNetwork, so the sidecar API port {API_PORT} is on the node's network: \
+             two such pods on one node conflict, and {}",
+            if o.api_token_secret.is_some() {
+                "the API is reachable at the node's addresses (token-protected)"
+            } else {
+                "any process on the node can reach the API on 127.0.0.1"
+            }
+        ));
+    }
+
+    patch.add(&["spec", "containers", "-"], to_value(&sidecar(&names, &o)));
+    Ok(Decision::Patch { patch: patch.finish(), warnings })
+}
+
+/// Add (or correct) `TELLTALE_CONTAINER_NAME` on container `i` of `list`.
+fn name_container(patch: &mut PatchBuilder, list: &str, i: usize, c: &Container, warnings: &mut Vec<String>) {
+    let var = to_value(&EnvVar { name: CONTAINER_NAME_ENV.into(), value: Some(c.name.clone()), value_from: None });
+    let index = i.to_string();
+    match &c.env {
+        None => patch.add(&["spec", list, &index, "env"], Value::Array(vec![var])),
+        Some(env) => match env.iter().position(|e| e.name == CONTAINER_NAME_ENV) {
+            None => patch.add(&["spec", list, &index, "env", "-"], var),
+            Some(j) if env[j].value.as_deref() == Some(c.name.as_str()) && env[j].value_from.is_none() => {}
+            Some(j) => {
+                warnings.push(format!(
+                    "telltale: container `{}` set {CONTAINER_NAME_ENV} to something other than its name; replaced",
+                    c.name
+                ));
+                patch.replace(&["spec", list, &index, "env", &j.to_string()], var);
+            }
+        },
+    }
+}
+
+/// Compact JSON `{"name": "image"}` of the app and init containers.
+fn container_map(containers: &[Container], init_containers: &[Container]) -> String {
+    let map: BTreeMap<&str, &str> = containers
+        .iter()
+        .chain(init_containers)
+        .filter(|c| c.name != SIDECAR_NAME)
+        .filter_map(|c| Some((c.name.as_str(), c.image.as_deref()?)))
+        .collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+}
+
+/// `base`, or `base-2`, `base-3`, … when taken; the result is taken from then on.
+fn unique(base: &str, taken: &mut BTreeSet<String>) -> String {
+    let name = std::iter::once(base.to_owned())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|n| !taken.contains(n))
+        .unwrap_or_else(|| base.to_owned());
+    taken.insert(name.clone());
+    name
+}
+
+#[derive(Debug)]
+struct VolumeNames {
+    data: String,
+    podinfo: String,
+    tmp: String,
+    bpffs: String,
+    tracefs: String,
+    cgroup: String,
+    btf: String,
+    api: Option<String>,
+}
+
+fn volumes(n: &VolumeNames, o: &Overrides) -> Vec<Volume> {
+    let host = |name: &str, path: &str, kind: &str| Volume {
+        name: name.to_owned(),
+        host_path: Some(HostPathVolumeSource { path: path.to_owned(), type_: Some(kind.to_owned()) }),
+        ..Volume::default()
+    };
+    let mut v = vec![match &o.data_host_path {
+        Some(path) => host(&n.data, path, "DirectoryOrCreate"),
+        None => Volume { name: n.data.clone(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+    }];
+    v.push(Volume {
+        name: n.podinfo.clone(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: "containers".into(),
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: None,
+                    field_path: format!("metadata.annotations['{}']", a::CONTAINERS),
+                }),
+                ..DownwardAPIVolumeFile::default()
+            }]),
+            ..DownwardAPIVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    v.push(Volume {
+        name: n.tmp.clone(),
+        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".into())), ..Default::default() }),
+        ..Volume::default()
+    });
+    v.push(host(&n.bpffs, "/sys/fs/bpf", "Directory"));
+    v.push(host(&n.tracefs, "/sys/kernel/tracing", "Directory"));
+    v.push(host(&n.cgroup, "/sys/fs/cgroup", "Directory"));
+    v.push(host(&n.btf, "/sys/kernel/btf/vmlinux", "File"));
+    if let (Some(name), Some(secret)) = (&n.api, &o.api_token_secret) {
+        v.push(Volume {
+            name: name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    v
+}
+
+fn sidecar(n: &VolumeNames, o: &Overrides) -> Container {
+    let value = |name: &str, value: &str| EnvVar { name: name.into(), value: Some(value.into()), value_from: None };
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { api_version: None, field_path: path.into() }),
+            ..EnvVarSource::default()
+        }),
+    };
+    let mut env = vec![
+        value("TELLTALE_KUBERNETES__ENABLED", "true"),
+        field("TELLTALE_KUBERNETES__POD_NAME", "metadata.name"),
+        field("TELLTALE_KUBERNETES__NAMESPACE", "metadata.namespace"),
+        field("TELLTALE_KUBERNETES__POD_UID", "metadata.uid"),
+        value("TELLTALE_KUBERNETES__CONTAINERS_FILE", &format!("{PODINFO_DIR}/containers")),
+        value("TELLTALE_DATA_DIR", DATA_DIR),
+    ];
+    env.extend(o.learning.iter().map(|(k, v)| value(k, v)));
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    };
+    let mut mounts = vec![
+        mount(&n.data, DATA_DIR, false),
+        mount(&n.podinfo, PODINFO_DIR, true),
+        mount(&n.tmp, "/tmp", false),
+        mount(&n.bpffs, "/sys/fs/bpf", true),
+        mount(&n.tracefs, "/sys/kernel/tracing", true),
+        mount(&n.cgroup, "/sys/fs/cgroup", true),
+        mount(&n.btf, "/sys/kernel/btf/vmlinux", true),
+    ];
+    let mut ports = None;
+    if let Some(api) = &n.api {
+        env.push(value("TELLTALE_API__TOKENS_FILE", &format!("{API_DIR}/tokens.toml")));
+        env.push(value("TELLTALE_API__LISTEN", &format!("0.0.0.0:{API_PORT}")));
+        mounts.push(mount(api, API_DIR, true));
+        ports = Some(vec![ContainerPort {
+            name: Some(API_PORT_NAME.into()),
+            container_port: API_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]);
+    }
+    let mut caps: Vec<String> = ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"].map(String::from).into();
+    if o.sys_resource {
+        caps.push("SYS_RESOURCE".into());
+    }
+    let r = &o.resources;
+    let mut limits = BTreeMap::from([("memory".to_owned(), Quantity(r.memory_limit.clone()))]);
+    if let Some(cpu) = &r.cpu_limit {
+        limits.insert("cpu".into(), Quantity(cpu.clone()));
+    }
+    Container {
+        name: SIDECAR_NAME.into(),
+        image: Some(o.image.clone()),
+        command: Some(vec!["telltale".into(), "run".into()]),
+        env: Some(env),
+        ports,
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity(r.cpu_request.clone())),
+                ("memory".to_owned(), Quantity(r.memory_request.clone())),
+            ])),
+            limits: Some(limits),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities { add: Some(caps), drop: Some(vec!["ALL".into()]) }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    // Serializing k8s-openapi types into a `Value` cannot fail (string keys, no floats).
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Collects operations with paths built from unescaped tokens.
+#[derive(Debug, Default)]
+struct PatchBuilder {
+    ops: Vec<PatchOperation>,
+}
+
+impl PatchBuilder {
+    fn add(&mut self, tokens: &[&str], value: Value) {
+        self.ops
+            .push(PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(tokens.iter().copied()), value }));
+    }
+
+    fn replace(&mut self, tokens: &[&str], value: Value) {
+        self.ops.push(PatchOperation::Replace(ReplaceOperation {
+            path: PointerBuf::from_tokens(tokens.iter().copied()),
+            value,
+        }));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    fn finish(self) -> Patch {
+        Patch(self.ops)
+    }
+}

@@ -1,0 +1,73 @@
+//! `telltale-injector`: the mutating admission webhook that adds the telltale
+//! sidecar to pods that opt in.
+//!
+//! The crate is split the usual way: [`review`] turns an `admission.k8s.io/v1`
+//! `AdmissionReview` into its answer, [`inject`] decides what a pod gets and
+//! builds the JSONPatch, [`overrides`] and [`quantity`] validate the pod's
+//! `telltale.dev/*` annotations — all synchronous and free of I/O. [`server`]
+//! is the HTTPS edge (`telltale inject-webhook`).
+//!
+//! Opt-in arrives on two URL paths, because an `AdmissionReview` does not
+//! carry the namespace's labels: the `MutatingWebhookConfiguration` sends pods
+//! of namespaces labelled `telltale.dev/inject=enabled` to
+//! [`NAMESPACE_OPT_IN_PATH`] (inject unless the pod says
+//! `telltale.dev/inject: "false"`) and every other pod to [`POD_OPT_IN_PATH`]
+//! (inject only with `telltale.dev/inject: "true"`).
+
+mod error;
+pub mod inject;
+pub mod overrides;
+pub mod quantity;
+pub mod review;
+pub mod server;
+
+pub use error::{InjectError, Rejection};
+pub use inject::{Decision, Mode, Settings, SkipReason};
+pub use server::{serve, Server, WebhookArgs};
+
+/// Path for pods that opt in by their own annotation.
+pub const POD_OPT_IN_PATH: &str = "/mutate";
+/// Path for pods of namespaces labelled `telltale.dev/inject=enabled`.
+pub const NAMESPACE_OPT_IN_PATH: &str = "/mutate-namespace";
+/// Liveness/readiness path.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// This crate's version: the value of the `telltale.dev/injected` marker.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The sidecar image when neither the flag nor the pod names one.
+pub const DEFAULT_SIDECAR_IMAGE: &str = concat!("telltale:", env!("CARGO_PKG_VERSION"));
+
+/// Pod annotations the injector reads or writes.
+pub mod annotations {
+    /// `"true"` opts a pod in, `"false"` opts it out (also in an opted-in namespace).
+    pub const INJECT: &str = "telltale.dev/inject";
+    /// Written by the injector: the crate version that injected the pod.
+    pub const INJECTED: &str = "telltale.dev/injected";
+    /// Written by the injector: compact JSON `{"container name": "image"}`.
+    pub const CONTAINERS: &str = "telltale.dev/containers";
+    /// Sidecar image override.
+    pub const IMAGE: &str = "telltale.dev/image";
+    /// Sidecar CPU request (Kubernetes quantity).
+    pub const CPU_REQUEST: &str = "telltale.dev/cpu-request";
+    /// Sidecar CPU limit (Kubernetes quantity; none by default).
+    pub const CPU_LIMIT: &str = "telltale.dev/cpu-limit";
+    /// Sidecar memory request (Kubernetes quantity).
+    pub const MEMORY_REQUEST: &str = "telltale.dev/memory-request";
+    /// Sidecar memory limit (Kubernetes quantity).
+    pub const MEMORY_LIMIT: &str = "telltale.dev/memory-limit";
+    /// `learning.min_duration` (humantime duration).
+    pub const LEARNING_MIN_DURATION: &str = "telltale.dev/learning-min-duration";
+    /// `learning.max_duration` (humantime duration).
+    pub const LEARNING_MAX_DURATION: &str = "telltale.dev/learning-max-duration";
+    /// `learning.stable_period` (humantime duration).
+    pub const LEARNING_STABLE_PERIOD: &str = "telltale.dev/learning-stable-period";
+    /// `learning.warmup` (humantime duration).
+    pub const LEARNING_WARMUP: &str = "telltale.dev/learning-warmup";
+    /// Keep the data directory on the node at this absolute path (hostPath, DirectoryOrCreate).
+    pub const DATA_HOST_PATH: &str = "telltale.dev/data-host-path";
+    /// Name of the Secret holding `tokens.toml`; `""` disables the webhook's default.
+    pub const API_TOKEN_SECRET: &str = "telltale.dev/api-token-secret";
+    /// `"true"` adds `CAP_SYS_RESOURCE` (raise RLIMIT_MEMLOCK on kernels before 5.11).
+    pub const CAP_SYS_RESOURCE: &str = "telltale.dev/cap-sys-resource";
+}

@@ -1,0 +1,327 @@
+//! The pod's `telltale.dev/*` override annotations, validated.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::annotations as a;
+use crate::inject::Settings;
+use crate::quantity;
+use crate::Rejection;
+
+/// Default sidecar CPU request.
+pub const DEFAULT_CPU_REQUEST: &str = "50m";
+/// Default sidecar memory request.
+pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
+/// Default sidecar memory limit (no CPU limit by default: it only throttles).
+pub const DEFAULT_MEMORY_LIMIT: &str = "256Mi";
+
+/// The learning annotations and the sidecar environment variable each sets.
+pub const LEARNING: [(&str, &str); 4] = [
+    (a::LEARNING_MIN_DURATION, "TELLTALE_LEARNING__MIN_DURATION"),
+    (a::LEARNING_MAX_DURATION, "TELLTALE_LEARNING__MAX_DURATION"),
+    (a::LEARNING_STABLE_PERIOD, "TELLTALE_LEARNING__STABLE_PERIOD"),
+    (a::LEARNING_WARMUP, "TELLTALE_LEARNING__WARMUP"),
+];
+
+/// Everything the annotations (or the webhook's flags) choose for one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overrides {
+    /// Sidecar image.
+    pub image: String,
+    /// Sidecar resources.
+    pub resources: Resources,
+    /// `(environment variable, humantime value)` for each learning annotation given.
+    pub learning: Vec<(&'static str, String)>,
+    /// hostPath for the data directory, or `None` for an emptyDir.
+    pub data_host_path: Option<String>,
+    /// Secret holding `tokens.toml`, or `None` (API stays on loopback).
+    pub api_token_secret: Option<String>,
+    /// Add `CAP_SYS_RESOURCE`.
+    pub sys_resource: bool,
+}
+
+/// Sidecar requests and limits (validated Kubernetes quantities).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU request.
+    pub cpu_request: String,
+    /// CPU limit, if any.
+    pub cpu_limit: Option<String>,
+    /// Memory request.
+    pub memory_request: String,
+    /// Memory limit.
+    pub memory_limit: String,
+}
+
+/// Read and validate the overrides of a pod with these annotations.
+pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Result<Overrides, Rejection> {
+    let get = |key: &str| get(annotations, key);
+
+    let image = match get(a::IMAGE) {
+        Some(v) => {
+            check_image(v).map_err(|reason| invalid(a::IMAGE, v, reason))?;
+            v.to_owned()
+        }
+        None => settings.sidecar_image.clone(),
+    };
+
+    let mut learning = Vec::new();
+    let mut parsed = BTreeMap::new();
+    for (key, env) in LEARNING {
+        if let Some(v) = get(key) {
+            let d = humantime::parse_duration(v)
+                .map_err(|e| invalid(key, v, format!("not a duration like \"48h\" or \"30m\" ({e})")))?;
+            if d.is_zero() {
+                return Err(invalid(key, v, "must be longer than zero".into()));
+            }
+            parsed.insert(key, d);
+            learning.push((env, v.to_owned()));
+        }
+    }
+    if let (Some(min), Some(max)) = (parsed.get(a::LEARNING_MIN_DURATION), parsed.get(a::LEARNING_MAX_DURATION)) {
+        if min > max {
+            return Err(Rejection::Contradiction {
+                key: a::LEARNING_MIN_DURATION,
+                value: show(*min),
+                other_key: a::LEARNING_MAX_DURATION,
+                other_value: show(*max),
+            });
+        }
+    }
+
+    let resources = resources(annotations)?;
+
+    let data_host_path = match get(a::DATA_HOST_PATH) {
+        Some(v) => {
+            check_host_path(v).map_err(|reason| invalid(a::DATA_HOST_PATH, v, reason))?;
+            Some(v.to_owned())
+        }
+        None => None,
+    };
+
+    let api_token_secret = match get(a::API_TOKEN_SECRET) {
+        Some("") => None,
+        Some(v) => {
+            check_dns_subdomain(v).map_err(|reason| invalid(a::API_TOKEN_SECRET, v, reason))?;
+            Some(v.to_owned())
+        }
+        None => settings.api_token_secret.clone(),
+    };
+
+    let sys_resource = match get(a::CAP_SYS_RESOURCE) {
+        Some(v) => {
+            parse_bool(v).ok_or_else(|| invalid(a::CAP_SYS_RESOURCE, v, "expected \"true\" or \"false\"".into()))?
+        }
+        None => false,
+    };
+
+    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource })
+}
+
+fn resources(annotations: &BTreeMap<String, String>) -> Result<Resources, Rejection> {
+    let get = |key: &str| get(annotations, key);
+    let quantity = |key: &'static str| -> Result<Option<(String, f64)>, Rejection> {
+        let Some(v) = get(key) else { return Ok(None) };
+        match quantity::value(v) {
+            Some(n) if n > 0.0 => Ok(Some((v.to_owned(), n))),
+            Some(_) => Err(invalid(key, v, "must be greater than zero".into())),
+            None => Err(invalid(key, v, "not a Kubernetes quantity like \"100m\" or \"256Mi\"".into())),
+        }
+    };
+    let cpu_request = quantity(a::CPU_REQUEST)?;
+    let cpu_limit = quantity(a::CPU_LIMIT)?;
+    let memory_request = quantity(a::MEMORY_REQUEST)?;
+    let memory_limit = quantity(a::MEMORY_LIMIT)?;
+
+    let default = |q: &str| (q.to_owned(), quantity::value(q).unwrap_or(0.0));
+    // A CPU limit alone below the default request lowers the request with it,
+    // as the API server itself does when only a limit is given.
+    let cpu_request = match (cpu_request, &cpu_limit) {
+        (Some(r), _) => (a::CPU_REQUEST, r),
+        (None, Some(l)) if l.1 < default(DEFAULT_CPU_REQUEST).1 => (a::CPU_LIMIT, l.clone()),
+        (None, _) => ("the default CPU request", default(DEFAULT_CPU_REQUEST)),
+    };
+    if let Some(limit) = &cpu_limit {
+        if cpu_request.1 .1 > limit.1 {
+            return Err(Rejection::Contradiction {
+                key: cpu_request.0,
+                value: cpu_request.1 .0,
+                other_key: a::CPU_LIMIT,
+                other_value: limit.0.clone(),
+            });
+        }
+    }
+    // Likewise memory: the default limit grows to an annotated request above
+    // it, the default request shrinks to an annotated limit below it.
+    let (memory_request, memory_limit) = match (memory_request, memory_limit) {
+        (Some(r), Some(l)) => {
+            if r.1 > l.1 {
+                return Err(Rejection::Contradiction {
+                    key: a::MEMORY_REQUEST,
+                    value: r.0,
+                    other_key: a::MEMORY_LIMIT,
+                    other_value: l.0,
+                });
+            }
+            (r.0, l.0)
+        }
+        (Some(r), None) => {
+            let l = default(DEFAULT_MEMORY_LIMIT);
+            if r.1 > l.1 {
+                (r.0.clone(), r.0)
+            } else {
+                (r.0, l.0)
+            }
+        }
+        (None, Some(l)) => {
+            let r = default(DEFAULT_MEMORY_REQUEST);
+            if r.1 > l.1 {
+                (l.0.clone(), l.0)
+            } else {
+                (r.0, l.0)
+            }
+        }
+        (None, None) => (DEFAULT_MEMORY_REQUEST.to_owned(), DEFAULT_MEMORY_LIMIT.to_owned()),
+    };
+    Ok(Resources { cpu_request: cpu_request.1 .0, cpu_limit: cpu_limit.map(|l| l.0), memory_request, memory_limit })
+}
+
+fn get<'a>(annotations: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    annotations.get(key).map(String::as_str)
+}
+
+/// `"true"`/`"false"`, any case, surrounding spaces ignored.
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn invalid(key: &'static str, value: &str, reason: String) -> Rejection {
+    Rejection::InvalidAnnotation { key, value: value.to_owned(), reason }
+}
+
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// An image reference the kubelet can pull: non-empty, printable, no spaces.
+pub(crate) fn check_image(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("empty image".into());
+    }
+    if v.len() > 512 {
+        return Err("longer than 512 characters".into());
+    }
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace or control characters".into());
+    }
+    Ok(())
+}
+
+/// An absolute host path without `..` components.
+fn check_host_path(v: &str) -> Result<(), String> {
+    if !v.starts_with('/') {
+        return Err("must be an absolute path".into());
+    }
+    if v.split('/').any(|c| c == "..") {
+        return Err("must not contain `..`".into());
+    }
+    if v.trim_end_matches('/').is_empty() {
+        return Err("must not be the root directory".into());
+    }
+    if v.chars().any(char::is_control) {
+        return Err("contains control characters".into());
+    }
+    Ok(())
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+pub(crate) fn check_dns_subdomain(v: &str) -> Result<(), String> {
+    let ok_label = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if v.len() > 253 || !v.split('.').all(ok_label) {
+        return Err("not a valid Secret name (lowercase letters, digits, `-` and `.`, at most 253)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings { sidecar_image: "telltale:test".into(), api_token_secret: Some("default-tokens".into()) }
+    }
+
+    fn with(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_come_from_settings() {
+        let o = parse(&BTreeMap::new(), &settings()).unwrap();
+        assert_eq!(o.image, "telltale:test");
+        assert_eq!(o.api_token_secret.as_deref(), Some("default-tokens"));
+        assert_eq!(o.resources.cpu_request, "50m");
+        assert_eq!(o.resources.cpu_limit, None);
+        assert_eq!(o.resources.memory_request, "128Mi");
+        assert_eq!(o.resources.memory_limit, "256Mi");
+        assert!(o.learning.is_empty() && o.data_host_path.is_none() && !o.sys_resource);
+    }
+
+    #[test]
+    fn empty_secret_annotation_disables_the_default() {
+        let o = parse(&with(&[(a::API_TOKEN_SECRET, "")]), &settings()).unwrap();
+        assert_eq!(o.api_token_secret, None);
+    }
+
+    #[test]
+    fn memory_defaults_bend_to_one_annotated_side() {
+        let o = parse(&with(&[(a::MEMORY_REQUEST, "1Gi")]), &settings()).unwrap();
+        assert_eq!((o.resources.memory_request.as_str(), o.resources.memory_limit.as_str()), ("1Gi", "1Gi"));
+        let o = parse(&with(&[(a::MEMORY_LIMIT, "64Mi")]), &settings()).unwrap();
+        assert_eq!((o.resources.memory_request.as_str(), o.resources.memory_limit.as_str()), ("64Mi", "64Mi"));
+        let o = parse(&with(&[(a::CPU_LIMIT, "20m")]), &settings()).unwrap();
+        assert_eq!((o.resources.cpu_request.as_str(), o.resources.cpu_limit.as_deref()), ("20m", Some("20m")));
+    }
+
+    #[test]
+    fn contradictions_name_both_annotations() {
+        let e = parse(&with(&[(a::MEMORY_REQUEST, "1Gi"), (a::MEMORY_LIMIT, "512Mi")]), &settings()).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains(a::MEMORY_REQUEST) && m.contains(a::MEMORY_LIMIT), "{m}");
+        let e = parse(&with(&[(a::CPU_REQUEST, "2"), (a::CPU_LIMIT, "1")]), &settings()).unwrap_err();
+        assert!(e.to_string().contains(a::CPU_LIMIT), "{e}");
+        let e = parse(&with(&[(a::LEARNING_MIN_DURATION, "3d"), (a::LEARNING_MAX_DURATION, "1d")]), &settings())
+            .unwrap_err();
+        assert!(e.to_string().contains("learning-min-duration"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (key, value) in [
+            (a::IMAGE, ""),
+            (a::IMAGE, "telltale :1"),
+            (a::CPU_REQUEST, "lots"),
+            (a::MEMORY_LIMIT, "0"),
+            (a::LEARNING_WARMUP, "soon"),
+            (a::LEARNING_STABLE_PERIOD, "0s"),
+            (a::DATA_HOST_PATH, "var/lib/telltale"),
+            (a::DATA_HOST_PATH, "/var/../etc"),
+            (a::API_TOKEN_SECRET, "Tokens_1"),
+            (a::CAP_SYS_RESOURCE, "yes"),
+        ] {
+            let e = parse(&with(&[(key, value)]), &settings()).unwrap_err();
+            let m = e.to_string();
+            assert!(m.contains(key) && m.contains(&format!("{value:?}")), "{key}={value:?}: {m}");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The HTTPS edge: `telltale inject-webhook`.
+//!
+//! TLS by rustls (ring), HTTP/1.1 by hyper, routing by axum. Each
+//! connection runs in its own task with a handshake and header timeout; the
+//! number of connections is capped. Bodies over [`MAX_BODY_BYTES`] and
+//! bodies that are not an `AdmissionReview` get HTTP 400 with a message.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{header, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::inject::{Mode, Settings};
+use crate::review::{self, AdmissionReview};
+use crate::{overrides, InjectError, HEALTH_PATH, NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH};
+
+/// Largest request body accepted (the API server caps objects at 3 MiB too).
+pub const MAX_BODY_BYTES: usize = 3 << 20;
+/// A larger body is still read (and discarded) up to this size so that the
+/// client gets the 400 rather than a reset; beyond it the connection is dropped.
+const DRAIN_BYTES: usize = 16 << 20;
+/// Time for the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for the request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for the request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed right after accept.
+const MAX_CONNECTIONS: usize = 512;
+
+/// `telltale inject-webhook` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Serving certificate chain (PEM), valid for the webhook Service's DNS name.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// Private key of the serving certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Sidecar image, unless a pod's `telltale.dev/image` annotation names another.
+    #[arg(long, value_name = "IMAGE", default_value = crate::DEFAULT_SIDECAR_IMAGE)]
+    pub sidecar_image: String,
+    /// Secret (in the pod's namespace) whose `tokens.toml` authenticates the
+    /// sidecar API, unless a pod's `telltale.dev/api-token-secret` names another.
+    /// Without one the sidecar API listens on 127.0.0.1 only.
+    #[arg(long, value_name = "NAME")]
+    pub api_token_secret: Option<String>,
+}
+
+impl WebhookArgs {
+    /// The injection defaults these flags set, validated.
+    pub fn settings(&self) -> Result<Settings, InjectError> {
+        overrides::check_image(&self.sidecar_image).map_err(|reason| InjectError::InvalidFlag {
+            flag: "--sidecar-image",
+            value: self.sidecar_image.clone(),
+            reason,
+        })?;
+        if let Some(secret) = &self.api_token_secret {
+            overrides::check_dns_subdomain(secret).map_err(|reason| InjectError::InvalidFlag {
+                flag: "--api-token-secret",
+                value: secret.clone(),
+                reason,
+            })?;
+        }
+        Ok(Settings { sidecar_image: self.sidecar_image.clone(), api_token_secret: self.api_token_secret.clone() })
+    }
+}
+
+/// Serve the webhook on `args.listen` until SIGINT or SIGTERM.
+pub async fn serve(args: WebhookArgs) -> Result<(), InjectError> {
+    let server = Server::new(&args)?;
+    let listener =
+        TcpListener::bind(args.listen).await.map_err(|source| InjectError::Bind { addr: args.listen, source })?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(InjectError::Signal)?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    info!(listen = %args.listen, image = %args.sidecar_image, "Serving the injection webhook.");
+    server.run(listener, shutdown).await;
+    info!("Webhook stopped.");
+    Ok(())
+}
+
+/// A configured webhook server, ready to run on a bound listener.
+#[derive(Debug)]
+pub struct Server {
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+}
+
+#[derive(Debug)]
+struct AppState {
+    settings: Settings,
+}
+
+impl Server {
+    /// Load the TLS files and validate the flags.
+    pub fn new(args: &WebhookArgs) -> Result<Self, InjectError> {
+        let settings = args.settings()?;
+        let tls = tls_config(&args.tls_cert, &args.tls_key)?;
+        let state = Arc::new(AppState { settings });
+        let router = Router::new()
+            .route(POD_OPT_IN_PATH, post(|s, r| mutate(s, r, Mode::PodOptIn)))
+            .route(NAMESPACE_OPT_IN_PATH, post(|s, r| mutate(s, r, Mode::NamespaceOptIn)))
+            .route(HEALTH_PATH, get(|| async { "ok\n" }))
+            .with_state(state);
+        Ok(Self { tls: Arc::new(tls), router })
+    }
+
+    /// Accept connections on `listener` until `shutdown` completes.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+        let acceptor = TlsAcceptor::from(self.tls);
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        warn!(error = %e, "Accepting a connection failed.");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                warn!(%peer, limit = MAX_CONNECTIONS, "Too many connections; closing a new one.");
+                continue;
+            };
+            let tls = acceptor.clone();
+            let router = self.router.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed."),
+                    Err(_) => return debug!(%peer, "TLS handshake timed out."),
+                };
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+                    .await;
+                if let Err(e) = served {
+                    debug!(%peer, error = %e, "Connection ended with an error.");
+                }
+            });
+        }
+    }
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, InjectError> {
+    let read = |flag, path: &Path| {
+        std::fs::read(path).map_err(|source| InjectError::ReadFile { flag, path: path.to_owned(), source })
+    };
+    let pem = |flag, path: PathBuf| move |source| InjectError::Pem { flag, path, source };
+    let cert_pem = read("--tls-cert", cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem("--tls-cert", cert.to_owned()))?;
+    if chain.is_empty() {
+        return Err(pem("--tls-cert", cert.to_owned())(rustls_pki_types::pem::Error::NoItemsFound));
+    }
+    let key_pem = read("--tls-key", key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem("--tls-key", key.to_owned()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(InjectError::Tls)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(InjectError::Tls)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, request: Request, mode: Mode) -> Response {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_BYTES as u64) {
+        return bad_request(too_large());
+    }
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(request.into_body())).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(message)) => return bad_request(message),
+        Err(_) => return bad_request(format!("request body not received within {}s", BODY_TIMEOUT.as_secs())),
+    };
+    match review::handle(&body, mode, &state.settings) {
+        Ok(answer) => {
+            log(&answer, mode);
+            match serde_json::to_vec(&answer) {
+                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the response: {e}\n")).into_response(),
+            }
+        }
+        Err(e) => {
+            let message = crate::error::chain(&e);
+            warn!(error = %message, "Rejected a malformed review.");
+            bad_request(message)
+        }
+    }
+}
+
+fn log(answer: &AdmissionReview, mode: Mode) {
+    let Some(r) = &answer.response else { return };
+    let message = r.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default();
+    if r.allowed {
+        info!(uid = %r.uid, ?mode, patched = r.patch.is_some(), warnings = r.warnings.len(), "Admitted a pod.");
+    } else {
+        warn!(uid = %r.uid, ?mode, message, "Refused a pod.");
+    }
+}
+
+/// The body, or a message when it is over [`MAX_BODY_BYTES`] or fails.
+async fn read_body(mut body: Body) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("reading the request body: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total > DRAIN_BYTES {
+                return Err(too_large());
+            }
+            if total <= MAX_BODY_BYTES {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
+fn too_large() -> String {
+    format!("request body is larger than {} MiB", MAX_BODY_BYTES >> 20)
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n"))
+        .into_response()
+}
