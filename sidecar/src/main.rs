@@ -80,6 +80,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the mutating admission webhook that injects the sidecar into opted-in pods.
+    InjectWebhook(telltale_injector::WebhookArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +128,16 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&e, 1),
             };
             status_main(&cfg, json)
+        }
+        Command::InjectWebhook(args) => {
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            match runtime.block_on(telltale_injector::serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e, 1),
+            }
         }
     }
 }
