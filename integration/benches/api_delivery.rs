@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use telltale_client::{proto, Client, WatchFilter};
 use telltale_integration::bench::env_u64;
 use telltale_integration::daemon::{run_in, Pod};
-use telltale_integration::{kernel_tests_enabled, workload_bin};
+use telltale_integration::{kernel_tests_enabled, wait_stable, workload_bin};
 use tokio_stream::StreamExt;
 
 fn now_ns() -> i64 {
@@ -21,18 +21,6 @@ fn now_ns() -> i64 {
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-async fn wait_stable(c: &Client, image: &str) {
-    let start = Instant::now();
-    loop {
-        let st = c.learning_status(Some(image)).await.expect("status");
-        if st.iter().all(|p| p.types.iter().all(|t| t.state == proto::LearningState::Stable as i32)) {
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "never stable");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +44,7 @@ async fn main() {
     // Learn the driver: the shell, sleep, and the DNS workload.
     let learn = format!("sleep 0.001; {w} dns-udp 127.0.0.1:53 learn.telltale.test A");
     run_in(&app, &["/bin/sh", "-c", &learn]);
-    wait_stable(&client, "bench").await;
+    wait_stable(&client, Some("bench")).await;
 
     // Latency: one new executable every 3 ms; latency = receive time - kernel event time.
     let mut watch = client.watch(WatchFilter { event_type: proto::EventType::Exec, ..WatchFilter::default() }, 0);

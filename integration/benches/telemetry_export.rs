@@ -16,20 +16,8 @@ use telltale_client::{proto, Client, WatchFilter};
 use telltale_integration::bench::{env_u64, median};
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::otlp::{serve, Receiver};
-use telltale_integration::{kernel_tests_enabled, workload_bin};
+use telltale_integration::{kernel_tests_enabled, wait_stable, workload_bin};
 use tokio_stream::StreamExt;
-
-async fn wait_stable(c: &Client, image: &str) {
-    let start = Instant::now();
-    loop {
-        let st = c.learning_status(Some(image)).await.expect("status");
-        if st.iter().all(|p| p.types.iter().all(|t| t.state == proto::LearningState::Stable as i32)) {
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "never stable");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// A sample of the Prometheus text (`name value` lines without labels).
 fn sample(text: &str, name: &str) -> f64 {
@@ -54,7 +42,7 @@ async fn round(mode: &str, endpoint: Option<String>, burst: u64, round: u64) -> 
     let w = workload_bin();
     let app = pod.container("app");
     run_in(&app, &["/bin/sh", "-c", &format!("{w} dns-udp 127.0.0.1:53 learn.telltale.test A")]);
-    wait_stable(&client, "bench").await;
+    wait_stable(&client, Some("bench")).await;
     let mut s = client.watch(WatchFilter { event_type: proto::EventType::Dns, ..WatchFilter::default() }, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();

@@ -87,6 +87,21 @@ pub mod bench {
     }
 }
 
+/// Wait (up to 60 s) until every event type of every profile of `image`
+/// (all images when `None`) is stable, asking the daemon through the SDK.
+pub async fn wait_stable(client: &telltale_client::Client, image: Option<&str>) {
+    let start = std::time::Instant::now();
+    loop {
+        let st = client.learning_status(image).await.expect("learning status");
+        let stable = telltale_client::proto::LearningState::Stable as i32;
+        if !st.is_empty() && st.iter().all(|p| p.types.iter().all(|t| t.state == stable)) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{image:?} never stable: {st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A command from argv.
 pub fn command(argv: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(OsString::from(argv[0]));

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use telltale_client::{proto, Client};
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::otlp::{serve, Received, Receiver};
-use telltale_integration::{kernel_tests_enabled, workload_bin};
+use telltale_integration::{kernel_tests_enabled, wait_stable, workload_bin};
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
@@ -131,15 +131,7 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
     let w = workload_bin();
     let app = pod.container("app");
     run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
-    let start = Instant::now();
-    while client.learning_status(Some("web")).await.expect("status")[0]
-        .types
-        .iter()
-        .any(|t| t.state != proto::LearningState::Stable as i32)
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "never stable");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_stable(&client, Some("web")).await;
 
     // The attack: one signal with two anomalies → one trace, a root span and two children.
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
@@ -329,15 +321,7 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     let w = workload_bin();
     let job = pod.container("job");
     run_in(&job, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
-    let start = Instant::now();
-    while client.learning_status(Some("report")).await.expect("status")[0]
-        .types
-        .iter()
-        .any(|t| t.state != proto::LearningState::Stable as i32)
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "never stable");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_stable(&client, Some("report")).await;
     run_in(&job, &["/bin/sh", "-c", &format!("{w} open /etc/shadow")]);
     let (resource, file) = wait_for(&received, "the file anomaly span over HTTP", 30, |r| {
         span_named(r, "telltale.anomaly.file", |s| {

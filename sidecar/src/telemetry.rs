@@ -215,63 +215,42 @@ fn http_url(o: &OtlpConfig, signal: &str) -> Option<String> {
     o.endpoint.as_ref().map(|e| format!("{}/v1/{signal}", e.trim_end_matches('/')))
 }
 
+fn with_tonic<B: WithExportConfig + WithTonicConfig>(mut b: B, o: &OtlpConfig) -> Result<B, TelemetryError> {
+    b = b.with_timeout(o.timeout);
+    if let Some(e) = &o.endpoint {
+        b = b.with_endpoint(e.clone());
+    }
+    if let Some(t) = tls(o)? {
+        b = b.with_tls_config(t);
+    }
+    Ok(b.with_metadata(metadata(&o.headers)?))
+}
+
+fn with_http<B: WithExportConfig + WithHttpConfig>(b: B, o: &OtlpConfig, signal: &str) -> Result<B, TelemetryError> {
+    let mut b = b.with_protocol(opentelemetry_otlp::Protocol::HttpBinary).with_timeout(o.timeout);
+    if let Some(url) = http_url(o, signal) {
+        b = b.with_endpoint(url);
+    }
+    Ok(b.with_http_client(http_client(o)?).with_headers(o.headers.clone().into_iter().collect()))
+}
+
 fn span_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let err =
         |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "trace", detail: e.to_string() };
+    let b = opentelemetry_otlp::SpanExporter::builder();
     match p {
-        OtlpProtocol::Grpc => {
-            let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_timeout(o.timeout);
-            if let Some(e) = &o.endpoint {
-                b = b.with_endpoint(e.clone());
-            }
-            if let Some(t) = tls(o)? {
-                b = b.with_tls_config(t);
-            }
-            b.with_metadata(metadata(&o.headers)?).build().map_err(err)
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_timeout(o.timeout);
-            if let Some(url) = http_url(o, "traces") {
-                b = b.with_endpoint(url);
-            }
-            b.with_http_client(http_client(o)?)
-                .with_headers(o.headers.clone().into_iter().collect())
-                .build()
-                .map_err(err)
-        }
+        OtlpProtocol::Grpc => with_tonic(b.with_tonic(), o)?.build().map_err(err),
+        OtlpProtocol::HttpProtobuf => with_http(b.with_http(), o, "traces")?.build().map_err(err),
     }
 }
 
 fn metric_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
     let err =
         |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "metric", detail: e.to_string() };
+    let b = opentelemetry_otlp::MetricExporter::builder();
     match p {
-        OtlpProtocol::Grpc => {
-            let mut b = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_timeout(o.timeout);
-            if let Some(e) = &o.endpoint {
-                b = b.with_endpoint(e.clone());
-            }
-            if let Some(t) = tls(o)? {
-                b = b.with_tls_config(t);
-            }
-            b.with_metadata(metadata(&o.headers)?).build().map_err(err)
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_timeout(o.timeout);
-            if let Some(url) = http_url(o, "metrics") {
-                b = b.with_endpoint(url);
-            }
-            b.with_http_client(http_client(o)?)
-                .with_headers(o.headers.clone().into_iter().collect())
-                .build()
-                .map_err(err)
-        }
+        OtlpProtocol::Grpc => with_tonic(b.with_tonic(), o)?.build().map_err(err),
+        OtlpProtocol::HttpProtobuf => with_http(b.with_http(), o, "metrics")?.build().map_err(err),
     }
 }
 
