@@ -37,6 +37,8 @@ pub const API_DIR: &str = "/etc/telltale/api";
 pub const API_PORT: i32 = 7443;
 /// The sidecar API port's name.
 pub const API_PORT_NAME: &str = "telltale-api";
+/// Where the service account token is mounted (the sidecar reads its pod from the API).
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// How the pod reached the webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +215,29 @@ pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Reje
         ));
     }
 
-    patch.add(&["spec", "containers", "-"], to_value(&sidecar(&names, &o)));
+    // The ServiceAccount admission plugin mounted the token into the
+    // containers that existed before this webhook ran: give the sidecar the same.
+    let token = spec
+        .containers
+        .iter()
+        .chain(init_containers)
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .find(|m| m.mount_path == SERVICE_ACCOUNT_DIR)
+        .map(|m| VolumeMount {
+            name: m.name.clone(),
+            mount_path: SERVICE_ACCOUNT_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    if token.is_none() {
+        warnings.push(
+            "telltale: no service account token is mounted (automountServiceAccountToken: false?); \
+             the sidecar cannot read its pod from the API and relies on the injected container map"
+                .into(),
+        );
+    }
+
+    patch.add(&["spec", "containers", "-"], to_value(&sidecar(&names, &o, token)));
     Ok(Decision::Patch { patch: patch.finish(), warnings })
 }
 
@@ -318,7 +342,7 @@ fn volumes(n: &VolumeNames, o: &Overrides) -> Vec<Volume> {
     v
 }
 
-fn sidecar(n: &VolumeNames, o: &Overrides) -> Container {
+fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Container {
     let value = |name: &str, value: &str| EnvVar { name: name.into(), value: Some(value.into()), value_from: None };
     let field = |name: &str, path: &str| EnvVar {
         name: name.into(),
@@ -352,6 +376,7 @@ fn sidecar(n: &VolumeNames, o: &Overrides) -> Container {
         mount(&n.cgroup, "/sys/fs/cgroup", true),
         mount(&n.btf, "/sys/kernel/btf/vmlinux", true),
     ];
+    mounts.extend(token);
     let mut ports = None;
     if let Some(api) = &n.api {
         env.push(value("TELLTALE_API__TOKENS_FILE", &format!("{API_DIR}/tokens.toml")));

@@ -162,8 +162,10 @@ fn opt_in_gets_the_full_sidecar() {
         assert!(read_only(&pod, path), "{path} is read-only");
     }
     assert!(volume(&pod, "/tmp").empty_dir.is_some());
-    // The service account volume is still there.
+    // The service account token the API server mounted into the app reaches the sidecar too.
     assert!(spec.volumes.iter().flatten().any(|v| v.name == "kube-api-access-7xk2p"));
+    assert!(volume(&pod, "/var/run/secrets/kubernetes.io/serviceaccount").projected.is_some());
+    assert!(read_only(&pod, "/var/run/secrets/kubernetes.io/serviceaccount"));
 }
 
 #[test]
@@ -178,7 +180,8 @@ fn opt_out_and_no_annotation_are_left_alone() {
 #[test]
 fn namespace_opt_in_injects_a_pod_without_annotations_volumes_or_env() {
     // No annotations map, no volumes array, no env array: the patch creates them.
-    let (pod, _, raw) = inject("bare", Mode::NamespaceOptIn);
+    let (pod, r, raw) = inject("bare", Mode::NamespaceOptIn);
+    assert!(r.warnings.len() == 1 && r.warnings[0].contains("service account token"), "{:?}", r.warnings);
     assert_eq!(annotation(&pod, "telltale.dev/containers"), Some(r#"{"app":"busybox:1.36"}"#));
     let app = &pod.spec.as_ref().unwrap().containers[0];
     assert_eq!(env(app).get("TELLTALE_CONTAINER_NAME"), Some(&Some("app".into())));
