@@ -1,0 +1,177 @@
+//! deploy/*.yaml parse as the Kubernetes objects they claim to be, agree
+//! with the webhook's routes and flags, and the example app gets injected.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use clap::Parser;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Deserialize;
+use serde_json::Value;
+use telltale_injector::review::{self, AdmissionRequest, GroupVersionKind};
+use telltale_injector::{Mode, Settings, WebhookArgs, NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH};
+
+/// The documents of deploy/`name`, as JSON values.
+fn documents(name: &str) -> Vec<Value> {
+    let path = format!("{}/../deploy/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect(&path);
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect(&path))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// `doc` as `T`, checking that no field was lost on the way (a misspelt
+/// field would be silently ignored by the API server's lenient decoding
+/// in a client-side apply, or rejected by a strict one).
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> T {
+    let t: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc}"));
+    let back = serde_json::to_value(&t).unwrap();
+    assert_eq!(&back, doc, "fields lost in a round trip through the typed object");
+    t
+}
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap()
+}
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    InjectWebhook(WebhookArgs),
+}
+
+#[test]
+fn webhook_manifest_matches_the_server() {
+    let docs = documents("webhook.yaml");
+    let kinds: Vec<&str> = docs.iter().map(kind).collect();
+    assert_eq!(kinds, ["Namespace", "ServiceAccount", "Deployment", "Service", "MutatingWebhookConfiguration"]);
+    let ns: Namespace = typed(&docs[0]);
+    let ns = ns.metadata.name.unwrap();
+    let _: ServiceAccount = typed(&docs[1]);
+    let deployment: Deployment = typed(&docs[2]);
+    let service: Service = typed(&docs[3]);
+    let config: MutatingWebhookConfiguration = typed(&docs[4]);
+
+    // The Deployment's command is a valid `telltale inject-webhook` invocation.
+    let template = deployment.spec.unwrap().template;
+    let pod = template.spec.unwrap();
+    let container = &pod.containers[0];
+    let command = container.command.clone().unwrap();
+    assert_eq!(command[..2], ["telltale".to_owned(), "inject-webhook".to_owned()]);
+    let Sub::InjectWebhook(args) = Cli::try_parse_from(&command).unwrap().command;
+    let mount = container.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "tls").unwrap();
+    assert!(args.tls_cert.starts_with(&mount.mount_path) && args.tls_key.starts_with(&mount.mount_path));
+    let port = container.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some("https")).unwrap();
+    assert_eq!(i32::from(args.listen.port()), port.container_port);
+    let secret = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "tls").unwrap().secret.clone().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("telltale-injector-tls"), "gen-certs.sh creates this one");
+    let probe = container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+    assert_eq!((probe.path.as_deref(), probe.scheme.as_deref()), (Some(telltale_injector::HEALTH_PATH), Some("HTTPS")));
+    assert_eq!(
+        template.metadata.unwrap().annotations.unwrap().get("telltale.dev/inject").map(String::as_str),
+        Some("false")
+    );
+
+    // The Service reaches that port.
+    let sp = &service.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(sp.port, 443);
+    assert_eq!(sp.target_port, Some(IntOrString::String("https".into())));
+
+    // Two webhooks, one per opt-in path, with disjoint namespace selectors.
+    let hooks = config.webhooks.unwrap();
+    let paths: Vec<_> = hooks.iter().map(|h| h.client_config.service.as_ref().unwrap().path.clone().unwrap()).collect();
+    assert_eq!(paths, [POD_OPT_IN_PATH, NAMESPACE_OPT_IN_PATH]);
+    let mut inject_ops = Vec::new();
+    for h in &hooks {
+        let svc = h.client_config.service.as_ref().unwrap();
+        assert_eq!(
+            (svc.name.as_str(), svc.namespace.as_str(), svc.port),
+            ("telltale-injector", ns.as_str(), Some(443))
+        );
+        assert_eq!(h.failure_policy.as_deref(), Some("Ignore"));
+        assert_eq!(h.side_effects, "None");
+        assert_eq!(h.admission_review_versions, ["v1"]);
+        assert_eq!(h.reinvocation_policy.as_deref(), Some("IfNeeded"));
+        assert!(h.timeout_seconds.is_some_and(|t| (1..=30).contains(&t)));
+        let rule = &h.rules.as_ref().unwrap()[0];
+        assert_eq!(rule.operations.as_deref().unwrap(), ["CREATE"]);
+        assert_eq!(rule.resources.as_deref().unwrap(), ["pods"]);
+        let exprs = h.namespace_selector.as_ref().unwrap().match_expressions.clone().unwrap();
+        let by_name = exprs.iter().find(|e| e.key == "kubernetes.io/metadata.name").unwrap();
+        assert_eq!(by_name.operator, "NotIn");
+        let excluded = by_name.values.clone().unwrap();
+        assert!(excluded.contains(&"kube-system".to_owned()) && excluded.contains(&ns));
+        let opt = exprs.iter().find(|e| e.key == "telltale.dev/inject").unwrap();
+        assert_eq!(opt.values.as_deref().unwrap(), ["enabled"]);
+        inject_ops.push(opt.operator.clone());
+    }
+    assert_eq!(inject_ops, ["NotIn", "In"], "each namespace matches exactly one webhook");
+}
+
+#[test]
+fn rbac_template_lets_the_sidecar_get_pods() {
+    let docs = documents("rbac.yaml");
+    let role: Role = typed(&docs[0]);
+    let binding: RoleBinding = typed(&docs[1]);
+    let rule = &role.rules.unwrap()[0];
+    assert_eq!(rule.api_groups.as_deref().unwrap(), [""]);
+    assert_eq!(rule.resources.as_deref().unwrap(), ["pods"]);
+    assert_eq!(rule.verbs, ["get"]);
+    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+    assert_eq!(binding.metadata.namespace, role.metadata.namespace);
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.namespace.as_ref()),
+        ("ServiceAccount", binding.metadata.namespace.as_ref())
+    );
+}
+
+#[test]
+fn example_app_gets_the_sidecar() {
+    let docs = documents("example-app.yaml");
+    let ns: Namespace = typed(&docs[0]);
+    let labels = ns.metadata.labels.unwrap();
+    assert_eq!(labels.get("pod-security.kubernetes.io/enforce").map(String::as_str), Some("privileged"));
+    let deployment: Deployment = typed(&docs[1]);
+    let template = deployment.spec.unwrap().template;
+    // What the ReplicaSet controller would create from the template.
+    let pod = Pod { metadata: template.metadata.unwrap(), spec: template.spec, status: None };
+    let request = AdmissionRequest {
+        uid: "e2b5".into(),
+        kind: GroupVersionKind { group: String::new(), version: "v1".into(), kind: "Pod".into() },
+        name: None,
+        namespace: ns.metadata.name,
+        operation: "CREATE".into(),
+        object: Some(serde_json::to_value(&pod).unwrap()),
+        dry_run: None,
+    };
+    let settings = Settings { sidecar_image: "telltale:0.1.0".into(), api_token_secret: None };
+    let response = review::admit(&request, Mode::PodOptIn, &settings);
+    assert!(response.allowed, "{:?}", response.status);
+    use base64::Engine as _;
+    let patch = base64::engine::general_purpose::STANDARD.decode(response.patch.unwrap()).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut doc = request.object.unwrap();
+    json_patch::patch(&mut doc, &patch).unwrap();
+    let pod: Pod = serde_json::from_value(doc).unwrap();
+    let names: Vec<_> = pod.spec.as_ref().unwrap().containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web", "telltale"]);
+    let sidecar = &pod.spec.as_ref().unwrap().containers[1];
+    let min = sidecar.env.iter().flatten().find(|e| e.name == "TELLTALE_LEARNING__MIN_DURATION").unwrap();
+    assert_eq!(min.value.as_deref(), Some("10m"));
+}
+
+#[test]
+fn gen_certs_script_is_valid_bash() {
+    let path = format!("{}/../deploy/gen-certs.sh", env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new("bash").arg("-n").arg(&path).status().unwrap();
+    assert!(status.success(), "bash -n {path}");
+}
