@@ -122,17 +122,41 @@ pub enum ReviewError {
 
 /// The response review for the body of an HTTP request.
 pub fn handle(body: &[u8], mode: Mode, settings: &Settings) -> Result<AdmissionReview, ReviewError> {
+    Ok(respond(&parse(body)?, mode, settings))
+}
+
+/// The request of a review body.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     let review: AdmissionReview = serde_json::from_slice(body).map_err(ReviewError::Json)?;
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(ReviewError::WrongType { api_version: review.api_version, kind: review.kind });
     }
-    let request = review.request.ok_or(ReviewError::NoRequest)?;
-    Ok(AdmissionReview {
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+/// The response review for a request.
+pub fn respond(request: &AdmissionRequest, mode: Mode, settings: &Settings) -> AdmissionReview {
+    AdmissionReview {
         api_version: API_VERSION.into(),
         kind: KIND.into(),
         request: None,
-        response: Some(admit(&request, mode, settings)),
-    })
+        response: Some(admit(request, mode, settings)),
+    }
+}
+
+/// `namespace/name` of the request's object for logs (`generateName*`
+/// when the name is not chosen yet).
+pub fn describe(request: &AdmissionRequest) -> String {
+    let meta = request.object.as_ref().map(|o| &o["metadata"]);
+    let field = |k: &str| meta.and_then(|m| m[k].as_str()).filter(|s| !s.is_empty());
+    let name = request
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| field("name").map(str::to_owned))
+        .or_else(|| field("generateName").map(|g| format!("{g}*")))
+        .unwrap_or_else(|| "?".into());
+    format!("{}/{name}", request.namespace.as_deref().unwrap_or(""))
 }
 
 /// The answer to one request.

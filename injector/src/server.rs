@@ -210,29 +210,29 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request, mode: Mode
         Ok(Err(message)) => return bad_request(message),
         Err(_) => return bad_request(format!("request body not received within {}s", BODY_TIMEOUT.as_secs())),
     };
-    match review::handle(&body, mode, &state.settings) {
-        Ok(answer) => {
-            log(&answer, mode);
-            match serde_json::to_vec(&answer) {
-                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the response: {e}\n")).into_response(),
-            }
-        }
+    let request = match review::parse(&body) {
+        Ok(r) => r,
         Err(e) => {
             let message = crate::error::chain(&e);
             warn!(error = %message, "Rejected a malformed review.");
-            bad_request(message)
+            return bad_request(message);
         }
+    };
+    let answer = review::respond(&request, mode, &state.settings);
+    log(&answer, &review::describe(&request), mode);
+    match serde_json::to_vec(&answer) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the response: {e}\n")).into_response(),
     }
 }
 
-fn log(answer: &AdmissionReview, mode: Mode) {
+fn log(answer: &AdmissionReview, pod: &str, mode: Mode) {
     let Some(r) = &answer.response else { return };
     let message = r.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default();
     if r.allowed {
-        info!(uid = %r.uid, ?mode, patched = r.patch.is_some(), warnings = r.warnings.len(), "Admitted a pod.");
+        info!(uid = %r.uid, pod, ?mode, patched = r.patch.is_some(), warnings = r.warnings.len(), "Admitted a pod.");
     } else {
-        warn!(uid = %r.uid, ?mode, message, "Refused a pod.");
+        warn!(uid = %r.uid, pod, ?mode, message, "Refused a pod.");
     }
 }
 

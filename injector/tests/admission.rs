@@ -452,3 +452,9 @@ fn malformed_reviews_are_errors_not_answers() {
     let r = answer(&review, Mode::PodOptIn, &s);
     assert!(!r.allowed && r.status.unwrap().message.contains("cannot decode"));
 }
+
+#[test]
+fn requests_are_described_for_logs() {
+    let request = review::parse(&serde_json::to_vec(&fixture("opt-in")).unwrap()).unwrap();
+    assert_eq!(review::describe(&request), "shop/checkout-7d9f8b6c5-*", "generateName while the name is empty");
+}
