@@ -57,6 +57,8 @@ pub struct Settings {
     pub sidecar_image: String,
     /// Secret with `tokens.toml` unless the pod names one (or `""`).
     pub api_token_secret: Option<String>,
+    /// More environment of every sidecar (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub sidecar_env: Vec<(String, String)>,
 }
 
 /// Why a pod is left as it is.
@@ -361,6 +363,7 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
         value("TELLTALE_DATA_DIR", DATA_DIR),
     ];
     env.extend(o.learning.iter().map(|(k, v)| value(k, v)));
+    env.extend(o.env.iter().map(|(k, v)| value(k, v)));
     let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
         name: name.into(),
         mount_path: path.into(),

@@ -38,6 +38,8 @@ pub struct Overrides {
     pub api_token_secret: Option<String>,
     /// Add `CAP_SYS_RESOURCE`.
     pub sys_resource: bool,
+    /// The webhook's `--sidecar-env` variables.
+    pub env: Vec<(String, String)>,
 }
 
 /// Sidecar requests and limits (validated Kubernetes quantities).
@@ -115,7 +117,8 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
         None => false,
     };
 
-    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource })
+    let env = settings.sidecar_env.clone();
+    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource, env })
 }
 
 fn resources(annotations: &BTreeMap<String, String>) -> Result<Resources, Rejection> {
@@ -258,7 +261,11 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings { sidecar_image: "telltale:test".into(), api_token_secret: Some("default-tokens".into()) }
+        Settings {
+            sidecar_image: "telltale:test".into(),
+            api_token_secret: Some("default-tokens".into()),
+            sidecar_env: Vec::new(),
+        }
     }
 
     fn with(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

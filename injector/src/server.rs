@@ -65,6 +65,29 @@ pub struct WebhookArgs {
     /// Without one the sidecar API listens on 127.0.0.1 only.
     #[arg(long, value_name = "NAME")]
     pub api_token_secret: Option<String>,
+    /// An environment variable for every injected sidecar, `KEY=VALUE`
+    /// (repeatable), e.g. `OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.telltale-system:4317`
+    /// or `TELLTALE_TELEMETRY__PROMETHEUS__ENABLED=true`.
+    #[arg(long = "sidecar-env", value_name = "KEY=VALUE")]
+    pub sidecar_env: Vec<String>,
+}
+
+/// Variables the injector sets itself (a `--sidecar-env` may not replace them).
+const OWN_ENV: &[&str] =
+    &["TELLTALE_KUBERNETES__", "TELLTALE_DATA_DIR", "TELLTALE_API__TOKENS_FILE", "TELLTALE_API__LISTEN"];
+
+/// `KEY=VALUE` with a valid, not injector-owned, variable name.
+fn env_pair(raw: &str) -> Result<(String, String), String> {
+    let (k, v) = raw.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_owned())?;
+    let valid = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(format!("{k:?} is not an environment variable name"));
+    }
+    if OWN_ENV.iter().any(|own| if own.ends_with("__") { k.starts_with(own) } else { k == *own }) {
+        return Err(format!("{k} is set by the injector itself"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 impl WebhookArgs {
@@ -82,7 +105,22 @@ impl WebhookArgs {
                 reason,
             })?;
         }
-        Ok(Settings { sidecar_image: self.sidecar_image.clone(), api_token_secret: self.api_token_secret.clone() })
+        let sidecar_env = self
+            .sidecar_env
+            .iter()
+            .map(|raw| {
+                env_pair(raw).map_err(|reason| InjectError::InvalidFlag {
+                    flag: "--sidecar-env",
+                    value: raw.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Settings {
+            sidecar_image: self.sidecar_image.clone(),
+            api_token_secret: self.api_token_secret.clone(),
+            sidecar_env,
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use telltale_injector::review::{self, AdmissionResponse};
 use telltale_injector::{Mode, Settings};
 
 fn settings() -> Settings {
-    Settings { sidecar_image: "telltale:0.1.0".into(), api_token_secret: None }
+    Settings { sidecar_image: "telltale:0.1.0".into(), api_token_secret: None, sidecar_env: Vec::new() }
 }
 
 fn fixture(name: &str) -> Value {
@@ -361,6 +361,15 @@ fn webhook_default_token_secret_applies_unless_the_pod_says_empty() {
     review["request"]["object"]["metadata"]["annotations"]["telltale.dev/api-token-secret"] = "".into();
     let (pod, _) = patched(&review, &answer(&review, Mode::PodOptIn, &with_default));
     assert!(!env(sidecar(&pod)).contains_key("TELLTALE_API__LISTEN"));
+}
+
+#[test]
+fn webhook_sidecar_env_reaches_every_sidecar() {
+    let otlp = ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), "http://otel-collector.telltale-system:4317".to_owned());
+    let with_env = Settings { sidecar_env: vec![otlp.clone()], ..settings() };
+    let review = fixture("opt-in");
+    let (pod, _) = patched(&review, &answer(&review, Mode::PodOptIn, &with_env));
+    assert_eq!(env(sidecar(&pod)).get(&otlp.0), Some(&Some(otlp.1)));
 }
 
 #[test]

@@ -31,6 +31,7 @@ fn pki(dir: &Path) -> (String, WebhookArgs) {
         tls_key: key_path,
         sidecar_image: "telltale:9.9.9".into(),
         api_token_secret: None,
+        sidecar_env: Vec::new(),
     };
     (ca.pem(), args)
 }
@@ -180,6 +181,10 @@ fn bad_tls_files_and_flags_are_named() {
 
     let e = Server::new(&WebhookArgs { api_token_secret: Some("Not_A_Name".into()), ..args.clone() }).unwrap_err();
     assert!(e.to_string().contains("--api-token-secret"), "{e}");
+    for bad in ["NO_EQUALS", "1BAD=x", "TELLTALE_KUBERNETES__POD_UID=x", "TELLTALE_DATA_DIR=/x"] {
+        let e = Server::new(&WebhookArgs { sidecar_env: vec![bad.into()], ..args.clone() }).unwrap_err();
+        assert!(e.to_string().contains("--sidecar-env") && e.to_string().contains(bad), "{e}");
+    }
     let e = Server::new(&WebhookArgs { sidecar_image: String::new(), ..args }).unwrap_err();
     assert!(e.to_string().contains("--sidecar-image"), "{e}");
 }
