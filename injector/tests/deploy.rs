@@ -175,3 +175,28 @@ fn gen_certs_script_is_valid_bash() {
     let status = std::process::Command::new("bash").arg("-n").arg(&path).status().unwrap();
     assert!(status.success(), "bash -n {path}");
 }
+
+#[test]
+fn otel_collector_receives_otlp_on_the_standard_ports() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let docs = documents("otel-collector.yaml");
+    let kinds: Vec<&str> = docs.iter().map(kind).collect();
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "Service"]);
+    let cm: ConfigMap = typed(&docs[0]);
+    let config_text = cm.data.unwrap().remove("config.yaml").expect("config.yaml");
+    let config: Value = serde_norway::from_str(&config_text).expect("the collector config is YAML");
+    let protocols = &config["receivers"]["otlp"]["protocols"];
+    assert_eq!(protocols["grpc"]["endpoint"], "0.0.0.0:4317");
+    assert_eq!(protocols["http"]["endpoint"], "0.0.0.0:4318");
+    for pipeline in ["traces", "metrics"] {
+        let p = &config["service"]["pipelines"][pipeline];
+        assert_eq!(p["receivers"][0], "otlp", "{pipeline}");
+        for exporter in p["exporters"].as_array().unwrap() {
+            assert!(config["exporters"].get(exporter.as_str().unwrap()).is_some(), "{pipeline}: {exporter} is defined");
+        }
+    }
+    let _: Deployment = typed(&docs[1]);
+    let svc: Service = typed(&docs[2]);
+    let ports: Vec<i32> = svc.spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
+    assert!(ports.contains(&4317) && ports.contains(&4318), "{ports:?}");
+}
