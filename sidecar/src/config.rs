@@ -476,7 +476,10 @@ mod tests {
     use std::time::Duration;
 
     fn with_file(text: &str, f: impl FnOnce(&Path)) {
-        let p = std::env::temp_dir().join(format!("telltale-cfg-{}-{}.toml", std::process::id(), text.len()));
+        // Tests run in parallel: one file per call.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("telltale-cfg-{}-{n}.toml", std::process::id()));
         std::fs::write(&p, text).unwrap();
         f(&p);
         std::fs::remove_file(&p).unwrap();
