@@ -117,6 +117,22 @@ async fn wait_stable(client: &Client) -> Result<()> {
     }
 }
 
+/// GET an `http://host:port/path` URL (plain HTTP/1.1, the body).
+fn scrape(url: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("not an http:// URL")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {url}: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_owned())
+}
+
 async fn open_signals(client: &Client) -> Result<Vec<proto::SignalSummary>> {
     Ok(client.signals("container:webapp status:open").await?)
 }
@@ -134,7 +150,8 @@ async fn main() -> Result<()> {
         &config,
         format!(
             "data_dir = \"{}\"\n[learning]\nmin_duration = \"3s\"\nstable_period = \"3s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
-             [notifications]\nrate_limit = \"2s\"\n[api]\nlisten = \"127.0.0.1:0\"\n[[containers]]\ncgroup = \"webapp\"\nimage = \"{IMAGE}\"\n",
+             [notifications]\nrate_limit = \"2s\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [telemetry.prometheus]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[[containers]]\ncgroup = \"webapp\"\nimage = \"{IMAGE}\"\n",
             work.join("data").display()
         ),
     )?;
@@ -153,7 +170,9 @@ async fn main() -> Result<()> {
     let mut line = String::new();
     stderr.read_line(&mut line)?;
     print!("{line}");
-    let addr = line.trim().split("; API on ").nth(1).map(|a| format!("http://{a}")).context("no API address")?;
+    let after = |marker: &str| line.trim().split(marker).nth(1).and_then(|r| r.split(';').next()).map(str::to_owned);
+    let addr = after("; API on ").map(|a| format!("http://{a}")).context("no API address")?;
+    let metrics_url = after("; metrics on ").context("no metrics address")?;
     std::thread::spawn(move || for _ in stderr.lines() {});
     let client = Client::builder(addr).connect().await?;
 
@@ -250,6 +269,22 @@ async fn main() -> Result<()> {
         println!("no open signal for the webapp container: the profile now knows these actions");
     } else {
         bail!("a new signal was raised: {open:?}");
+    }
+
+    section("6. what the observability stack sees (Prometheus endpoint; the same goes out over OTLP)");
+    for line in scrape(&metrics_url)?.lines().filter(|l| {
+        [
+            "telltale_events_total",
+            "telltale_kernel_repeats_dropped_total",
+            "telltale_kernel_known_filtered_total",
+            "telltale_anomalies_total",
+            "telltale_signals{",
+            "telltale_notifications_delivered_total",
+        ]
+        .iter()
+        .any(|m| l.starts_with(m))
+    }) {
+        println!("{line}");
     }
 
     // SAFETY: plain kill(2) on our child.
