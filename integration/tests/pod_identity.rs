@@ -59,7 +59,10 @@ fn spawn_in(cgroup: &Cgroup, mut cmd: Command) -> Child {
             Ok(())
         });
     }
-    cmd.env_remove("KUBERNETES_SERVICE_HOST").env_remove("KUBERNETES_SERVICE_PORT");
+    // This machine may itself run in a cluster: only a test's own API counts.
+    if !cmd.get_envs().any(|(k, _)| k == "KUBERNETES_SERVICE_HOST") {
+        cmd.env_remove("KUBERNETES_SERVICE_HOST").env_remove("KUBERNETES_SERVICE_PORT");
+    }
     let child = cmd.spawn().expect("spawn");
     drop(procs);
     child
@@ -264,6 +267,82 @@ fn systemd_pod_containers_are_named_and_the_sidecar_and_pause_left_out() {
     assert!(all.contains("/etc/passwd") && all.contains("/etc/group"), "{all}");
     assert!(!all.contains("/etc/shells"), "pause and sidecar are not watched: {all}");
     assert!(log.contains("Sidecar") && log.contains("Pause"), "exclusions logged:\n{log}");
+    d.stop();
+}
+
+/// With in-cluster credentials the daemon names containers from the pod's
+/// status (container ids → names) and images from its spec: no
+/// TELLTALE_CONTAINER_NAME and no injector map are needed, and a cgroup the
+/// API does not list (the pause container) is left out.
+#[test]
+fn kubernetes_api_names_the_containers_of_a_running_daemon() {
+    if !kernel_tests_enabled("kubernetes_api_names_the_containers_of_a_running_daemon") {
+        return;
+    }
+    let top = OwnedCgroup::create("telltale-podtest").expect("test cgroup");
+    let uid = pod_uid();
+    let pod_rel =
+        format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice", uid.replace('-', "_"));
+    let pod = mkdirs(top.cgroup(), &pod_rel);
+    let scope = |d: char| pod.create_child(&format!("cri-containerd-{}.scope", cid(d))).expect("scope");
+    let (web, migrate, pause, sidecar) = (scope('a'), scope('b'), scope('c'), scope('d'));
+    let dir = TempDir::new("podid-api");
+    std::fs::write(dir.join("telltale.toml"), format!("data_dir = \"{}/data\"\n{LEARNING}", dir.str())).unwrap();
+
+    // The service account as the kubelet mounts it, and the API server.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap().self_signed(&key).unwrap();
+    let sa = dir.join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "sa-token\n").unwrap();
+    std::fs::write(sa.join("ca.crt"), cert.pem()).unwrap();
+    std::fs::write(sa.join("namespace"), "shop\n").unwrap();
+    let port = https_server(&cert.pem(), &key.serialize_pem(), "200 OK", pod_json());
+
+    // No TELLTALE_CONTAINER_NAME anywhere: only the API can tell who is who.
+    let _procs = Reaped(vec![pause_process(&pause), main_process(&web, None), main_process(&migrate, None)]);
+    let env = [
+        ("TELLTALE_KUBERNETES__ENABLED", "true".to_owned()),
+        ("TELLTALE_KUBERNETES__POD_NAME", "web-7d4b9c".to_owned()),
+        ("TELLTALE_KUBERNETES__POD_UID", uid.clone()),
+        ("TELLTALE_KUBERNETES__SERVICE_ACCOUNT_DIR", sa.display().to_string()),
+        ("KUBERNETES_SERVICE_HOST", "127.0.0.1".to_owned()),
+        ("KUBERNETES_SERVICE_PORT", port.to_string()),
+    ];
+    let (d, watched) = start_daemon(&sidecar, &dir, &[], &env);
+    assert!(watched.contains(&pod.path.display().to_string()), "watches the pod cgroup: {watched}");
+
+    let w = workload_bin();
+    run_in(&web, None, &format!("{w} open /etc/hostname"));
+    run_in(&migrate, None, &format!("{w} open /etc/hostname"));
+    wait_stable(&dir, "cws-webapp");
+    wait_stable(&dir, "migrate");
+    run_in(&web, None, &format!("{w} open /etc/passwd"));
+    run_in(&migrate, None, &format!("{w} open /etc/group"));
+    run_in(&pause, None, &format!("{w} open /etc/shells"));
+
+    let anomalies = settle(&dir.join("anomalies.jsonl"));
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    let mut seen: Vec<(String, String, String, String)> = anomalies
+        .iter()
+        .map(|a| {
+            let c = &a["container"];
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (s("name"), s("id"), s("image"), s("tag"))
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        vec![
+            ("migrate".into(), cid('b'), "migrate".into(), "v3".into()),
+            ("web".into(), cid('a'), "cws-webapp".into(), "v2".into()),
+        ],
+        "anomalies: {:?}\n{log}",
+        paths(&anomalies)
+    );
+    assert!(!paths(&anomalies).join("\n").contains("/etc/shells"), "pause is not watched\n{log}");
     d.stop();
 }
 

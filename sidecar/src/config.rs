@@ -182,6 +182,10 @@ pub struct KubernetesConfig {
     /// downward-API file of the pod annotation `telltale.dev/containers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containers_file: Option<PathBuf>,
+    /// Where the service account's `token`, `ca.crt` and `namespace` are
+    /// (default `/var/run/secrets/kubernetes.io/serviceaccount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_dir: Option<PathBuf>,
 }
 
 /// `[notifications]`.

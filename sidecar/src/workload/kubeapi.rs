@@ -93,12 +93,12 @@ fn valid_name(s: &str) -> bool {
 impl KubeApi {
     /// The in-cluster API, when its credentials exist (`KUBERNETES_SERVICE_HOST`
     /// and `_PORT`, the service account token and CA). `Ok(None)` otherwise.
-    pub fn in_cluster() -> Result<Option<Self>, KubeApiError> {
+    pub fn in_cluster(service_account_dir: &Path) -> Result<Option<Self>, KubeApiError> {
         let (Ok(host), Ok(port)) = (std::env::var("KUBERNETES_SERVICE_HOST"), std::env::var("KUBERNETES_SERVICE_PORT"))
         else {
             return Ok(None);
         };
-        let dir = Path::new(SERVICE_ACCOUNT_DIR);
+        let dir = service_account_dir;
         let (token, ca) = (dir.join("token"), dir.join("ca.crt"));
         if !token.exists() || !ca.exists() {
             return Ok(None);
@@ -185,7 +185,8 @@ impl ApiView {
 /// The in-cluster Kubernetes API's view of this pod, when credentials exist
 /// and the pod's name and namespace are known.
 pub async fn for_pod(k: &crate::config::KubernetesConfig) -> Option<ApiView> {
-    let api = match KubeApi::in_cluster() {
+    let sa_dir = k.service_account_dir.clone().unwrap_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR));
+    let api = match KubeApi::in_cluster(&sa_dir) {
         Ok(Some(api)) => api,
         Ok(None) => return None,
         Err(e) => {
@@ -193,9 +194,10 @@ pub async fn for_pod(k: &crate::config::KubernetesConfig) -> Option<ApiView> {
             return None;
         }
     };
-    let namespace = k.namespace.clone().or_else(|| {
-        std::fs::read_to_string(Path::new(SERVICE_ACCOUNT_DIR).join("namespace")).ok().map(|s| s.trim().to_owned())
-    });
+    let namespace = k
+        .namespace
+        .clone()
+        .or_else(|| std::fs::read_to_string(sa_dir.join("namespace")).ok().map(|s| s.trim().to_owned()));
     let name = k.pod_name.clone().or_else(|| std::env::var("HOSTNAME").ok());
     match (namespace, name) {
         (Some(ns), Some(name)) => Some(start(api, ns, name).await),
