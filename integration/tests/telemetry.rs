@@ -311,12 +311,31 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     let cfg = "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
                [telemetry.otlp]\nbatch_delay = \"200ms\"\nmetrics_interval = \"1s\"\n";
     let pod = Pod::new("otel-http", &[("job", "batch/report:2026.11")], cfg);
+    // `status --ready` (the injected sidecar's startup probe): not before the daemon watches, then yes.
+    let ready = || {
+        std::process::Command::new(telltale_integration::telltale_bin())
+            .args(["status", "--ready", "--data-dir"])
+            .arg(pod.dir.join("data"))
+            .output()
+            .expect("status --ready")
+    };
+    let before = ready();
+    assert!(!before.status.success() && !before.stderr.is_empty(), "{before:?}");
     let endpoint = format!("http://{addr}");
     let d = pod.start_with_env(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("OTEL_SERVICE_NAME", "telltale-shop"),
     ]);
+    let start = Instant::now();
+    loop {
+        let after = ready();
+        if after.status.success() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never ready: {after:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
     let w = workload_bin();
     let job = pod.container("job");

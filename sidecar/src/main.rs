@@ -79,6 +79,11 @@ enum Command {
         /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only check that a daemon is watching (its sensor counters were
+        /// saved in the last 5 s): exit 0 if so, 1 if not. For startup and
+        /// liveness probes.
+        #[arg(long, conflicts_with = "json")]
+        ready: bool,
     },
     /// Serve the mutating admission webhook that injects the sidecar into opted-in pods.
     InjectWebhook(telltale_injector::WebhookArgs),
@@ -121,12 +126,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e, 1),
             }
         }
-        Command::Status { config, data_dir, json } => {
+        Command::Status { config, data_dir, json, ready } => {
             let overrides = Overrides { data_dir, ..Overrides::default() };
             let cfg = match Config::load(config.as_deref(), &overrides) {
                 Ok(c) => c,
                 Err(e) => return fail(&e, 1),
             };
+            if ready {
+                return ready_main(&cfg);
+            }
             status_main(&cfg, json)
         }
         Command::InjectWebhook(args) => {
@@ -152,6 +160,28 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         eprintln!("telltale: error: starting the runtime: {e}");
         ExitCode::from(1)
     })
+}
+
+fn ready_main(cfg: &Config) -> ExitCode {
+    let store = match Store::open_read_only(&cfg.data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(&e, 1),
+    };
+    let counters = match store.meta_json(telltale_sidecar::run::SENSOR_COUNTERS) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 1),
+    };
+    let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    match telltale_sidecar::status::ready(counters.as_ref(), now, 5_000) {
+        Ok(()) => {
+            println!("ready: the daemon is watching");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("telltale: not ready: {why}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn status_main(cfg: &Config, json: bool) -> ExitCode {

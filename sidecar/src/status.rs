@@ -140,11 +140,34 @@ pub fn counters_line(c: &serde_json::Value) -> String {
     )
 }
 
+/// Whether a daemon is watching: it saves its sensor counters (with
+/// `updated_ms`) every second, so counters older than `max_age_ms` mean it
+/// is gone or stuck.
+pub fn ready(counters: Option<&serde_json::Value>, now_ms: i64, max_age_ms: i64) -> Result<(), String> {
+    let updated = counters
+        .and_then(|c| c["updated_ms"].as_i64())
+        .ok_or_else(|| "no daemon has started watching with this data directory yet".to_owned())?;
+    let age = now_ms.saturating_sub(updated);
+    if age > max_age_ms {
+        return Err(format!("the daemon last reported {} s ago", age / 1000));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::profile::{Behaviour, Observation};
     use std::time::Duration;
+
+    #[test]
+    fn ready_means_counters_saved_recently() {
+        let c = serde_json::json!({"updated_ms": 10_000});
+        assert_eq!(ready(Some(&c), 12_000, 5_000), Ok(()));
+        assert!(ready(Some(&c), 20_000, 5_000).unwrap_err().contains("10 s ago"));
+        assert!(ready(None, 0, 5_000).unwrap_err().contains("no daemon"));
+        assert!(ready(Some(&serde_json::json!({"exec": {}})), 0, 5_000).is_err());
+    }
 
     #[test]
     fn status_reports_states_time_left_and_lost_events() {
