@@ -12,8 +12,8 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector, Pod, ResourceRequirements, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource, ObjectFieldSelector, Pod, Probe, ResourceRequirements,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
@@ -59,6 +59,8 @@ pub struct Settings {
     pub api_token_secret: Option<String>,
     /// More environment of every sidecar (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub sidecar_env: Vec<(String, String)>,
+    /// Inject native sidecars unless the pod says otherwise.
+    pub native_sidecar: bool,
 }
 
 /// Why a pod is left as it is.
@@ -125,13 +127,16 @@ pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Reje
         return Ok(Decision::Skip { reason: SkipReason::NoContainers, warnings });
     };
     let init_containers = spec.init_containers.as_deref().unwrap_or_default();
-    if init_containers.iter().any(|c| c.name == SIDECAR_NAME) {
+    let injected = annotations.contains_key(a::INJECTED);
+    // Ours as a native sidecar: the first init container, restartPolicy Always.
+    let native_ours = |c: &Container| c.name == SIDECAR_NAME && c.restart_policy.as_deref() == Some("Always");
+    if init_containers.iter().any(|c| c.name == SIDECAR_NAME && !(injected && native_ours(c))) {
         return Err(Rejection::ForeignInitContainer);
     }
 
     let mut patch = PatchBuilder::default();
-    let already = spec.containers.iter().any(|c| c.name == SIDECAR_NAME);
-    if already && !annotations.contains_key(a::INJECTED) {
+    let already = spec.containers.iter().chain(init_containers).any(|c| c.name == SIDECAR_NAME);
+    if already && !injected {
         return Err(Rejection::ForeignContainer);
     }
 
@@ -239,7 +244,16 @@ pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Reje
         );
     }
 
-    patch.add(&["spec", "containers", "-"], to_value(&sidecar(&names, &o, token)));
+    let container = sidecar(&names, &o, token);
+    if !o.native {
+        patch.add(&["spec", "containers", "-"], to_value(&container));
+    } else if spec.init_containers.is_none() {
+        patch.add(&["spec", "initContainers"], Value::Array(vec![to_value(&container)]));
+    } else {
+        // First, so it watches the other init containers too (added last:
+        // the env patches above use the original indices).
+        patch.add(&["spec", "initContainers", "0"], to_value(&container));
+    }
     Ok(Decision::Patch { patch: patch.finish(), warnings })
 }
 
@@ -401,10 +415,24 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
     if let Some(cpu) = &r.cpu_limit {
         limits.insert("cpu".into(), Quantity(cpu.clone()));
     }
+    // A daemon that stops saving its counters is gone or stuck (`status --ready`).
+    let probe = |period: i32, failures: i32| Probe {
+        exec: Some(ExecAction {
+            command: Some(["telltale", "status", "--ready", "--data-dir", DATA_DIR].map(String::from).into()),
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    };
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(o.image.clone()),
         command: Some(vec!["telltale".into(), "run".into()]),
+        restart_policy: o.native.then(|| "Always".to_owned()),
+        // Native: the other containers start once the sidecar watches.
+        startup_probe: Some(probe(1, 120)),
+        liveness_probe: Some(probe(10, 3)),
         env: Some(env),
         ports,
         resources: Some(ResourceRequirements {

@@ -70,4 +70,8 @@ pub mod annotations {
     pub const API_TOKEN_SECRET: &str = "telltale.dev/api-token-secret";
     /// `"true"` adds `CAP_SYS_RESOURCE` (raise RLIMIT_MEMLOCK on kernels before 5.11).
     pub const CAP_SYS_RESOURCE: &str = "telltale.dev/cap-sys-resource";
+    /// `"true"`: inject as a native sidecar (an init container with
+    /// `restartPolicy: Always`, Kubernetes 1.29+) that is watching before any
+    /// other container starts; `"false"`: a regular container.
+    pub const NATIVE_SIDECAR: &str = "telltale.dev/native-sidecar";
 }

@@ -40,6 +40,8 @@ pub struct Overrides {
     pub sys_resource: bool,
     /// The webhook's `--sidecar-env` variables.
     pub env: Vec<(String, String)>,
+    /// Inject as a native sidecar (first init container, `restartPolicy: Always`).
+    pub native: bool,
 }
 
 /// Sidecar requests and limits (validated Kubernetes quantities).
@@ -117,8 +119,14 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
         None => false,
     };
 
+    let native = match get(a::NATIVE_SIDECAR) {
+        Some(v) => {
+            parse_bool(v).ok_or_else(|| invalid(a::NATIVE_SIDECAR, v, "expected \"true\" or \"false\"".into()))?
+        }
+        None => settings.native_sidecar,
+    };
     let env = settings.sidecar_env.clone();
-    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource, env })
+    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource, env, native })
 }
 
 fn resources(annotations: &BTreeMap<String, String>) -> Result<Resources, Rejection> {
@@ -265,6 +273,7 @@ mod tests {
             sidecar_image: "telltale:test".into(),
             api_token_secret: Some("default-tokens".into()),
             sidecar_env: Vec::new(),
+            native_sidecar: false,
         }
     }
 

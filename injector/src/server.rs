@@ -70,6 +70,12 @@ pub struct WebhookArgs {
     /// or `TELLTALE_TELEMETRY__PROMETHEUS__ENABLED=true`.
     #[arg(long = "sidecar-env", value_name = "KEY=VALUE")]
     pub sidecar_env: Vec<String>,
+    /// Inject native sidecars (the first init container, `restartPolicy:
+    /// Always`; Kubernetes 1.29+): the other containers start only once the
+    /// sidecar is watching, so their first processes are seen. A pod's
+    /// `telltale.dev/native-sidecar` annotation overrides this.
+    #[arg(long)]
+    pub native_sidecar: bool,
 }
 
 /// Variables the injector sets itself (a `--sidecar-env` may not replace them).
@@ -120,6 +126,7 @@ impl WebhookArgs {
             sidecar_image: self.sidecar_image.clone(),
             api_token_secret: self.api_token_secret.clone(),
             sidecar_env,
+            native_sidecar: self.native_sidecar,
         })
     }
 }

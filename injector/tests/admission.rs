@@ -11,7 +11,12 @@ use telltale_injector::review::{self, AdmissionResponse};
 use telltale_injector::{Mode, Settings};
 
 fn settings() -> Settings {
-    Settings { sidecar_image: "telltale:0.1.0".into(), api_token_secret: None, sidecar_env: Vec::new() }
+    Settings {
+        sidecar_image: "telltale:0.1.0".into(),
+        api_token_secret: None,
+        sidecar_env: Vec::new(),
+        native_sidecar: false,
+    }
 }
 
 fn fixture(name: &str) -> Value {
@@ -466,4 +471,46 @@ fn malformed_reviews_are_errors_not_answers() {
 fn requests_are_described_for_logs() {
     let request = review::parse(&serde_json::to_vec(&fixture("opt-in")).unwrap()).unwrap();
     assert_eq!(review::describe(&request), "shop/checkout-7d9f8b6c5-*", "generateName while the name is empty");
+}
+
+#[test]
+fn native_sidecar_is_the_first_init_container_and_injection_stays_idempotent() {
+    let native = Settings { native_sidecar: true, ..settings() };
+    for name in ["init-containers", "opt-in", "bare-opt-in"] {
+        let review = fixture(name);
+        let r = answer(&review, Mode::PodOptIn, &native);
+        let (pod, raw) = patched(&review, &r);
+        let spec = pod.spec.as_ref().unwrap();
+        let inits = spec.init_containers.as_deref().unwrap();
+        assert_eq!(inits[0].name, "telltale", "{name}: the sidecar starts first");
+        assert_eq!(inits[0].restart_policy.as_deref(), Some("Always"), "{name}");
+        let startup = inits[0].startup_probe.as_ref().and_then(|p| p.exec.as_ref()).unwrap();
+        assert_eq!(
+            startup.command.as_deref().unwrap(),
+            ["telltale", "status", "--ready", "--data-dir", "/var/lib/telltale"],
+            "{name}: the others start once it watches"
+        );
+        assert!(spec.containers.iter().all(|c| c.name != "telltale"), "{name}");
+        // The app's init containers keep their names (and their order after the sidecar).
+        let before = review["request"]["object"]["spec"]["initContainers"].as_array().cloned().unwrap_or_default();
+        let after: Vec<&str> = inits[1..].iter().map(|c| c.name.as_str()).collect();
+        let expected: Vec<&str> = before.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(after, expected, "{name}");
+        for c in &inits[1..] {
+            assert_eq!(env(c).get("TELLTALE_CONTAINER_NAME").cloned().flatten().as_deref(), Some(c.name.as_str()));
+        }
+        // Again: nothing to do.
+        let mut again = fixture(name);
+        again["request"]["object"] = raw;
+        let r = answer(&again, Mode::PodOptIn, &native);
+        assert!(r.allowed && r.patch.is_none(), "{name}: second pass patched: {r:?}");
+    }
+    // The annotation wins over the flag, both ways.
+    let mut review = fixture("opt-in");
+    review["request"]["object"]["metadata"]["annotations"]["telltale.dev/native-sidecar"] = "false".into();
+    let (pod, _) = patched(&review, &answer(&review, Mode::PodOptIn, &native));
+    assert!(sidecar(&pod).restart_policy.is_none());
+    review["request"]["object"]["metadata"]["annotations"]["telltale.dev/native-sidecar"] = "yes".into();
+    let r = answer(&review, Mode::PodOptIn, &native);
+    assert!(!r.allowed && r.status.unwrap().message.contains("telltale.dev/native-sidecar"));
 }

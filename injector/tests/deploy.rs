@@ -153,7 +153,12 @@ fn example_app_gets_the_sidecar() {
         object: Some(serde_json::to_value(&pod).unwrap()),
         dry_run: None,
     };
-    let settings = Settings { sidecar_image: "telltale:0.1.0".into(), api_token_secret: None, sidecar_env: Vec::new() };
+    let settings = Settings {
+        sidecar_image: "telltale:0.1.0".into(),
+        api_token_secret: None,
+        sidecar_env: Vec::new(),
+        native_sidecar: false,
+    };
     let response = review::admit(&request, Mode::PodOptIn, &settings);
     assert!(response.allowed, "{:?}", response.status);
     use base64::Engine as _;

@@ -32,6 +32,7 @@ fn pki(dir: &Path) -> (String, WebhookArgs) {
         sidecar_image: "telltale:9.9.9".into(),
         api_token_secret: None,
         sidecar_env: Vec::new(),
+        native_sidecar: false,
     };
     (ca.pem(), args)
 }
