@@ -37,6 +37,31 @@ fn kind(doc: &Value) -> &str {
     doc["kind"].as_str().unwrap()
 }
 
+/// The pod template passes the `restricted` Pod Security Standard that
+/// telltale-system enforces (the checks the API server makes).
+fn assert_restricted(deployment: &Deployment) {
+    let pod = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let name = deployment.metadata.name.as_deref().unwrap();
+    let psc = pod.security_context.as_ref().unwrap_or_else(|| panic!("{name}: no pod securityContext"));
+    assert_eq!(psc.run_as_non_root, Some(true), "{name}: runAsNonRoot");
+    assert!(psc.run_as_user.is_some_and(|u| u != 0), "{name}: runAsUser");
+    let seccomp = psc.seccomp_profile.as_ref().unwrap_or_else(|| panic!("{name}: seccompProfile"));
+    assert!(["RuntimeDefault", "Localhost"].contains(&seccomp.type_.as_str()), "{name}: seccompProfile");
+    assert!(pod.host_network.is_none() && pod.host_pid.is_none(), "{name}: host namespaces");
+    for v in pod.volumes.iter().flatten() {
+        assert!(v.host_path.is_none(), "{name}: hostPath volume {}", v.name);
+    }
+    for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+        let sc = c.security_context.as_ref().unwrap_or_else(|| panic!("{name}/{}: no securityContext", c.name));
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}/{}: allowPrivilegeEscalation", c.name);
+        assert_ne!(sc.privileged, Some(true), "{name}/{}: privileged", c.name);
+        let caps = sc.capabilities.as_ref().unwrap_or_else(|| panic!("{name}/{}: capabilities", c.name));
+        assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]), "{name}/{}: drop ALL", c.name);
+        let added = caps.add.iter().flatten().filter(|a| a.as_str() != "NET_BIND_SERVICE").count();
+        assert_eq!(added, 0, "{name}/{}: only NET_BIND_SERVICE may be added", c.name);
+    }
+}
+
 #[derive(Debug, Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -54,9 +79,12 @@ fn webhook_manifest_matches_the_server() {
     let kinds: Vec<&str> = docs.iter().map(kind).collect();
     assert_eq!(kinds, ["Namespace", "ServiceAccount", "Deployment", "Service", "MutatingWebhookConfiguration"]);
     let ns: Namespace = typed(&docs[0]);
+    let enforce = ns.metadata.labels.as_ref().unwrap().get("pod-security.kubernetes.io/enforce").cloned();
+    assert_eq!(enforce.as_deref(), Some("restricted"));
     let ns = ns.metadata.name.unwrap();
     let _: ServiceAccount = typed(&docs[1]);
     let deployment: Deployment = typed(&docs[2]);
+    assert_restricted(&deployment);
     let service: Service = typed(&docs[3]);
     let config: MutatingWebhookConfiguration = typed(&docs[4]);
 
@@ -200,7 +228,9 @@ fn otel_collector_receives_otlp_on_the_standard_ports() {
             assert!(config["exporters"].get(exporter.as_str().unwrap()).is_some(), "{pipeline}: {exporter} is defined");
         }
     }
-    let _: Deployment = typed(&docs[1]);
+    let deployment: Deployment = typed(&docs[1]);
+    assert_eq!(deployment.metadata.namespace.as_deref(), Some("telltale-system"));
+    assert_restricted(&deployment);
     let svc: Service = typed(&docs[2]);
     let ports: Vec<i32> = svc.spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
     assert!(ports.contains(&4317) && ports.contains(&4318), "{ports:?}");
