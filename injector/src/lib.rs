@@ -23,6 +23,7 @@ pub mod server;
 
 pub use error::{InjectError, Rejection};
 pub use inject::{Decision, Mode, Settings, SkipReason};
+pub use overrides::{SIDECAR_LEARNING_MAX_DURATION, SIDECAR_LEARNING_MIN_DURATION};
 pub use server::{serve, Server, WebhookArgs};
 
 /// Path for pods that opt in by their own annotation.

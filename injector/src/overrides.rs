@@ -15,6 +15,14 @@ pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
 /// Default sidecar memory limit (no CPU limit by default: it only throttles).
 pub const DEFAULT_MEMORY_LIMIT: &str = "256Mi";
 
+/// The sidecar's default `learning.min_duration` (48 h); an annotated
+/// maximum alone must not fall below it. The sidecar's tests check that
+/// this equals its own default.
+pub const SIDECAR_LEARNING_MIN_DURATION: Duration = Duration::from_secs(48 * 3600);
+/// The sidecar's default `learning.max_duration` (120 h); an annotated
+/// minimum alone must not exceed it.
+pub const SIDECAR_LEARNING_MAX_DURATION: Duration = Duration::from_secs(120 * 3600);
+
 /// The learning annotations and the sidecar environment variable each sets.
 pub const LEARNING: [(&str, &str); 4] = [
     (a::LEARNING_MIN_DURATION, "TELLTALE_LEARNING__MIN_DURATION"),
@@ -82,13 +90,19 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
             learning.push((env, v.to_owned()));
         }
     }
-    if let (Some(min), Some(max)) = (parsed.get(a::LEARNING_MIN_DURATION), parsed.get(a::LEARNING_MAX_DURATION)) {
+    // The sidecar refuses to start with min > max, so check the pair it will
+    // see: an annotated side against the other side's sidecar default too.
+    let min = parsed.get(a::LEARNING_MIN_DURATION).map(|d| (a::LEARNING_MIN_DURATION, *d));
+    let max = parsed.get(a::LEARNING_MAX_DURATION).map(|d| (a::LEARNING_MAX_DURATION, *d));
+    if min.is_some() || max.is_some() {
+        let (min_key, min) = min.unwrap_or(("the sidecar's default learning minimum", SIDECAR_LEARNING_MIN_DURATION));
+        let (max_key, max) = max.unwrap_or(("the sidecar's default learning maximum", SIDECAR_LEARNING_MAX_DURATION));
         if min > max {
             return Err(Rejection::Contradiction {
-                key: a::LEARNING_MIN_DURATION,
-                value: show(*min),
-                other_key: a::LEARNING_MAX_DURATION,
-                other_value: show(*max),
+                key: min_key,
+                value: show(min),
+                other_key: max_key,
+                other_value: show(max),
             });
         }
     }
@@ -319,6 +333,21 @@ mod tests {
         let e = parse(&with(&[(a::LEARNING_MIN_DURATION, "3d"), (a::LEARNING_MAX_DURATION, "1d")]), &settings())
             .unwrap_err();
         assert!(e.to_string().contains("learning-min-duration"), "{e}");
+        // One side alone is checked against the sidecar's default for the other.
+        let e = parse(&with(&[(a::LEARNING_MIN_DURATION, "200h")]), &settings()).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("learning-min-duration") && m.contains("default learning maximum") && m.contains("5days"),
+            "{m}"
+        );
+        let e = parse(&with(&[(a::LEARNING_MAX_DURATION, "1h")]), &settings()).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("learning-max-duration") && m.contains("default learning minimum") && m.contains("2days"),
+            "{m}"
+        );
+        assert!(parse(&with(&[(a::LEARNING_MIN_DURATION, "100h")]), &settings()).is_ok());
+        assert!(parse(&with(&[(a::LEARNING_MAX_DURATION, "48h")]), &settings()).is_ok());
     }
 
     #[test]

@@ -554,6 +554,9 @@ mod tests {
         assert_eq!(c.learning.min_duration, Duration::from_secs(48 * 3600));
         assert_eq!(c.learning.stable_period, Duration::from_secs(48 * 3600));
         assert_eq!(c.learning.max_duration, Duration::from_secs(120 * 3600));
+        // The injector checks a lone learning annotation against these.
+        assert_eq!(c.learning.min_duration, telltale_injector::SIDECAR_LEARNING_MIN_DURATION);
+        assert_eq!(c.learning.max_duration, telltale_injector::SIDECAR_LEARNING_MAX_DURATION);
         assert_eq!(c.learning.warmup, Duration::from_secs(180));
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/telltale"));
     }
