@@ -258,6 +258,7 @@ fn observe(dir: &Path) -> Observed {
     let me = std::process::id();
     let mut env_name = None;
     let mut all_pause = true;
+    let mut runtime_init = false;
     for pid in &pids {
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
         if env_name.is_none() {
@@ -266,6 +267,7 @@ fn observe(dir: &Path) -> Observed {
         // A process gone meanwhile says nothing either way.
         if let Ok(cmdline) = read_capped(&proc_dir.join("cmdline")) {
             all_pause &= pod::is_pause_cmdline(&cmdline);
+            runtime_init |= pod::is_runtime_init_cmdline(&cmdline);
         }
     }
     Observed {
@@ -274,6 +276,7 @@ fn observe(dir: &Path) -> Observed {
         is_self: pids.contains(&me),
         has_processes: !pids.is_empty(),
         pause: !pids.is_empty() && all_pause,
+        runtime_init,
         env_name,
     }
 }

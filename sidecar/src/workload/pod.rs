@@ -308,6 +308,15 @@ pub fn is_pause_cmdline(cmdline: &[u8]) -> bool {
     argv0 == b"/usr/bin/pod" || argv0.rsplit(|b| *b == b'/').next() == Some(b"pause".as_slice())
 }
 
+/// A container runtime still setting the container up (`runc init`, crun,
+/// youki, gVisor's runsc before exec): its environment is the runtime's,
+/// not the container's, so the container's name cannot be read yet.
+pub fn is_runtime_init_cmdline(cmdline: &[u8]) -> bool {
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let base = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    [b"runc".as_slice(), b"crun", b"youki", b"runsc", b"runc:[2:INIT]", b"runc:[1:CHILD]"].contains(&base)
+}
+
 /// The injector's map (pod annotation `telltale.dev/containers`): container
 /// name → image reference, for app and init containers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -365,17 +374,39 @@ pub fn parse_container_id(s: &str) -> Option<String> {
 /// The running (or ran) containers of a pod object, with their ids.
 pub fn api_containers(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ApiContainer> {
     let spec = pod.spec.as_ref();
-    let spec_image = |name: &str, init: bool| {
-        let list = spec.and_then(|s| if init { s.init_containers.as_ref() } else { Some(&s.containers) });
-        list.and_then(|l| l.iter().find(|c| c.name == name)).and_then(|c| c.image.clone())
+    // Ephemeral containers (`kubectl debug`) are watched too: a shell
+    // attached to a running pod is exactly what a security tool should see.
+    let spec_image = |name: &str, kind: Kind| {
+        let s = spec?;
+        let in_list = |l: &[k8s_openapi::api::core::v1::Container]| {
+            l.iter().find(|c| c.name == name).and_then(|c| c.image.clone())
+        };
+        match kind {
+            Kind::App => in_list(&s.containers),
+            Kind::Init => in_list(s.init_containers.as_deref()?),
+            Kind::Ephemeral => {
+                s.ephemeral_containers.as_ref()?.iter().find(|c| c.name == name).and_then(|c| c.image.clone())
+            }
+        }
     };
+    #[derive(Clone, Copy)]
+    enum Kind {
+        App,
+        Init,
+        Ephemeral,
+    }
     let mut out = Vec::new();
     if let Some(status) = &pod.status {
-        let lists = [(status.container_statuses.as_ref(), false), (status.init_container_statuses.as_ref(), true)];
-        for (list, init) in lists {
+        let lists = [
+            (status.container_statuses.as_ref(), Kind::App),
+            (status.init_container_statuses.as_ref(), Kind::Init),
+            (status.ephemeral_container_statuses.as_ref(), Kind::Ephemeral),
+        ];
+        for (list, kind) in lists {
+            let init = matches!(kind, Kind::Init);
             for s in list.into_iter().flatten() {
                 let Some(id) = s.container_id.as_deref().and_then(parse_container_id) else { continue };
-                let image = spec_image(&s.name, init).unwrap_or_else(|| s.image.clone());
+                let image = spec_image(&s.name, kind).unwrap_or_else(|| s.image.clone());
                 out.push(ApiContainer { id, name: s.name.clone(), image, init });
             }
         }
@@ -396,6 +427,8 @@ pub struct Observed {
     pub has_processes: bool,
     /// Every process is a pause process.
     pub pause: bool,
+    /// A process is the container runtime still setting the container up.
+    pub runtime_init: bool,
     /// `TELLTALE_CONTAINER_NAME` of its processes.
     pub env_name: Option<String>,
 }
@@ -442,7 +475,8 @@ pub enum Decision {
     },
     /// Do not watch it.
     Exclude(Excluded),
-    /// Not decidable yet (no processes to ask): look again later.
+    /// Not decidable yet (no processes to ask, or the runtime is still
+    /// setting the container up): look again later.
     Pending,
 }
 
@@ -477,7 +511,7 @@ pub fn identify(o: &Observed, all: &[Observed], src: Sources<'_>) -> Decision {
     if let Some(name) = &o.env_name {
         return Decision::Watch { id, name: name.clone(), image: map_image(name), source: Source::Env };
     }
-    if !o.has_processes {
+    if !o.has_processes || o.runtime_init {
         return Decision::Pending;
     }
     if src.api.is_some_and(|api| !api.is_empty()) {

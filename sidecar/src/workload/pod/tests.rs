@@ -246,6 +246,17 @@ fn container_map() {
 }
 
 #[test]
+fn runtime_init_processes() {
+    assert!(is_runtime_init_cmdline(b"runc\0init\0"));
+    assert!(is_runtime_init_cmdline(b"/usr/local/sbin/runc\0init\0"));
+    assert!(is_runtime_init_cmdline(b"/usr/bin/crun\0--root\0/run/crun\0create\0"));
+    assert!(!is_runtime_init_cmdline(b"/usr/sbin/nginx\0-g\0daemon off;\0"));
+    assert!(!is_runtime_init_cmdline(b"/pause\0"));
+    assert!(!is_runtime_init_cmdline(b""));
+    assert!(!is_runtime_init_cmdline(b"/opt/runcible\0"));
+}
+
+#[test]
 fn api_container_ids() {
     assert_eq!(parse_container_id(&format!("containerd://{ID}")), Some(ID.into()));
     assert_eq!(parse_container_id(&format!("cri-o://{ID}")), Some(ID.into()));
@@ -266,7 +277,8 @@ fn api_pod_json() {
                 {"name": "web", "image": "registry.example.com/shop/cws-webapp:v2"},
                 {"name": "telltale", "image": "telltale:0.1"},
                 {"name": "waiting", "image": "redis:7"}
-            ]
+            ],
+            "ephemeralContainers": [{"name": "debugger-x7", "image": "busybox:1.36", "targetContainerName": "web"}]
         },
         "status": {
             "phase": "Running",
@@ -276,12 +288,14 @@ fn api_pod_json() {
                 {"name": "web", "containerID": format!("containerd://{ID}"), "image": "registry.example.com/shop/cws-webapp:v2",
                  "imageID": "registry.example.com/shop/cws-webapp@sha256:00", "ready": true, "restartCount": 0},
                 {"name": "waiting", "image": "redis:7", "imageID": "", "ready": false, "restartCount": 0}
-            ]
+            ],
+            "ephemeralContainerStatuses": [{"name": "debugger-x7", "containerID": format!("containerd://{}", "d".repeat(64)),
+                "image": "docker.io/library/busybox:1.36", "imageID": "", "ready": false, "restartCount": 0}]
         }
     });
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json).unwrap();
     let c = api_containers(&pod);
-    assert_eq!(c.len(), 2, "a container not started yet has no id: {c:?}");
+    assert_eq!(c.len(), 3, "a container not started yet has no id: {c:?}");
     assert_eq!(
         c[0],
         ApiContainer {
@@ -292,6 +306,8 @@ fn api_pod_json() {
         }
     );
     assert_eq!((c[1].name.as_str(), c[1].init, c[1].id.as_str()), ("migrate", true, ID2));
+    // `kubectl debug`: the image as the spec names it.
+    assert_eq!((c[2].name.as_str(), c[2].image.as_str(), c[2].init), ("debugger-x7", "busybox:1.36", false));
 }
 
 fn observed(name: &str) -> Observed {
@@ -301,6 +317,7 @@ fn observed(name: &str) -> Observed {
         is_self: false,
         has_processes: true,
         pause: false,
+        runtime_init: false,
         env_name: None,
     }
 }
@@ -339,6 +356,12 @@ fn identities() {
     // Empty cgroup: ask again later.
     let empty = Observed { has_processes: false, ..stranger.clone() };
     assert_eq!(identify(&empty, &all, src), Decision::Pending);
+    // `runc init` has not exec'd the container's process yet: its
+    // environment is runc's, so wait rather than fall back for good.
+    let starting = Observed { runtime_init: true, ..stranger.clone() };
+    let alone_starting = [starting.clone(), me.clone()];
+    assert_eq!(identify(&starting, &alone_starting, src), Decision::Pending);
+    assert_eq!(identify(&starting, &all, src), Decision::Pending);
 
     // One app container in the map and one candidate cgroup: that one.
     let (single, _) = ContainerMap::parse(r#"{"app":"reg/app:v1"}"#).unwrap();
