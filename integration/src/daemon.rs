@@ -55,10 +55,9 @@ impl Pod {
         self.start_with_env(&[])
     }
 
-    /// [`Pod::start`] with extra environment variables.
-    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(telltale_bin())
-            .envs(env.iter().copied())
+    fn run_command(&self, env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(telltale_bin());
+        c.envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(self.dir.join("telltale.toml"))
             .arg("--cgroup")
@@ -66,9 +65,34 @@ impl Pod {
             .arg("--anomalies-json")
             .arg(self.anomalies_path())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("telltale run");
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// `telltale run` with these variables must refuse to start (within
+    /// 20 s); returns what it printed.
+    pub fn run_expect_failure_with_env(&self, env: &[(&str, &str)]) -> String {
+        let mut child = self.run_command(env).spawn().expect("telltale run");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("telltale run started although it should have refused to");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
+        assert!(!status.success(), "exit status {status}: {err}");
+        err
+    }
+
+    /// [`Pod::start`] with extra environment variables.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        let mut child = self.run_command(env).spawn().expect("telltale run");
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let mut line = String::new();
         stderr.read_line(&mut line).expect("read");

@@ -24,6 +24,8 @@ pub struct Received {
     pub points: Vec<(String, Vec<KeyValue>, f64)>,
     /// How long each trace export is held before it is answered (a slow collector).
     pub delay: std::time::Duration,
+    /// The request headers (gRPC metadata) of the last export, lowercase names.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -38,6 +40,7 @@ impl TraceService for Receiver {
         let delay = self.0.lock().unwrap().delay;
         tokio::time::sleep(delay).await;
         let mut r = self.0.lock().unwrap();
+        r.headers = ascii_headers(request.metadata().as_ref());
         for rs in request.into_inner().resource_spans {
             let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
             for ss in rs.scope_spans {
@@ -57,6 +60,7 @@ impl MetricsService for Receiver {
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let mut r = self.0.lock().unwrap();
+        r.headers = ascii_headers(request.metadata().as_ref());
         for rm in request.into_inner().resource_metrics {
             for sm in rm.scope_metrics {
                 for m in sm.metrics {
@@ -80,16 +84,34 @@ impl MetricsService for Receiver {
     }
 }
 
+/// Header (or metadata) names and text values.
+pub fn ascii_headers(h: &http::HeaderMap) -> Vec<(String, String)> {
+    h.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect()
+}
+
 /// A receiver serving on `addr` until the returned sender is dropped or fired.
 pub async fn serve(
     addr: SocketAddr,
     r: Receiver,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    serve_with(addr, r, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given (a collector's https:// endpoint).
+pub async fn serve_with(
+    addr: SocketAddr,
+    r: Receiver,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind receiver");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).expect("receiver TLS");
+    }
     let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        server
             .add_service(TraceServiceServer::new(r.clone()))
             .add_service(MetricsServiceServer::new(r))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {

@@ -121,10 +121,12 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
         "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
          [kubernetes]\npod_name = \"shop-web-7d9f\"\nnamespace = \"shop\"\n\
          [telemetry.otlp]\nendpoint = \"http://{addr}\"\nbatch_delay = \"200ms\"\nmetrics_interval = \"1s\"\ntimeout = \"2s\"\n\
+         [telemetry.otlp.headers]\nx-tenant = \"shop\"\n\
          [telemetry.prometheus]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
     );
     let pod = Pod::new("otel", &[("app", "registry.example.com/shop/web:v3")], &cfg);
-    let d = pod.start();
+    // A key wins over the same header in OTEL_EXPORTER_OTLP_HEADERS; other entries there are sent too.
+    let d = pod.start_with_env(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=from-env,x-route=otel%2Fa")]);
     let api = d.api.clone().expect("api");
     let metrics_url = d.metrics.clone().expect("the readiness line names the metrics endpoint");
     let client = Client::builder(&api).connect().await.expect("connect");
@@ -153,6 +155,10 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
     assert_eq!(s(&root.attributes, "telltale.signal.id"), sig.id);
     assert_eq!(s(&root.attributes, "telltale.signal.severity"), "high");
     assert!(root.parent_span_id.is_empty(), "the root has no parent");
+    let headers = received.0.lock().unwrap().headers.clone();
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("x-tenant"), Some("shop"), "{headers:?}");
+    assert_eq!(header("x-route"), Some("otel/a"), "{headers:?}");
     let (_, exec) =
         wait_for(&received, "the exec anomaly span", 20, |r| span_named(r, "telltale.anomaly.exec", |_| true)).await;
     let (_, file) = wait_for(&received, "the file anomaly span", 20, |r| {
@@ -290,9 +296,11 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     let app = axum::Router::new()
         .route(
             "/v1/traces",
-            axum::routing::post(move |body: axum::body::Bytes| async move {
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
                 let req = ExportTraceServiceRequest::decode(body).expect("a protobuf trace export");
-                TraceService::export(&traces, tonic::Request::new(req)).await.expect("stored");
+                let mut req = tonic::Request::new(req);
+                *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+                TraceService::export(&traces, req).await.expect("stored");
                 ExportTraceServiceResponse { partial_success: None }.encode_to_vec()
             }),
         )
@@ -324,7 +332,12 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     let endpoint = format!("http://{addr}");
     let d = pod.start_with_env(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        // Each signal's own variable wins over the general one.
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0k"),
         ("OTEL_SERVICE_NAME", "telltale-shop"),
     ]);
     let start = Instant::now();
@@ -351,6 +364,31 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     assert_eq!(s(&resource, "service.name"), "telltale-shop", "OTEL_SERVICE_NAME wins");
     assert_eq!(s(&file.attributes, "container.image.name"), "report");
     assert_eq!(strings(&file.attributes, "container.image.tags"), vec!["2026.11".to_owned()]);
+    let headers = received.0.lock().unwrap().headers.clone();
+    assert!(headers.contains(&("authorization".into(), "Bearer t0k".into())), "{headers:?}");
+
+    // DNS and connect anomalies carry their semantic-convention attributes.
+    let port = addr.port().to_string();
+    run_in(
+        &job,
+        &["/bin/sh", "-c", &format!("{w} dns-udp 127.0.0.1:53 exfil.telltale.test TXT && {w} connect {addr}")],
+    );
+    let (_, dns) = wait_for(&received, "the dns anomaly span", 30, |r| {
+        span_named(r, "telltale.anomaly.dns", |s| s.attributes.iter().any(|a| a.key == "dns.question.name"))
+    })
+    .await;
+    assert_eq!(s(&dns.attributes, "dns.question.name"), "exfil.telltale.test");
+    assert_eq!(s(&dns.attributes, "telltale.event.type"), "dns");
+    assert_eq!(s(&dns.attributes, "network.transport"), "udp");
+    let (_, connect) = wait_for(&received, "the connect anomaly span", 30, |r| {
+        span_named(r, "telltale.anomaly.connect", |s| {
+            s.attributes.iter().any(|a| a.key == "server.port") && i(&s.attributes, "server.port").to_string() == port
+        })
+    })
+    .await;
+    assert_eq!(s(&connect.attributes, "server.address"), "127.0.0.1");
+    assert_eq!(s(&connect.attributes, "network.transport"), "tcp");
+    assert_eq!(s(&connect.attributes, "container.name"), "job");
     wait_for(&received, "metrics over HTTP", 20, |r| {
         point(r, "telltale.anomalies", &[("type", "file"), ("image", "report")]).filter(|v| *v == 1.0)
     })

@@ -86,3 +86,61 @@ async fn mtls_accepts_our_clients_and_refuses_others() {
     assert!(plain_call.is_some(), "plain text must be refused");
     d.stop();
 }
+
+/// OTLP export to an https:// collector that requires a client
+/// certificate, configured by the standard variables alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_export_over_mtls_from_standard_environment_variables() {
+    if !kernel_tests_enabled("otlp_export_over_mtls_from_standard_environment_variables") {
+        return;
+    }
+    use telltale_integration::otlp::{serve_with, Receiver};
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let pki = pki();
+    let dir = telltale_integration::TempDir::new("otlp-pki");
+    let write = |name: &str, pem: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let ca = write("ca.pem", &pki.ca);
+    let (ccert, ckey) = (write("client.pem", &pki.client.0), write("client.key", &pki.client.1));
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&pki.server.0, &pki.server.1))
+        .client_ca_root(Certificate::from_pem(&pki.ca));
+    let received = Receiver::default();
+    let (addr, stop, task) = serve_with("127.0.0.1:0".parse().unwrap(), received.clone(), Some(tls)).await;
+
+    let pod = Pod::new("otlp-tls", &[("app", "web:v1")], "[telemetry.otlp]\nmetrics_interval = \"1s\"\n");
+    let endpoint = format!("https://localhost:{}", addr.port());
+    let d = pod.start_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.as_str()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", ccert.as_str()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", ckey.as_str()),
+    ]);
+    let start = std::time::Instant::now();
+    loop {
+        let points = received.0.lock().unwrap().points.len();
+        if points > 0 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "no metrics arrived over mTLS");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let names: Vec<String> = received.0.lock().unwrap().points.iter().map(|p| p.0.clone()).collect();
+    assert!(names.iter().any(|n| n == "telltale.events"), "{names:?}");
+    d.stop();
+
+    // The same collector without our CA in the trust store: refused, and
+    // the daemon says why instead of exporting in plain text.
+    let pod = Pod::new("otlp-tls-bad", &[("app", "web:v1")], "[telemetry.otlp]\nmetrics_interval = \"1s\"\n");
+    let plain = format!("http://127.0.0.1:{}", addr.port());
+    let out = pod.run_expect_failure_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", plain.as_str()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.as_str()),
+    ]);
+    assert!(out.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && out.contains("https://"), "{out}");
+    let _ = stop.send(());
+    task.await.unwrap();
+}

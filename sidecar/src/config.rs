@@ -79,12 +79,13 @@ pub struct OtlpConfig {
     /// `grpc` or `http/protobuf` (default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else `grpc`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<OtlpProtocol>,
-    /// Extra headers (gRPC metadata), e.g. an API key.
+    /// Extra headers (gRPC metadata), e.g. an API key; they win over
+    /// `OTEL_EXPORTER_OTLP_HEADERS` entries of the same name.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
-    /// Timeout of one export.
-    #[serde(with = "humantime_serde")]
-    pub timeout: std::time::Duration,
+    /// Timeout of one export (default: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<std::time::Duration>,
     /// TLS to the collector (an `https://` endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<OtlpTlsConfig>,
@@ -113,7 +114,7 @@ impl Default for OtlpConfig {
             endpoint: None,
             protocol: None,
             headers: Default::default(),
-            timeout: std::time::Duration::from_secs(10),
+            timeout: None,
             tls: None,
             traces: true,
             metrics: true,
@@ -127,7 +128,7 @@ impl Default for OtlpConfig {
 }
 
 /// `[telemetry.otlp.tls]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpTlsConfig {
     /// PEM CA bundle that signed the collector's certificate.
@@ -463,6 +464,29 @@ impl Config {
                 )));
             }
         }
+        if o.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::Invalid("key `telemetry.otlp.timeout` must be longer than 0s".into()));
+        }
+        for (name, value) in &o.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "key `telemetry.otlp.headers`: {name:?} is not a valid header name"
+                )));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "key `telemetry.otlp.headers.{name}`: not a valid header value (visible ASCII only)"
+                )));
+            }
+        }
+        if let (Some(e), Some(_)) = (&o.endpoint, &o.tls) {
+            if !e.starts_with("https://") {
+                return Err(ConfigError::Invalid(format!(
+                    "key `telemetry.otlp.tls` is set but `telemetry.otlp.endpoint` = {e:?} is not an https:// URL: \
+                     the connection would be plain text"
+                )));
+            }
+        }
         if o.metrics_interval.is_zero() {
             return Err(ConfigError::Invalid("key `telemetry.otlp.metrics_interval` must be longer than 0s".into()));
         }
@@ -539,6 +563,13 @@ mod tests {
             ("[telemetry.otlp]\nprotocol = \"http/json\"\n", "telemetry.otlp.protocol"),
             ("[telemetry.otlp]\nbatch_size = 10\nqueue_size = 5\n", "telemetry.otlp.queue_size"),
             ("[telemetry.otlp]\nendpont = \"http://x\"\n", "endpont"),
+            ("[telemetry.otlp]\ntimeout = \"0s\"\n", "telemetry.otlp.timeout"),
+            ("[telemetry.otlp.headers]\n\"x key\" = \"v\"\n", "telemetry.otlp.headers"),
+            ("[telemetry.otlp.headers]\nauthorization = \"Bearer a\\nb\"\n", "telemetry.otlp.headers.authorization"),
+            (
+                "[telemetry.otlp]\nendpoint = \"http://c:4317\"\n[telemetry.otlp.tls]\nca = \"/ca.pem\"\n",
+                "telemetry.otlp.tls",
+            ),
             ("[telemetry.prometheus]\nlisten = \"nowhere\"\n", "telemetry.prometheus.listen"),
         ] {
             with_file(toml, |f| {

@@ -7,6 +7,7 @@ pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod rpc;
+pub mod settings;
 pub mod spans;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use crate::config::{Config, OtlpConfig, OtlpProtocol};
 use crate::signal::Signal;
 use export::SpanQueue;
 use metrics::Metrics;
+use settings::{OtlpSignal, Resolved};
 use spans::PodInfo;
 
 /// Why telemetry could not start.
@@ -96,20 +98,6 @@ pub fn otlp_enabled(o: &OtlpConfig) -> bool {
     })
 }
 
-/// The transport: the key, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else gRPC.
-pub fn protocol(o: &OtlpConfig) -> Result<OtlpProtocol, TelemetryError> {
-    if let Some(p) = o.protocol {
-        return Ok(p);
-    }
-    match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").ok().as_deref().map(str::trim) {
-        None | Some("") | Some("grpc") => Ok(OtlpProtocol::Grpc),
-        Some("http/protobuf") => Ok(OtlpProtocol::HttpProtobuf),
-        Some(other) => Err(TelemetryError::Invalid(format!(
-            "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc or http/protobuf"
-        ))),
-    }
-}
-
 fn resource(cfg: &Config) -> Resource {
     let mut b = Resource::builder();
     if !env_set("OTEL_SERVICE_NAME") {
@@ -130,127 +118,129 @@ fn resource(cfg: &Config) -> Resource {
     b.with_attributes(attrs).build()
 }
 
-fn metadata(
-    headers: &std::collections::BTreeMap<String, String>,
-) -> Result<tonic::metadata::MetadataMap, TelemetryError> {
-    let mut md = tonic::metadata::MetadataMap::new();
-    for (k, v) in headers {
-        let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
+/// `[telemetry.otlp] headers`, set on every export request over any
+/// `OTEL_EXPORTER_OTLP_HEADERS` entry of the same name (the exporter
+/// library would let the environment win).
+fn config_headers(o: &OtlpConfig) -> Result<::http::HeaderMap, TelemetryError> {
+    let mut map = ::http::HeaderMap::new();
+    for (k, v) in &o.headers {
+        let name = ::http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
             TelemetryError::Invalid(format!("key `telemetry.otlp.headers`: {k:?} is not a valid header name"))
         })?;
-        let value = v.parse().map_err(|_| {
+        let value = ::http::HeaderValue::from_str(v).map_err(|_| {
             TelemetryError::Invalid(format!("key `telemetry.otlp.headers.{k}`: not a valid header value"))
         })?;
-        md.insert(key, value);
+        map.insert(name, value);
     }
-    Ok(md)
+    Ok(map)
 }
 
-fn tls(o: &OtlpConfig) -> Result<Option<tonic::transport::ClientTlsConfig>, TelemetryError> {
-    let Some(t) = &o.tls else {
-        // An https:// endpoint with no [tls] uses the system's roots.
-        return Ok(o
-            .endpoint
-            .as_deref()
-            .filter(|e| e.starts_with("https://"))
-            .map(|_| tonic::transport::ClientTlsConfig::new().with_enabled_roots()));
-    };
-    let read =
-        |p: &std::path::PathBuf| std::fs::read(p).map_err(|source| TelemetryError::TlsFile { path: p.clone(), source });
-    let mut c = tonic::transport::ClientTlsConfig::new();
-    match &t.ca {
-        Some(ca) => c = c.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?)),
-        None => c = c.with_enabled_roots(),
-    }
-    match (&t.cert, &t.key) {
-        (Some(cert), Some(key)) => c = c.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?)),
-        (None, None) => {}
-        _ => {
-            return Err(TelemetryError::Invalid(
-                "keys `telemetry.otlp.tls.cert` and `telemetry.otlp.tls.key` go together".into(),
-            ))
+/// gRPC: the configured headers as metadata, replacing same-named ones.
+#[derive(Clone)]
+struct ConfigMetadata(Vec<(tonic::metadata::AsciiMetadataKey, tonic::metadata::AsciiMetadataValue)>);
+
+impl ConfigMetadata {
+    fn new(headers: &::http::HeaderMap) -> Result<Self, TelemetryError> {
+        let mut out = Vec::new();
+        for (k, v) in headers {
+            let key = tonic::metadata::AsciiMetadataKey::from_bytes(k.as_str().as_bytes()).map_err(|_| {
+                TelemetryError::Invalid(format!("key `telemetry.otlp.headers`: {k} is not a valid gRPC metadata name"))
+            })?;
+            let value = tonic::metadata::AsciiMetadataValue::try_from(v.as_bytes()).map_err(|_| {
+                TelemetryError::Invalid(format!("key `telemetry.otlp.headers.{k}`: not a valid gRPC metadata value"))
+            })?;
+            out.push((key, value));
         }
+        Ok(Self(out))
+    }
+}
+
+impl tonic::service::Interceptor for ConfigMetadata {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        for (k, v) in &self.0 {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        Ok(req)
+    }
+}
+
+fn read_tls_file(p: &std::path::PathBuf) -> Result<Vec<u8>, TelemetryError> {
+    std::fs::read(p).map_err(|source| TelemetryError::TlsFile { path: p.clone(), source })
+}
+
+/// gRPC TLS: the configured CA (else the system's and the webpki roots),
+/// client identity and server name. Used only for an https:// endpoint.
+fn tonic_tls(r: &Resolved) -> Result<tonic::transport::ClientTlsConfig, TelemetryError> {
+    let mut c = tonic::transport::ClientTlsConfig::new();
+    let Some(t) = &r.tls else { return Ok(c.with_enabled_roots()) };
+    c = match &t.ca {
+        Some(ca) => c.ca_certificate(tonic::transport::Certificate::from_pem(read_tls_file(ca)?)),
+        None => c.with_enabled_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&t.cert, &t.key) {
+        c = c.identity(tonic::transport::Identity::from_pem(read_tls_file(cert)?, read_tls_file(key)?));
     }
     if let Some(d) = &t.domain {
         c = c.domain_name(d.clone());
     }
-    Ok(Some(c))
+    Ok(c)
 }
 
-/// The reqwest client of OTLP/HTTP, with `[telemetry.otlp.tls]`.
-fn http_client(o: &OtlpConfig) -> Result<http::RuntimeClient, TelemetryError> {
-    let mut b = reqwest::Client::builder().timeout(o.timeout);
-    if let Some(t) = &o.tls {
-        let read = |p: &std::path::PathBuf| {
-            std::fs::read(p).map_err(|source| TelemetryError::TlsFile { path: p.clone(), source })
-        };
+/// The reqwest client of OTLP/HTTP: timeout, TLS, configured headers.
+fn http_client(r: &Resolved, headers: ::http::HeaderMap) -> Result<http::RuntimeClient, TelemetryError> {
+    let mut b = reqwest::Client::builder().timeout(r.timeout);
+    if let Some(t) = &r.tls {
         let bad = |what: &str, e: reqwest::Error| TelemetryError::Invalid(format!("telemetry.otlp.tls.{what}: {e}"));
         if let Some(ca) = &t.ca {
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| bad("ca", e))?);
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&read_tls_file(ca)?).map_err(|e| bad("ca", e))?);
         }
-        match (&t.cert, &t.key) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read(cert)?;
-                pem.extend(read(key)?);
-                b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad("cert", e))?);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(TelemetryError::Invalid(
-                    "keys `telemetry.otlp.tls.cert` and `telemetry.otlp.tls.key` go together".into(),
-                ))
-            }
-        }
-        if t.domain.is_some() {
-            return Err(TelemetryError::Invalid(
-                "key `telemetry.otlp.tls.domain` applies to grpc; with http/protobuf the URL's host is verified".into(),
-            ));
+        if let (Some(cert), Some(key)) = (&t.cert, &t.key) {
+            let mut pem = read_tls_file(cert)?;
+            pem.extend(read_tls_file(key)?);
+            b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad("cert", e))?);
         }
     }
     let client = b.build().map_err(|e| TelemetryError::Invalid(format!("OTLP HTTP client: {e}")))?;
-    Ok(http::RuntimeClient::new(tokio::runtime::Handle::current(), client))
+    Ok(http::RuntimeClient::new(tokio::runtime::Handle::current(), client, headers))
 }
 
-fn http_url(o: &OtlpConfig, signal: &str) -> Option<String> {
-    o.endpoint.as_ref().map(|e| format!("{}/v1/{signal}", e.trim_end_matches('/')))
-}
-
-fn with_tonic<B: WithExportConfig + WithTonicConfig>(mut b: B, o: &OtlpConfig) -> Result<B, TelemetryError> {
-    b = b.with_timeout(o.timeout);
-    if let Some(e) = &o.endpoint {
-        b = b.with_endpoint(e.clone());
+fn with_tonic<B: WithExportConfig + WithTonicConfig>(b: B, r: &Resolved, o: &OtlpConfig) -> Result<B, TelemetryError> {
+    let mut b =
+        b.with_protocol(opentelemetry_otlp::Protocol::Grpc).with_timeout(r.timeout).with_endpoint(r.endpoint.clone());
+    if r.is_https() {
+        b = b.with_tls_config(tonic_tls(r)?);
     }
-    if let Some(t) = tls(o)? {
-        b = b.with_tls_config(t);
-    }
-    Ok(b.with_metadata(metadata(&o.headers)?))
+    Ok(b.with_interceptor(ConfigMetadata::new(&config_headers(o)?)?))
 }
 
-fn with_http<B: WithExportConfig + WithHttpConfig>(b: B, o: &OtlpConfig, signal: &str) -> Result<B, TelemetryError> {
-    let mut b = b.with_protocol(opentelemetry_otlp::Protocol::HttpBinary).with_timeout(o.timeout);
-    if let Some(url) = http_url(o, signal) {
-        b = b.with_endpoint(url);
-    }
-    Ok(b.with_http_client(http_client(o)?).with_headers(o.headers.clone().into_iter().collect()))
+fn with_http<B: WithExportConfig + WithHttpConfig>(b: B, r: &Resolved, o: &OtlpConfig) -> Result<B, TelemetryError> {
+    Ok(b.with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_timeout(r.timeout)
+        .with_endpoint(r.endpoint.clone())
+        .with_http_client(http_client(r, config_headers(o)?)?))
 }
 
-fn span_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn span_exporter(o: &OtlpConfig, r: &Resolved) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let err =
         |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "trace", detail: e.to_string() };
     let b = opentelemetry_otlp::SpanExporter::builder();
-    match p {
-        OtlpProtocol::Grpc => with_tonic(b.with_tonic(), o)?.build().map_err(err),
-        OtlpProtocol::HttpProtobuf => with_http(b.with_http(), o, "traces")?.build().map_err(err),
+    match r.protocol {
+        OtlpProtocol::Grpc => with_tonic(b.with_tonic(), r, o)?.build().map_err(err),
+        OtlpProtocol::HttpProtobuf => with_http(b.with_http(), r, o)?.build().map_err(err),
     }
 }
 
-fn metric_exporter(o: &OtlpConfig, p: OtlpProtocol) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+fn metric_exporter(o: &OtlpConfig, r: &Resolved) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
     let err =
         |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "metric", detail: e.to_string() };
     let b = opentelemetry_otlp::MetricExporter::builder();
-    match p {
-        OtlpProtocol::Grpc => with_tonic(b.with_tonic(), o)?.build().map_err(err),
-        OtlpProtocol::HttpProtobuf => with_http(b.with_http(), o, "metrics")?.build().map_err(err),
+    match r.protocol {
+        OtlpProtocol::Grpc => with_tonic(b.with_tonic(), r, o)?.build().map_err(err),
+        OtlpProtocol::HttpProtobuf => with_http(b.with_http(), r, o)?.build().map_err(err),
     }
 }
 
@@ -297,10 +287,11 @@ impl Telemetry {
             prometheus: None,
         };
         if otlp_enabled(o) {
-            let p = protocol(o)?;
             let resource = resource(cfg);
             if o.traces {
-                let mut exporter = span_exporter(o, p)?;
+                let r = settings::resolve(o, OtlpSignal::Traces, &env_var)?;
+                let mut exporter = span_exporter(o, &r)?;
+                tracing::info!(endpoint = %r.endpoint, protocol = ?r.protocol, timeout = ?r.timeout, "OTLP trace export on.");
                 opentelemetry_sdk::trace::SpanExporter::set_resource(&mut exporter, &resource);
                 let (queue, rx) = SpanQueue::new(o.queue_size, metrics.clone());
                 let batching = export::Batching {
@@ -325,20 +316,15 @@ impl Telemetry {
                 t.spans = Some(queue);
             }
             if o.metrics {
-                let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metric_exporter(o, p)?)
+                let r = settings::resolve(o, OtlpSignal::Metrics, &env_var)?;
+                tracing::info!(endpoint = %r.endpoint, protocol = ?r.protocol, timeout = ?r.timeout, "OTLP metric export on.");
+                let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metric_exporter(o, &r)?)
                     .with_interval(o.metrics_interval)
                     .build();
                 let provider = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
                 metrics::register_otel(&opentelemetry::metrics::MeterProvider::meter(&provider, "telltale"), &metrics);
                 t.meter_provider = Some(provider);
             }
-            tracing::info!(
-                endpoint = o.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_* or the default)"),
-                protocol = ?p,
-                traces = o.traces,
-                metrics = o.metrics,
-                "OTLP export on."
-            );
         }
         let prom = &cfg.telemetry.prometheus;
         if prom.enabled {

@@ -12,17 +12,26 @@ const MAX_RESPONSE: usize = 4 << 20;
 pub struct RuntimeClient {
     handle: tokio::runtime::Handle,
     client: reqwest::Client,
+    headers: ::http::HeaderMap,
 }
 
 impl RuntimeClient {
-    /// A client whose requests run on `handle`.
-    pub fn new(handle: tokio::runtime::Handle, client: reqwest::Client) -> Self {
-        Self { handle, client }
+    /// A client whose requests run on `handle`, with `headers` set on each
+    /// (replacing same-named ones the exporter added).
+    pub fn new(handle: tokio::runtime::Handle, client: reqwest::Client, headers: ::http::HeaderMap) -> Self {
+        Self { handle, client, headers }
     }
 }
 
-async fn send(client: reqwest::Client, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-    let request = reqwest::Request::try_from(request)?;
+async fn send(
+    client: reqwest::Client,
+    headers: ::http::HeaderMap,
+    request: Request<Bytes>,
+) -> Result<Response<Bytes>, HttpError> {
+    let mut request = reqwest::Request::try_from(request)?;
+    for (k, v) in &headers {
+        request.headers_mut().insert(k.clone(), v.clone());
+    }
     let mut resp = client.execute(request).await?;
     let mut out = Response::builder().status(resp.status());
     if let Some(h) = out.headers_mut() {
@@ -41,6 +50,6 @@ async fn send(client: reqwest::Client, request: Request<Bytes>) -> Result<Respon
 #[async_trait::async_trait]
 impl HttpClient for RuntimeClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        self.handle.spawn(send(self.client.clone(), request)).await?
+        self.handle.spawn(send(self.client.clone(), self.headers.clone(), request)).await?
     }
 }
