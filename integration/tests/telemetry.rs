@@ -58,7 +58,15 @@ async fn wait_for<T>(r: &Receiver, what: &str, secs: u64, pred: impl Fn(&Receive
         if let Some(t) = pred(&r.0.lock().unwrap()) {
             return t;
         }
-        assert!(start.elapsed() < Duration::from_secs(secs), "never received {what}: {:#?}", r.0.lock().unwrap().spans);
+        if start.elapsed() >= Duration::from_secs(secs) {
+            let got = r.0.lock().unwrap();
+            let mut latest = std::collections::BTreeMap::new();
+            for (name, attrs, v) in &got.points {
+                let labels: Vec<String> = attrs.iter().map(|a| format!("{}={:?}", a.key, a.value)).collect();
+                latest.insert(format!("{name}{{{}}}", labels.join(",")), *v);
+            }
+            panic!("never received {what}; latest metric values: {latest:#?}; spans: {:#?}", got.spans);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -226,7 +234,18 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
         let reviewing = point(r, "telltale.signals", &[("status", "under_review")])?;
         let stable = point(r, "telltale.profile.learning", &[("image", "web"), ("type", "file"), ("state", "stable")])?;
         let behaviours = point(r, "telltale.profile.behaviours", &[("image", "web")])?;
-        (events >= 3.0 && anomalies == 1.0 && reviewing == 1.0 && stable == 1.0 && behaviours >= 2.0).then_some(())
+        // Zero is reported, not left out.
+        let archived = point(r, "telltale.signals", &[("status", "archived")])?;
+        let learning =
+            point(r, "telltale.profile.learning", &[("image", "web"), ("type", "file"), ("state", "learning")])?;
+        (events >= 3.0
+            && anomalies == 1.0
+            && reviewing == 1.0
+            && stable == 1.0
+            && behaviours >= 2.0
+            && archived == 0.0
+            && learning == 0.0)
+            .then_some(())
     })
     .await;
 

@@ -467,6 +467,11 @@ impl Daemon {
     /// What the metrics report about the kernel, signals and profiles.
     fn publish_metrics(&self, counters: crate::sensor::Counters) {
         let mut view = crate::telemetry::metrics::DaemonView { counters, ..Default::default() };
+        // Every status and state is reported, 0 when none: a series that
+        // disappears reads as "no data" in a dashboard, not as zero.
+        for status in crate::signal::Status::ALL {
+            view.signals.insert(status.name(), 0);
+        }
         for s in self.signals.all() {
             *view.signals.entry(s.status.name()).or_default() += 1;
         }

@@ -30,6 +30,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 3] = [Status::Open, Status::UnderReview, Status::Archived];
+
     /// Stable name.
     pub fn name(self) -> &'static str {
         match self {

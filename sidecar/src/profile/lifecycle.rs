@@ -51,6 +51,9 @@ pub enum State {
 }
 
 impl State {
+    /// Every state.
+    pub const ALL: [State; 3] = [State::Learning, State::Stable, State::Unstable];
+
     /// Stable name.
     pub fn name(self) -> &'static str {
         match self {

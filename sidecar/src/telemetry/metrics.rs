@@ -189,9 +189,13 @@ impl Metrics {
         for (image, n) in &d.profiles {
             push("telltale.profile.behaviours", vec![("image", image.clone())], *n);
         }
-        for (image, t, state) in &d.learning {
-            let labels = vec![("image", image.clone()), ("type", (*t).to_owned()), ("state", (*state).to_owned())];
-            push("telltale.profile.learning", labels, 1);
+        // One series per state, 1 for the current one and 0 for the others,
+        // so a state left shows as 0 rather than as a vanished series.
+        for (image, t, current) in &d.learning {
+            for state in crate::profile::lifecycle::State::ALL.map(|s| s.name()) {
+                let labels = vec![("image", image.clone()), ("type", (*t).to_owned()), ("state", state.to_owned())];
+                push("telltale.profile.learning", labels, u64::from(state == *current));
+            }
         }
         for ((target, delivered), n) in lock(&self.notifications).iter() {
             let name = if *delivered { "telltale.notifications.delivered" } else { "telltale.notifications.failed" };
@@ -309,6 +313,8 @@ mod tests {
         assert!(text.contains("telltale_anomalies_total{type=\"exec\",image=\"web\"} 2"), "{text}");
         assert!(text.contains("telltale_signals{status=\"open\"} 2"), "{text}");
         assert!(text.contains("telltale_profile_learning{image=\"web\",type=\"exec\",state=\"stable\"} 1"), "{text}");
+        assert!(text.contains("telltale_profile_learning{image=\"web\",type=\"exec\",state=\"learning\"} 0"), "{text}");
+        assert!(text.contains("telltale_profile_learning{image=\"web\",type=\"exec\",state=\"unstable\"} 0"), "{text}");
         assert!(text.contains("telltale_notifications_delivered_total{target=\"webhook\"} 1"), "{text}");
         assert!(text.contains("telltale_api_stream_clients 1"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
