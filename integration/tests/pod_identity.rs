@@ -538,7 +538,7 @@ async fn kubernetes_api_client_reads_the_pod_over_https() {
         ]
     );
 
-    // Without the token: a refusal, which stops the API reads for good.
+    // Without the token: a refusal.
     let anon = KubeApi::new(&base, None, Some(cert_pem.as_bytes())).unwrap();
     let e = anon.pod("shop", "web-7d4b9c").await.expect_err("refused");
     assert!(e.is_refusal() && e.to_string().contains("401") && e.to_string().contains("Unauthorized"), "{e}");
@@ -556,6 +556,23 @@ async fn kubernetes_api_client_reads_the_pod_over_https() {
     assert!(e.is_refusal() && e.to_string().contains("cannot get resource"), "{e}");
     let view = telltale_sidecar::workload::kubeapi::start(api403, "shop".into(), "web-7d4b9c".into()).await;
     assert!(view.containers().is_none(), "no API view: the env/map method decides");
+
+    // Refused, then allowed (a rotated token, RBAC applied late): after the
+    // wait that follows a refusal, a refresh reads the pod.
+    let late_token = dir.join("late-token");
+    std::fs::write(&late_token, "expired\n").unwrap();
+    let late = KubeApi::new(&base, Some(late_token.clone()), Some(cert_pem.as_bytes())).unwrap();
+    let retry = std::time::Duration::from_millis(300);
+    let view = telltale_sidecar::workload::kubeapi::start_with(late, "shop".into(), "web-7d4b9c".into(), retry).await;
+    assert!(view.containers().is_none(), "refused at first");
+    std::fs::write(&late_token, "sa-token\n").unwrap();
+    view.refresh();
+    let start = std::time::Instant::now();
+    while view.containers().is_none() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "the API was never asked again");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(view.containers().unwrap().len(), 3);
 
     // A server we do not trust, and one that is not there: errors, not refusals.
     let other_key = rcgen::KeyPair::generate().unwrap();

@@ -67,7 +67,7 @@ pub enum KubeApiError {
 }
 
 impl KubeApiError {
-    /// The API refused us (401/403): asking again will not help.
+    /// The API refused us (401/403): asking again soon will not help.
     pub fn is_refusal(&self) -> bool {
         matches!(self, Self::Status { status: 401 | 403, .. })
     }
@@ -208,24 +208,33 @@ pub async fn for_pod(k: &crate::config::KubernetesConfig) -> Option<ApiView> {
     }
 }
 
-/// Read the pod once now, then on every [`ApiView::refresh`], in a task.
-/// Failures warn once; a refusal stops the reads for good.
+/// After the API refused us (401/403), wait this long before asking again:
+/// RBAC granted after the pod started (or a fixed token) takes effect then.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(300);
+
+/// Read the pod once now, then on every [`ApiView::refresh`], in a task (at
+/// most one read a second; after a refusal, none for [`REFUSED_RETRY`]).
+/// Failures warn once until a read succeeds again.
 pub async fn start(api: KubeApi, namespace: String, name: String) -> ApiView {
+    start_with(api, namespace, name, REFUSED_RETRY).await
+}
+
+/// [`start`] with another wait after a refusal (tests).
+pub async fn start_with(api: KubeApi, namespace: String, name: String, refused_retry: Duration) -> ApiView {
     let view = ApiView::fixed(None);
     let mut warned = false;
-    let refused = fetch(&api, &namespace, &name, &view, &mut warned).await;
-    if !refused {
-        let v = view.clone();
-        tokio::spawn(async move {
-            loop {
-                v.wake.notified().await;
-                if fetch(&api, &namespace, &name, &v, &mut warned).await {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut refused = fetch(&api, &namespace, &name, &view, &mut warned).await;
+    let v = view.clone();
+    tokio::spawn(async move {
+        loop {
+            v.wake.notified().await;
+            if refused {
+                tokio::time::sleep(refused_retry).await;
             }
-        });
-    }
+            refused = fetch(&api, &namespace, &name, &v, &mut warned).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
     view
 }
 
@@ -235,6 +244,10 @@ async fn fetch(api: &KubeApi, namespace: &str, name: &str, view: &ApiView, warne
         Ok(pod) => {
             let containers = api_containers(&pod);
             tracing::debug!(containers = containers.len(), "Pod read from the Kubernetes API.");
+            if *warned {
+                tracing::info!("The Kubernetes API answers again: containers are identified by it.");
+                *warned = false;
+            }
             if let Ok(mut s) = view.snapshot.lock() {
                 *s = Some(Arc::new(containers));
             }
@@ -242,9 +255,10 @@ async fn fetch(api: &KubeApi, namespace: &str, name: &str, view: &ApiView, warne
         }
         Err(e) => {
             let refused = e.is_refusal();
-            if !*warned || refused {
+            if !*warned {
                 tracing::warn!(
                     error = %crate::error_chain(&e),
+                    retry = if refused { "in 5 minutes (refused)" } else { "when a container appears" },
                     "Cannot read this pod from the Kubernetes API: containers are identified by the injector's \
                      map and TELLTALE_CONTAINER_NAME instead."
                 );
