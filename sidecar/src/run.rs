@@ -667,11 +667,16 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         Err(_) => tracing::warn!("Notification delivery did not stop in 15 s."),
         Ok(Ok(Ok(()))) => {}
     }
-    if let Some(task) = api_task {
-        match tokio::time::timeout(Duration::from_secs(5), task).await {
+    if let Some(mut task) = api_task {
+        match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
             Ok(Ok(r)) => r?,
             Ok(Err(e)) => tracing::warn!(error = %e, "API task ended abnormally."),
-            Err(_) => tracing::warn!("API clients did not disconnect in 5 s; stopping anyway."),
+            Err(_) => {
+                // Aborted, not left running: it holds the tracer, whose
+                // span queue the trace export below waits to see closed.
+                task.abort();
+                tracing::warn!("API clients did not disconnect in 5 s; stopping anyway.");
+            }
         }
     }
     d.publish_metrics(d.sensor.counters()?);
