@@ -98,9 +98,16 @@ pub fn otlp_enabled(o: &OtlpConfig) -> bool {
     })
 }
 
+/// `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`) sets `service.name`.
+fn names_service(attributes: &str) -> bool {
+    attributes.split(',').any(|kv| kv.split_once('=').is_some_and(|(k, _)| k.trim() == "service.name"))
+}
+
 fn resource(cfg: &Config) -> Resource {
     let mut b = Resource::builder();
-    if !env_set("OTEL_SERVICE_NAME") {
+    // Ours only when neither standard variable names the service.
+    let in_attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| names_service(&v));
+    if !env_set("OTEL_SERVICE_NAME") && !in_attributes {
         b = b.with_service_name("telltale");
     }
     let k = &cfg.kubernetes;
@@ -389,5 +396,18 @@ impl Telemetry {
         if let Some((_, task)) = self.prometheus.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_service;
+
+    #[test]
+    fn resource_attributes_may_name_the_service() {
+        assert!(names_service("service.name=shop-telltale"));
+        assert!(names_service("deployment.environment=prod, service.name = x"));
+        assert!(!names_service("service.namespace=shop,deployment.environment=prod"));
+        assert!(!names_service(""));
     }
 }
