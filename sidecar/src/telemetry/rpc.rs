@@ -40,6 +40,12 @@ pub fn rpc_names(path: &str) -> (String, String) {
     (service, method)
 }
 
+/// Health checks and reflection are not traced: a probe every few seconds
+/// would bury the calls people made in spans nobody reads.
+pub fn traced(service: &str) -> bool {
+    !(service == "grpc.health.v1.Health" || service.starts_with("grpc.reflection."))
+}
+
 impl<S, B, R> tower::Service<http::Request<B>> for RpcTrace<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>> + Send,
@@ -56,9 +62,11 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let Some(tracer) = &self.tracer else { return Box::pin(self.inner.call(req)) };
+        let (service, method) = rpc_names(req.uri().path());
+        if !traced(&service) {
+            return Box::pin(self.inner.call(req));
+        }
         let parent = TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(req.headers()));
-        let path = req.uri().path().to_owned();
-        let (service, method) = rpc_names(&path);
         let mut span = tracer
             .span_builder(format!("{service}/{method}"))
             .with_kind(SpanKind::Server)
@@ -103,5 +111,13 @@ mod tests {
         assert_eq!(rpc_names("/telltale.v1.Telltale/GetSignal"), ("telltale.v1.Telltale".into(), "GetSignal".into()));
         assert_eq!(rpc_names("/odd"), ("odd".into(), String::new()));
         assert_eq!(rpc_names(""), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn probes_and_reflection_are_not_traced() {
+        assert!(traced("telltale.v1.Telltale"));
+        assert!(!traced("grpc.health.v1.Health"));
+        assert!(!traced("grpc.reflection.v1.ServerReflection"));
+        assert!(!traced("grpc.reflection.v1alpha.ServerReflection"));
     }
 }
