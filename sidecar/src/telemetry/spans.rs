@@ -183,17 +183,26 @@ pub fn anomaly(a: &Anomaly, sequence: u64, signal_id: &str, pod: &PodInfo) -> Sp
                 attrs.push(KeyValue::new("dns.question.name", q.name.clone()));
                 attrs.push(KeyValue::new("telltale.dns.question.type", q.qtype.clone()));
             }
-            attrs.push(KeyValue::new("network.transport", dns.protocol.to_string()));
+            transport(&mut attrs, dns.protocol);
         }
         EventKind::Connect { connect } => {
             attrs.push(KeyValue::new("server.address", connect.address.to_string()));
             attrs.push(KeyValue::new("server.port", i64::from(connect.port)));
-            attrs.push(KeyValue::new("network.transport", connect.protocol.to_string()));
+            transport(&mut attrs, connect.protocol);
         }
     }
     let name = format!("telltale.anomaly.{}", a.event_type.name());
     let id = span_id(&["telltale.anomaly", &a.id]);
     span(signal_id, id, root_span_id(signal_id), name, SystemTime::from(a.time), attrs)
+}
+
+/// `network.transport` takes the semantic conventions' values (`tcp`,
+/// `udp`); another IP protocol goes in `telltale.network.protocol` by number.
+fn transport(attrs: &mut Vec<KeyValue>, p: crate::event::Protocol) {
+    match p {
+        crate::event::Protocol::Other(n) => attrs.push(KeyValue::new("telltale.network.protocol", i64::from(n))),
+        known => attrs.push(KeyValue::new("network.transport", known.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +264,15 @@ mod tests {
         assert_eq!(attr(&s, "server.port"), Some(&Value::I64(3333)));
         assert_eq!(attr(&s, "network.transport"), Some(&Value::from("tcp")));
         assert_eq!(s.name, "telltale.anomaly.connect");
+        // SCTP (132): not a semantic-convention transport value.
+        let sctp = Endpoint { protocol: Protocol::Other(132), ..ep };
+        let connect = anomaly_of(
+            EventKind::Connect { connect: sctp.clone() },
+            crate::profile::Behaviour::Connect { protocol: sctp.protocol, address: sctp.address, port: sctp.port },
+        );
+        let s = anomaly(&connect, 3, "sig", &PodInfo::default());
+        assert_eq!(attr(&s, "network.transport"), None);
+        assert_eq!(attr(&s, "telltale.network.protocol"), Some(&Value::I64(132)));
     }
 
     #[test]
