@@ -88,8 +88,15 @@ pub fn container_attributes(c: &Container, pod: &PodInfo) -> Vec<KeyValue> {
         KeyValue::new("container.id", c.id.clone()),
         KeyValue::new("container.name", c.name.clone()),
         KeyValue::new("container.image.name", c.image.clone()),
-        KeyValue::new("container.image.tags", strings([c.tag.clone()])),
     ];
+    // An image pinned by digest alone has no tag: its profile version is the
+    // digest's start, which is no `container.image.tags` value (nor a full
+    // `repo_digests` one).
+    if c.tag.starts_with("sha256:") {
+        a.push(KeyValue::new("telltale.image.digest_prefix", c.tag.clone()));
+    } else {
+        a.push(KeyValue::new("container.image.tags", strings([c.tag.clone()])));
+    }
     // The container's own pod (pod mode) wins over the configured one.
     let or = |own: &str, configured: &Option<String>| {
         Some(own.to_owned()).filter(|s| !s.is_empty()).or_else(|| configured.clone())
@@ -238,6 +245,19 @@ mod tests {
             observation,
             event: e,
         }
+    }
+
+    #[test]
+    fn a_digest_is_not_a_tag() {
+        let image = crate::workload::image::ImageRef::parse("reg/web:v2").unwrap();
+        let mut c = Container::new("c1", "web", &image, 1, 0);
+        let a = container_attributes(&c, &PodInfo::default());
+        assert!(a.iter().any(|kv| kv.key.as_str() == "container.image.tags"));
+        c.tag = "sha256:0123456789ab".into();
+        let a = container_attributes(&c, &PodInfo::default());
+        assert!(!a.iter().any(|kv| kv.key.as_str() == "container.image.tags"), "{a:?}");
+        let d = a.iter().find(|kv| kv.key.as_str() == "telltale.image.digest_prefix").unwrap();
+        assert_eq!(d.value, Value::from("sha256:0123456789ab"));
     }
 
     #[test]
