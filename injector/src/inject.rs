@@ -377,7 +377,11 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
         value("TELLTALE_DATA_DIR", DATA_DIR),
     ];
     env.extend(o.learning.iter().map(|(k, v)| value(k, v)));
-    env.extend(o.env.iter().map(|(k, v)| value(k, v)));
+    // A pod's learning annotation wins over the webhook's `--sidecar-env`
+    // for the same variable (one entry each: a duplicate name in a
+    // container's env is ambiguous to readers of the spec).
+    let annotated = |k: &str| o.learning.iter().any(|(l, _)| *l == k);
+    env.extend(o.env.iter().filter(|(k, _)| !annotated(k)).map(|(k, v)| value(k, v)));
     let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
         name: name.into(),
         mount_path: path.into(),

@@ -121,7 +121,16 @@ impl WebhookArgs {
                     reason,
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<(String, String)>, _>>()?;
+        for (i, (k, _)) in sidecar_env.iter().enumerate() {
+            if sidecar_env[..i].iter().any(|(earlier, _)| earlier == k) {
+                return Err(InjectError::InvalidFlag {
+                    flag: "--sidecar-env",
+                    value: k.clone(),
+                    reason: "given twice".into(),
+                });
+            }
+        }
         Ok(Settings {
             sidecar_image: self.sidecar_image.clone(),
             api_token_secret: self.api_token_secret.clone(),

@@ -375,6 +375,16 @@ fn webhook_sidecar_env_reaches_every_sidecar() {
     let review = fixture("opt-in");
     let (pod, _) = patched(&review, &answer(&review, Mode::PodOptIn, &with_env));
     assert_eq!(env(sidecar(&pod)).get(&otlp.0), Some(&Some(otlp.1)));
+
+    // A pod's learning annotation wins over the webhook-wide variable, once.
+    let warmup = ("TELLTALE_LEARNING__WARMUP".to_owned(), "10m".to_owned());
+    let with_env = Settings { sidecar_env: vec![warmup.clone()], ..settings() };
+    let mut review = fixture("opt-in");
+    review["request"]["object"]["metadata"]["annotations"]["telltale.dev/learning-warmup"] = "1m".into();
+    let (pod, _) = patched(&review, &answer(&review, Mode::PodOptIn, &with_env));
+    let entries: Vec<_> = sidecar(&pod).env.iter().flatten().filter(|e| e.name == warmup.0).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].value.as_deref(), Some("1m"));
 }
 
 #[test]

@@ -186,6 +186,9 @@ fn bad_tls_files_and_flags_are_named() {
         let e = Server::new(&WebhookArgs { sidecar_env: vec![bad.into()], ..args.clone() }).unwrap_err();
         assert!(e.to_string().contains("--sidecar-env") && e.to_string().contains(bad), "{e}");
     }
+    let twice = vec!["OTEL_SERVICE_NAME=a".into(), "OTEL_SERVICE_NAME=b".into()];
+    let e = Server::new(&WebhookArgs { sidecar_env: twice, ..args.clone() }).unwrap_err();
+    assert!(e.to_string().contains("--sidecar-env") && e.to_string().contains("twice"), "{e}");
     let e = Server::new(&WebhookArgs { sidecar_image: String::new(), ..args }).unwrap_err();
     assert!(e.to_string().contains("--sidecar-image"), "{e}");
 }
