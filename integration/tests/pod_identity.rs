@@ -225,7 +225,7 @@ fn systemd_pod_containers_are_named_and_the_sidecar_and_pause_left_out() {
         // The injector sets it on app containers only, but it must not trip the config.
         ("TELLTALE_CONTAINER_NAME", "telltale".to_owned()),
     ];
-    let (d, watched) = start_daemon(&sidecar, &dir, &[], &env);
+    let (mut d, watched) = start_daemon(&sidecar, &dir, &[], &env);
     assert!(watched.contains(&pod.path.display().to_string()), "watches the pod cgroup: {watched}");
 
     let w = workload_bin();
@@ -267,6 +267,44 @@ fn systemd_pod_containers_are_named_and_the_sidecar_and_pause_left_out() {
     assert!(all.contains("/etc/passwd") && all.contains("/etc/group"), "{all}");
     assert!(!all.contains("/etc/shells"), "pause and sidecar are not watched: {all}");
     assert!(log.contains("Sidecar") && log.contains("Pause"), "exclusions logged:\n{log}");
+
+    // A container appears while the daemon runs. Its first process is the
+    // runtime's `runc init` (runc's environment: no TELLTALE_CONTAINER_NAME)
+    // for a few seconds before it becomes the container's own process.
+    std::fs::write(
+        &map,
+        r#"{"web":"registry.example.com:5000/shop/cws-webapp:v2","migrate":"registry.example.com/shop/migrate:v3","worker":"registry.example.com/shop/worker:v1"}"#,
+    )
+    .unwrap();
+    let late = scope('e');
+    let mut runc = Command::new("/bin/sh");
+    runc.arg0("runc").args(["-c", "sleep 3; exec env TELLTALE_CONTAINER_NAME=worker sleep 600"]);
+    let mut worker = Reaped(vec![spawn_in(&late, runc)]);
+    std::thread::sleep(Duration::from_secs(4));
+    run_in(&late, Some("worker"), &format!("{w} open /etc/hostname"));
+    wait_stable(&dir, "worker");
+    run_in(&late, Some("worker"), &format!("{w} open /etc/services"));
+    let anomalies = settle(&dir.join("anomalies.jsonl"));
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    let of_late: Vec<(String, String)> = anomalies
+        .iter()
+        .filter(|a| a["container"]["id"] == cid('e'))
+        .map(|a| (a["container"]["name"].as_str().unwrap_or_default().to_owned(), a["event"].to_string()))
+        .collect();
+    assert!(!of_late.is_empty(), "no anomaly from the late container:\n{log}");
+    assert!(of_late.iter().all(|(name, _)| name == "worker"), "named while runc init ran: {of_late:?}\n{log}");
+    assert!(of_late.iter().any(|(_, e)| e.contains("/etc/services")), "{of_late:?}");
+
+    // It goes away: the daemon lets go of it and goes on with the others.
+    for c in &mut worker.0 {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    std::fs::remove_dir(&late.path).expect("remove the late container's cgroup");
+    run_in(&migrate, Some("migrate"), &format!("{w} open /etc/protocols"));
+    let after = settle(&dir.join("anomalies.jsonl"));
+    assert!(paths(&after).join("\n").contains("/etc/protocols"), "detection stopped after a container left");
+    assert!(d.child.try_wait().unwrap().is_none(), "daemon exited after a container left");
     d.stop();
 }
 
