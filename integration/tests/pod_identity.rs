@@ -278,7 +278,8 @@ fn systemd_pod_containers_are_named_and_the_sidecar_and_pause_left_out() {
     .unwrap();
     let late = scope('e');
     let mut runc = Command::new("/bin/sh");
-    runc.arg0("runc").args(["-c", "sleep 3; exec env TELLTALE_CONTAINER_NAME=worker sleep 600"]);
+    // Like runc init, it turns into the container process by one exec.
+    runc.arg0("runc").args(["-c", "sleep 3; export TELLTALE_CONTAINER_NAME=worker; exec sleep 600"]);
     let mut worker = Reaped(vec![spawn_in(&late, runc)]);
     std::thread::sleep(Duration::from_secs(4));
     run_in(&late, Some("worker"), &format!("{w} open /etc/hostname"));
