@@ -44,6 +44,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed right after accept.
 const MAX_CONNECTIONS: usize = 512;
+/// On SIGTERM, how long requests already being served may take to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `telltale inject-webhook` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -185,10 +187,14 @@ impl Server {
         Ok(Self { tls: Arc::new(tls), router })
     }
 
-    /// Accept connections on `listener` until `shutdown` completes.
+    /// Accept connections on `listener` until `shutdown` completes, then
+    /// let the requests being served finish (up to 10 s) and close idle
+    /// connections. An admission request cut off would, with
+    /// `failurePolicy: Ignore`, admit its pod without the sidecar.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
         let acceptor = TlsAcceptor::from(self.tls);
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -209,6 +215,7 @@ impl Server {
             };
             let tls = acceptor.clone();
             let router = self.router.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let _slot = slot;
                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
@@ -216,15 +223,19 @@ impl Server {
                     Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed."),
                     Err(_) => return debug!(%peer, "TLS handshake timed out."),
                 };
-                let served = hyper::server::conn::http1::Builder::new()
+                let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
-                    .await;
-                if let Err(e) = served {
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+                if let Err(e) = watcher.watch(conn).await {
                     debug!(%peer, error = %e, "Connection ended with an error.");
                 }
             });
+        }
+        drop(listener);
+        info!("Stopped accepting; finishing the requests being served.");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            warn!(timeout = ?DRAIN_TIMEOUT, "Requests still open at shutdown were cut off.");
         }
     }
 }

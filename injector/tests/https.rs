@@ -127,6 +127,40 @@ async fn serves_reviews_over_tls() {
     server.stop().await;
 }
 
+/// SIGTERM while the API server is sending a review: that review is still
+/// answered (cut off, `failurePolicy: Ignore` would admit the pod bare), then
+/// the server stops.
+#[tokio::test]
+async fn a_review_in_flight_at_shutdown_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let body = fixture("opt-in");
+    let (first, rest) = body.split_at(body.len() / 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
+    tx.send(Ok(bytes::Bytes::copy_from_slice(first))).await.unwrap();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let request = server
+        .client
+        .post(format!("{}/mutate", server.base))
+        .header("content-type", "application/json")
+        .header("content-length", body.len().to_string())
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let answer = tokio::spawn(request);
+    // Half the review is on the wire: now the server is told to stop.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!server.task.is_finished(), "the server must wait for the review being sent");
+    tx.send(Ok(bytes::Bytes::copy_from_slice(rest))).await.unwrap();
+    drop(tx);
+    let response = answer.await.unwrap().expect("answered");
+    assert_eq!(response.status(), 200);
+    let review: AdmissionReview = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(review.response.unwrap().patch.is_some(), "injected");
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.task).await.expect("stops once drained").unwrap();
+}
+
 #[tokio::test]
 async fn garbage_and_oversized_bodies_get_400_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
