@@ -410,7 +410,11 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
             ..ContainerPort::default()
         }]);
     }
-    let mut caps: Vec<String> = ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"].map(String::from).into();
+    let mut caps: Vec<String> = ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
+        .into_iter()
+        .filter(|c| o.sys_admin || *c != "SYS_ADMIN")
+        .map(String::from)
+        .collect();
     if o.sys_resource {
         caps.push("SYS_RESOURCE".into());
     }

@@ -71,6 +71,9 @@ pub mod annotations {
     pub const API_TOKEN_SECRET: &str = "telltale.dev/api-token-secret";
     /// `"true"` adds `CAP_SYS_RESOURCE` (raise RLIMIT_MEMLOCK on kernels before 5.11).
     pub const CAP_SYS_RESOURCE: &str = "telltale.dev/cap-sys-resource";
+    /// `"false"` leaves out `CAP_SYS_ADMIN` (kernels ≥ 5.8 with a runtime
+    /// whose seccomp profile allows `bpf()` under `CAP_BPF`).
+    pub const CAP_SYS_ADMIN: &str = "telltale.dev/cap-sys-admin";
     /// `"true"`: inject as a native sidecar (an init container with
     /// `restartPolicy: Always`, Kubernetes 1.29+) that is watching before any
     /// other container starts; `"false"`: a regular container.

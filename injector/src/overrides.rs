@@ -46,6 +46,8 @@ pub struct Overrides {
     pub api_token_secret: Option<String>,
     /// Add `CAP_SYS_RESOURCE`.
     pub sys_resource: bool,
+    /// Add `CAP_SYS_ADMIN` (default).
+    pub sys_admin: bool,
     /// The webhook's `--sidecar-env` variables.
     pub env: Vec<(String, String)>,
     /// Inject as a native sidecar (first init container, `restartPolicy: Always`).
@@ -133,6 +135,13 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
         None => false,
     };
 
+    let sys_admin = match get(a::CAP_SYS_ADMIN) {
+        Some(v) => {
+            parse_bool(v).ok_or_else(|| invalid(a::CAP_SYS_ADMIN, v, "expected \"true\" or \"false\"".into()))?
+        }
+        None => true,
+    };
+
     let native = match get(a::NATIVE_SIDECAR) {
         Some(v) => {
             parse_bool(v).ok_or_else(|| invalid(a::NATIVE_SIDECAR, v, "expected \"true\" or \"false\"".into()))?
@@ -140,7 +149,7 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
         None => settings.native_sidecar,
     };
     let env = settings.sidecar_env.clone();
-    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource, env, native })
+    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource, sys_admin, env, native })
 }
 
 fn resources(annotations: &BTreeMap<String, String>) -> Result<Resources, Rejection> {
@@ -304,7 +313,7 @@ mod tests {
         assert_eq!(o.resources.cpu_limit, None);
         assert_eq!(o.resources.memory_request, "128Mi");
         assert_eq!(o.resources.memory_limit, "256Mi");
-        assert!(o.learning.is_empty() && o.data_host_path.is_none() && !o.sys_resource);
+        assert!(o.learning.is_empty() && o.data_host_path.is_none() && !o.sys_resource && o.sys_admin);
     }
 
     #[test]
@@ -363,6 +372,7 @@ mod tests {
             (a::DATA_HOST_PATH, "/var/../etc"),
             (a::API_TOKEN_SECRET, "Tokens_1"),
             (a::CAP_SYS_RESOURCE, "yes"),
+            (a::CAP_SYS_ADMIN, "no"),
         ] {
             let e = parse(&with(&[(key, value)]), &settings()).unwrap_err();
             let m = e.to_string();

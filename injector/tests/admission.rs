@@ -350,6 +350,13 @@ fn override_annotations_are_applied() {
     assert_eq!(secret.secret_name.as_deref(), Some("checkout-telltale-tokens"));
     let caps = c.security_context.as_ref().unwrap().capabilities.as_ref().unwrap().add.clone().unwrap();
     assert!(caps.contains(&"SYS_RESOURCE".to_owned()), "{caps:?}");
+
+    // Kernels and runtimes that allow bpf() under CAP_BPF: no SYS_ADMIN.
+    let mut review = fixture("opt-in");
+    review["request"]["object"]["metadata"]["annotations"]["telltale.dev/cap-sys-admin"] = "false".into();
+    let (pod, _) = patched(&review, &answer(&review, Mode::PodOptIn, &settings()));
+    let caps = sidecar(&pod).security_context.as_ref().unwrap().capabilities.as_ref().unwrap().add.clone().unwrap();
+    assert_eq!(caps, ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE"]);
 }
 
 #[test]
