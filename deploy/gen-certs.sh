@@ -4,7 +4,8 @@
 # writes the CA into the MutatingWebhookConfiguration's caBundle.
 # Needs openssl and kubectl (with rights on that namespace and on
 # mutatingwebhookconfigurations). Run after `kubectl apply -f deploy/webhook.yaml`;
-# run again to rotate (the Deployment is restarted to load the new files).
+# run again to rotate: the running webhook loads the new files within a
+# minute, and the caBundle trusts the previous CA too meanwhile.
 #
 #   deploy/gen-certs.sh [--days N] [--out DIR] [--no-apply]
 #
@@ -72,12 +73,21 @@ fi
 kubectl -n "$namespace" create secret tls "$secret" --cert="$out/tls.crt" --key="$out/tls.key" \
   --dry-run=client -o yaml | kubectl apply -f -
 
-ca_bundle="$(base64 <"$out/ca.crt" | tr -d '\n')"
+# Trust the new CA and, during the switch, the one in use now (the first
+# certificate of the current bundle): the webhook picks up the new serving
+# certificate within a minute, without a restart, and no review fails
+# meanwhile.
+previous="$(kubectl get mutatingwebhookconfiguration "$webhook" \
+  -o jsonpath='{.webhooks[0].clientConfig.caBundle}' 2>/dev/null | base64 -d 2>/dev/null \
+  | awk '/-----BEGIN CERTIFICATE-----/{n++} n==1' || true)"
+ca_bundle="$( {
+  cat "$out/ca.crt"
+  if [ -n "$previous" ]; then printf '%s\n' "$previous"; fi
+} | base64 | tr -d '\n')"
 kubectl patch mutatingwebhookconfiguration "$webhook" --type=json -p "[
   {\"op\": \"add\", \"path\": \"/webhooks/0/clientConfig/caBundle\", \"value\": \"${ca_bundle}\"},
   {\"op\": \"add\", \"path\": \"/webhooks/1/clientConfig/caBundle\", \"value\": \"${ca_bundle}\"}
 ]"
 
-kubectl -n "$namespace" rollout restart deployment/"$service"
 kubectl -n "$namespace" rollout status deployment/"$service" --timeout=120s
-echo "gen-certs: serving certificate for ${dns} installed; caBundle patched" >&2
+echo "gen-certs: serving certificate for ${dns} installed; caBundle patched (the webhook loads it within a minute)" >&2

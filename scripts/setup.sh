@@ -11,7 +11,7 @@ need_root() {
 }
 need_root
 
-packages=(clang llvm libbpf-dev bpftool protobuf-compiler pkg-config gcc libc6-dev util-linux)
+packages=(clang llvm libbpf-dev bpftool protobuf-compiler pkg-config gcc libc6-dev util-linux openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

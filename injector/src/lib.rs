@@ -14,6 +14,7 @@
 //! `telltale.dev/inject: "false"`) and every other pod to [`POD_OPT_IN_PATH`]
 //! (inject only with `telltale.dev/inject: "true"`).
 
+pub mod certs;
 mod error;
 pub mod inject;
 pub mod overrides;

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,6 @@ use http::{header, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -59,6 +57,10 @@ pub struct WebhookArgs {
     /// Private key of the serving certificate (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE")]
     pub tls_key: PathBuf,
+    /// How often the certificate files are checked for a renewal (they are
+    /// re-read when they change; no restart needed).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub tls_reload_interval: Duration,
     /// Sidecar image, unless a pod's `telltale.dev/image` annotation names another.
     #[arg(long, value_name = "IMAGE", default_value = crate::DEFAULT_SIDECAR_IMAGE)]
     pub sidecar_image: String,
@@ -177,7 +179,7 @@ impl Server {
     /// Load the TLS files and validate the flags.
     pub fn new(args: &WebhookArgs) -> Result<Self, InjectError> {
         let settings = args.settings()?;
-        let tls = tls_config(&args.tls_cert, &args.tls_key)?;
+        let tls = tls_config(args)?;
         let state = Arc::new(AppState { settings });
         let router = Router::new()
             .route(POD_OPT_IN_PATH, post(|s, r| mutate(s, r, Mode::PodOptIn)))
@@ -240,26 +242,15 @@ impl Server {
     }
 }
 
-fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, InjectError> {
-    let read = |flag, path: &Path| {
-        std::fs::read(path).map_err(|source| InjectError::ReadFile { flag, path: path.to_owned(), source })
-    };
-    let pem = |flag, path: PathBuf| move |source| InjectError::Pem { flag, path, source };
-    let cert_pem = read("--tls-cert", cert)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem("--tls-cert", cert.to_owned()))?;
-    if chain.is_empty() {
-        return Err(pem("--tls-cert", cert.to_owned())(rustls_pki_types::pem::Error::NoItemsFound));
-    }
-    let key_pem = read("--tls-key", key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem("--tls-key", key.to_owned()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+fn tls_config(args: &WebhookArgs) -> Result<rustls::ServerConfig, InjectError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs =
+        crate::certs::ReloadingCert::new(&args.tls_cert, &args.tls_key, args.tls_reload_interval, provider.clone())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(InjectError::Tls)?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(InjectError::Tls)?;
+        .with_cert_resolver(Arc::new(certs));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -209,6 +209,75 @@ fn gen_certs_script_is_valid_bash() {
     assert!(status.success(), "bash -n {path}");
 }
 
+/// gen-certs.sh against a stand-in `kubectl` that records what it is asked
+/// (openssl is real): the certificate it makes is one the webhook serves,
+/// and a second run keeps the previous CA in the caBundle (and only that
+/// one), so reviews do not fail while the webhook switches certificates.
+#[test]
+fn gen_certs_rotation_trusts_the_previous_ca_meanwhile() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let script = format!("{}/../deploy/gen-certs.sh", env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let kubectl = bin.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        r#"#!/bin/sh
+echo "$*" >>"$KUBE_LOG/calls"
+for a; do last="$a"; done
+case "$*" in
+  *"get mutatingwebhookconfiguration"*) if [ -f "$KUBE_LOG/bundle" ]; then cat "$KUBE_LOG/bundle"; else echo "NotFound" >&2; exit 1; fi ;;
+  *"create secret tls"*) printf 'kind: Secret\n' ;;
+  *"apply -f -"*) cat >"$KUBE_LOG/applied" ;;
+  *"patch mutatingwebhookconfiguration"*) printf '%s' "$last" >"$KUBE_LOG/patch" ;;
+esac
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubectl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |n: usize| -> (String, Vec<String>) {
+        let out = dir.path().join(format!("run{n}"));
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("--out")
+            .arg(&out)
+            .env("PATH", &path)
+            .env("KUBE_LOG", dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "gen-certs.sh run {n}");
+        let patch: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("patch")).unwrap()).unwrap();
+        let bundle = patch[0]["value"].as_str().unwrap().to_owned();
+        assert_eq!(patch[1]["value"], patch[0]["value"], "both webhooks get the same bundle");
+        let pem = String::from_utf8(b64.decode(&bundle).unwrap()).unwrap();
+        let certs: Vec<String> = pem
+            .split_inclusive("-----END CERTIFICATE-----")
+            .filter(|c| c.contains("BEGIN CERTIFICATE"))
+            .map(|c| c.trim().to_owned())
+            .collect();
+        // What the webhook will serve loads, and the new CA is the bundle's first.
+        let provider = rustls::crypto::ring::default_provider();
+        telltale_injector::certs::load(&out.join("tls.crt"), &out.join("tls.key"), &provider).expect("servable");
+        assert_eq!(certs[0], std::fs::read_to_string(out.join("ca.crt")).unwrap().trim());
+        std::fs::write(dir.path().join("bundle"), &bundle).unwrap();
+        (bundle, certs)
+    };
+    let (_, first) = run(1);
+    assert_eq!(first.len(), 1, "first install: the new CA alone");
+    let (_, second) = run(2);
+    assert_eq!(second.len(), 2);
+    assert_eq!(second[1], first[0], "the previous CA is still trusted");
+    let (_, third) = run(3);
+    assert_eq!(third.len(), 2, "only the one before, not every CA ever made");
+    assert_eq!(third[1], second[0]);
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    assert!(!calls.contains("rollout restart"), "the webhook reloads by itself: {calls}");
+    assert!(std::fs::read_to_string(dir.path().join("applied")).unwrap().contains("Secret"));
+}
+
 #[test]
 fn otel_collector_receives_otlp_on_the_standard_ports() {
     use k8s_openapi::api::core::v1::ConfigMap;

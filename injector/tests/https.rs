@@ -13,8 +13,9 @@ use tokio::sync::oneshot;
 
 const SERVICE_DNS: &str = "telltale-injector.telltale-system.svc";
 
-/// A CA and a serving certificate for the Service's DNS name, as gen-certs.sh makes them.
-fn pki(dir: &Path) -> (String, WebhookArgs) {
+/// A new CA and a serving certificate for the Service's DNS name, as
+/// gen-certs.sh makes them, written to `dir`/tls.{crt,key}; returns the CA PEM.
+fn issue(dir: &Path) -> String {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -22,19 +23,28 @@ fn pki(dir: &Path) -> (String, WebhookArgs) {
     let mut params = CertificateParams::new(vec![SERVICE_DNS.to_owned()]).unwrap();
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.signed_by(&key, &ca).unwrap();
-    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    // As the kubelet updates a Secret volume: new files renamed into place.
+    for (name, pem) in [("tls.key", key.serialize_pem()), ("tls.crt", cert.pem())] {
+        std::fs::write(dir.join(format!("{name}.new")), pem).unwrap();
+        std::fs::rename(dir.join(format!("{name}.new")), dir.join(name)).unwrap();
+    }
+    ca.pem()
+}
+
+/// [`issue`], and webhook flags using those files.
+fn pki(dir: &Path) -> (String, WebhookArgs) {
+    let ca = issue(dir);
     let args = WebhookArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: cert_path,
-        tls_key: key_path,
+        tls_cert: dir.join("tls.crt"),
+        tls_key: dir.join("tls.key"),
+        tls_reload_interval: std::time::Duration::from_millis(100),
         sidecar_image: "telltale:9.9.9".into(),
         api_token_secret: None,
         sidecar_env: Vec::new(),
         native_sidecar: false,
     };
-    (ca.pem(), args)
+    (ca, args)
 }
 
 struct Running {
@@ -53,14 +63,24 @@ async fn start(dir: &Path) -> Running {
     let task = tokio::spawn(server.run(listener, async move {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder()
+    Running {
+        client: client(&ca, addr),
+        base: format!("https://{SERVICE_DNS}:{}", addr.port()),
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A client trusting only `ca`, reaching the Service name at `addr`.
+fn client(ca: &str, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
         .resolve(SERVICE_DNS, addr)
+        .pool_max_idle_per_host(0)
         .build()
-        .unwrap();
-    Running { client, base: format!("https://{SERVICE_DNS}:{}", addr.port()), stop: Some(stop), task }
+        .unwrap()
 }
 
 impl Running {
@@ -159,6 +179,30 @@ async fn a_review_in_flight_at_shutdown_is_answered() {
     let review: AdmissionReview = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert!(review.response.unwrap().patch.is_some(), "injected");
     tokio::time::timeout(std::time::Duration::from_secs(5), server.task).await.expect("stops once drained").unwrap();
+}
+
+/// A renewed certificate (cert-manager, gen-certs.sh again) is served
+/// without a restart; files that do not load leave the last good one.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let health = |c: reqwest::Client| {
+        let url = format!("{}/healthz", server.base);
+        async move { c.get(url).send().await.map(|r| r.status()) }
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{}", server.base.rsplit(':').next().unwrap()).parse().unwrap();
+    assert_eq!(health(server.client.clone()).await.unwrap(), 200);
+
+    let new_ca = issue(dir.path());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(health(client(&new_ca, addr)).await.expect("the new certificate is served"), 200);
+
+    // A half-written renewal: the certificate in place keeps being served.
+    std::fs::write(dir.path().join("tls.crt"), "-----BEGIN CERTIFICATE-----\ntrunc").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(health(client(&new_ca, addr)).await.expect("still the last good certificate"), 200);
+    server.stop().await;
 }
 
 #[tokio::test]
