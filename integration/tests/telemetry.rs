@@ -180,7 +180,8 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
         let a = &child.attributes;
         assert_eq!(s(a, "container.name"), "app");
         assert_eq!(s(a, "container.id"), "app");
-        assert_eq!(s(a, "container.image.name"), "web");
+        assert_eq!(s(a, "container.image.name"), "registry.example.com/shop/web");
+        assert_eq!(s(a, "telltale.image.short_name"), "web");
         assert_eq!(strings(a, "container.image.tags"), vec!["v3".to_owned()]);
         assert_eq!(s(a, "k8s.pod.name"), "shop-web-7d9f");
         assert_eq!(s(a, "k8s.namespace.name"), "shop");
@@ -381,7 +382,8 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     })
     .await;
     assert_eq!(s(&resource, "service.name"), "telltale-shop", "OTEL_SERVICE_NAME wins");
-    assert_eq!(s(&file.attributes, "container.image.name"), "report");
+    assert_eq!(s(&file.attributes, "container.image.name"), "batch/report");
+    assert_eq!(s(&file.attributes, "telltale.image.short_name"), "report");
     assert_eq!(strings(&file.attributes, "container.image.tags"), vec!["2026.11".to_owned()]);
     let headers = received.0.lock().unwrap().headers.clone();
     assert!(headers.contains(&("authorization".into(), "Bearer t0k".into())), "{headers:?}");

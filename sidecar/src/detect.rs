@@ -22,6 +22,10 @@ pub struct Container {
     pub image: String,
     /// Image tag (the profile version).
     pub tag: String,
+    /// Image repository without tag or digest (empty in records from
+    /// before it was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub repository: String,
     /// cgroup v2 id.
     pub cgroup_id: u64,
     /// When telltale first saw it (ms): warm-up counts from here.
@@ -42,6 +46,7 @@ impl Container {
             name: name.to_owned(),
             image: image.short_name.clone(),
             tag: image.tag.clone(),
+            repository: image.repository.clone(),
             cgroup_id,
             first_seen_ms: now_ms,
             pod: String::new(),

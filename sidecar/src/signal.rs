@@ -290,7 +290,11 @@ fn unreachable_signal(id: &str) -> Signal {
         container: Container::new(
             "",
             "",
-            &crate::workload::image::ImageRef { short_name: String::new(), tag: String::new() },
+            &crate::workload::image::ImageRef {
+                short_name: String::new(),
+                repository: String::new(),
+                tag: String::new(),
+            },
             0,
             0,
         ),

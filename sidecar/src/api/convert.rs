@@ -155,7 +155,7 @@ pub fn behaviour(b: &Behaviour) -> pb::Behaviour {
 }
 
 fn container(c: &Container) -> pb::Container {
-    let Container { id, name, image, tag, cgroup_id, first_seen_ms: _, pod, namespace } = c;
+    let Container { id, name, image, tag, repository, cgroup_id, first_seen_ms: _, pod, namespace } = c;
     pb::Container {
         id: id.clone(),
         name: name.clone(),
@@ -164,6 +164,7 @@ fn container(c: &Container) -> pb::Container {
         cgroup_id: *cgroup_id,
         pod: pod.clone(),
         namespace: namespace.clone(),
+        repository: repository.clone(),
     }
 }
 

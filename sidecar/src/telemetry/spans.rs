@@ -87,7 +87,13 @@ pub fn container_attributes(c: &Container, pod: &PodInfo) -> Vec<KeyValue> {
     let mut a = vec![
         KeyValue::new("container.id", c.id.clone()),
         KeyValue::new("container.name", c.name.clone()),
-        KeyValue::new("container.image.name", c.image.clone()),
+        // The semantic conventions' image name is the repository; the short
+        // name (the profile) is ours.
+        KeyValue::new(
+            "container.image.name",
+            if c.repository.is_empty() { c.image.clone() } else { c.repository.clone() },
+        ),
+        KeyValue::new("telltale.image.short_name", c.image.clone()),
     ];
     // An image pinned by digest alone has no tag: its profile version is the
     // digest's start, which is no `container.image.tags` value (nor a full
@@ -319,7 +325,8 @@ mod tests {
         assert_eq!(s.span_context.trace_id(), trace_id("sig-1"));
         assert_eq!(s.parent_span_id, root_span_id("sig-1"));
         assert_eq!(s.start_time, SystemTime::from(a.time));
-        assert_eq!(attr(&s, "container.image.name"), Some(&Value::from(a.container.image.clone())));
+        assert_eq!(attr(&s, "container.image.name"), Some(&Value::from("reg/cws-webapp")));
+        assert_eq!(attr(&s, "telltale.image.short_name"), Some(&Value::from("cws-webapp")));
         assert_eq!(attr(&s, "k8s.pod.name"), Some(&Value::from("web-1")));
         assert_eq!(attr(&s, "k8s.namespace.name"), Some(&Value::from("prod")));
         assert_eq!(attr(&s, "process.pid"), Some(&Value::I64(i64::from(a.event.process.pid))));

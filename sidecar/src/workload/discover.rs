@@ -148,7 +148,7 @@ fn fallback_image(cfg: &Config, dir: &str) -> ImageRef {
         tracing::warn!(cgroup = %dir, "No image configured for this container: using its cgroup name.");
         let short: String =
             dir.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-        ImageRef { short_name: short, tag: "latest".into() }
+        ImageRef { repository: short.clone(), short_name: short, tag: "latest".into() }
     })
 }
 

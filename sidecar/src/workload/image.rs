@@ -7,6 +7,9 @@
 pub struct ImageRef {
     /// Last path component without tag or digest.
     pub short_name: String,
+    /// The reference without tag or digest, as written
+    /// (`registry.example.com:5000/team/cws-webapp`).
+    pub repository: String,
     /// The tag; `latest` when none is given (and no digest pins it).
     pub tag: String,
 }
@@ -45,6 +48,8 @@ impl ImageRef {
             None => (r, None),
         };
         let last = name_tag.rsplit('/').next().unwrap_or(name_tag);
+        // The tag's colon is in the last component (a registry port's is not).
+        let repository = &name_tag[..name_tag.len() - last.len() + last.find(':').unwrap_or(last.len())];
         let (name, tag) = match last.split_once(':') {
             Some((n, t)) if !t.is_empty() => (n, t.to_owned()),
             Some((n, _)) => (n, "latest".to_owned()),
@@ -53,7 +58,7 @@ impl ImageRef {
         if name.is_empty() {
             return Err(ImageError::NoName(r.to_owned()));
         }
-        Ok(Self { short_name: name.to_ascii_lowercase(), tag })
+        Ok(Self { short_name: name.to_ascii_lowercase(), repository: repository.to_owned(), tag })
     }
 }
 
@@ -82,6 +87,20 @@ mod tests {
             assert_eq!(p(input), (name.to_owned(), tag.to_owned()), "{input}");
         }
         assert_eq!(p("nginx@sha256:0123456789abcdef0123").1, "sha256:0123456789ab");
+    }
+
+    #[test]
+    fn repositories_keep_registry_and_path() {
+        for (input, repo) in [
+            ("registry.example.com:5000/team/cws-webapp:v2@sha256:abcdef", "registry.example.com:5000/team/cws-webapp"),
+            ("localhost:5000/nginx", "localhost:5000/nginx"),
+            ("nginx:1.27", "nginx"),
+            ("nginx@sha256:0123", "nginx"),
+            ("Quay.io/Org/MyApp:V1", "Quay.io/Org/MyApp"),
+            ("nginx:", "nginx"),
+        ] {
+            assert_eq!(ImageRef::parse(input).unwrap().repository, repo, "{input}");
+        }
     }
 
     #[test]
