@@ -38,6 +38,13 @@ fn pki() -> Pki {
     }
 }
 
+/// `pem` written to `dir`/`name`; its path.
+fn write_pem(dir: &telltale_integration::TempDir, name: &str, pem: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, pem).unwrap();
+    p.display().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_accepts_our_clients_and_refuses_others() {
     if !kernel_tests_enabled("mtls_accepts_our_clients_and_refuses_others") {
@@ -45,11 +52,7 @@ async fn mtls_accepts_our_clients_and_refuses_others() {
     }
     let pki = pki();
     let dir = telltale_integration::TempDir::new("pki");
-    let write = |name: &str, pem: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.display().to_string()
-    };
+    let write = |name: &str, pem: &str| write_pem(&dir, name, pem);
     let ca = write("ca.pem", &pki.ca);
     let (scert, skey) = (write("server.pem", &pki.server.0), write("server.key", &pki.server.1));
     let (ccert, ckey) = (write("client.pem", &pki.client.0), write("client.key", &pki.client.1));
@@ -98,11 +101,7 @@ async fn otlp_export_over_mtls_from_standard_environment_variables() {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let pki = pki();
     let dir = telltale_integration::TempDir::new("otlp-pki");
-    let write = |name: &str, pem: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.display().to_string()
-    };
+    let write = |name: &str, pem: &str| write_pem(&dir, name, pem);
     let ca = write("ca.pem", &pki.ca);
     let (ccert, ckey) = (write("client.pem", &pki.client.0), write("client.key", &pki.client.1));
     let tls = ServerTlsConfig::new()

@@ -107,6 +107,22 @@ pub struct OtlpConfig {
     pub metrics_interval: std::time::Duration,
 }
 
+impl OtlpConfig {
+    /// `headers` as HTTP headers (gRPC metadata), or why one is invalid.
+    pub fn header_map(&self) -> Result<http::HeaderMap, String> {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            let n = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("key `telemetry.otlp.headers`: {name:?} is not a valid header name"))?;
+            let v = http::HeaderValue::from_str(value).map_err(|_| {
+                format!("key `telemetry.otlp.headers.{name}`: not a valid header value (visible ASCII only)")
+            })?;
+            map.insert(n, v);
+        }
+        Ok(map)
+    }
+}
+
 impl Default for OtlpConfig {
     fn default() -> Self {
         Self {
@@ -467,18 +483,7 @@ impl Config {
         if o.timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::Invalid("key `telemetry.otlp.timeout` must be longer than 0s".into()));
         }
-        for (name, value) in &o.headers {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ConfigError::Invalid(format!(
-                    "key `telemetry.otlp.headers`: {name:?} is not a valid header name"
-                )));
-            }
-            if http::HeaderValue::from_str(value).is_err() {
-                return Err(ConfigError::Invalid(format!(
-                    "key `telemetry.otlp.headers.{name}`: not a valid header value (visible ASCII only)"
-                )));
-            }
-        }
+        o.header_map().map_err(ConfigError::Invalid)?;
         if let (Some(e), Some(_)) = (&o.endpoint, &o.tls) {
             if !e.starts_with("https://") {
                 return Err(ConfigError::Invalid(format!(

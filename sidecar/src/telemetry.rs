@@ -125,50 +125,25 @@ fn resource(cfg: &Config) -> Resource {
     b.with_attributes(attrs).build()
 }
 
-/// `[telemetry.otlp] headers`, set on every export request over any
+/// gRPC: `[telemetry.otlp] headers`, set on every export request over any
 /// `OTEL_EXPORTER_OTLP_HEADERS` entry of the same name (the exporter
-/// library would let the environment win).
-fn config_headers(o: &OtlpConfig) -> Result<::http::HeaderMap, TelemetryError> {
-    let mut map = ::http::HeaderMap::new();
-    for (k, v) in &o.headers {
-        let name = ::http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-            TelemetryError::Invalid(format!("key `telemetry.otlp.headers`: {k:?} is not a valid header name"))
-        })?;
-        let value = ::http::HeaderValue::from_str(v).map_err(|_| {
-            TelemetryError::Invalid(format!("key `telemetry.otlp.headers.{k}`: not a valid header value"))
-        })?;
-        map.insert(name, value);
-    }
-    Ok(map)
-}
-
-/// gRPC: the configured headers as metadata, replacing same-named ones.
+/// library would let the environment win). OTLP/HTTP does the same in
+/// [`http::RuntimeClient`].
 #[derive(Clone)]
-struct ConfigMetadata(Vec<(tonic::metadata::AsciiMetadataKey, tonic::metadata::AsciiMetadataValue)>);
-
-impl ConfigMetadata {
-    fn new(headers: &::http::HeaderMap) -> Result<Self, TelemetryError> {
-        let mut out = Vec::new();
-        for (k, v) in headers {
-            let key = tonic::metadata::AsciiMetadataKey::from_bytes(k.as_str().as_bytes()).map_err(|_| {
-                TelemetryError::Invalid(format!("key `telemetry.otlp.headers`: {k} is not a valid gRPC metadata name"))
-            })?;
-            let value = tonic::metadata::AsciiMetadataValue::try_from(v.as_bytes()).map_err(|_| {
-                TelemetryError::Invalid(format!("key `telemetry.otlp.headers.{k}`: not a valid gRPC metadata value"))
-            })?;
-            out.push((key, value));
-        }
-        Ok(Self(out))
-    }
-}
+struct ConfigMetadata(::http::HeaderMap);
 
 impl tonic::service::Interceptor for ConfigMetadata {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let headers: &mut ::http::HeaderMap = req.metadata_mut().as_mut();
         for (k, v) in &self.0 {
-            req.metadata_mut().insert(k.clone(), v.clone());
+            headers.insert(k.clone(), v.clone());
         }
         Ok(req)
     }
+}
+
+fn config_headers(o: &OtlpConfig) -> Result<::http::HeaderMap, TelemetryError> {
+    o.header_map().map_err(TelemetryError::Invalid)
 }
 
 fn read_tls_file(p: &std::path::PathBuf) -> Result<Vec<u8>, TelemetryError> {
@@ -217,7 +192,7 @@ fn with_tonic<B: WithExportConfig + WithTonicConfig>(b: B, r: &Resolved, o: &Otl
     if r.is_https() {
         b = b.with_tls_config(tonic_tls(r)?);
     }
-    Ok(b.with_interceptor(ConfigMetadata::new(&config_headers(o)?)?))
+    Ok(b.with_interceptor(ConfigMetadata(config_headers(o)?)))
 }
 
 fn with_http<B: WithExportConfig + WithHttpConfig>(b: B, r: &Resolved, o: &OtlpConfig) -> Result<B, TelemetryError> {

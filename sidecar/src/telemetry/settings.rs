@@ -66,11 +66,16 @@ impl Resolved {
     }
 }
 
+/// A variable's value, trimmed; unset and blank are the same.
+fn var(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
 /// The signal's variable, else the general one: `(name, value)`.
 fn lookup(env: &dyn Fn(&str) -> Option<String>, signal: OtlpSignal, suffix: &str) -> Option<(String, String)> {
     [format!("OTEL_EXPORTER_OTLP_{}{suffix}", signal.var_infix()), format!("OTEL_EXPORTER_OTLP_{suffix}")]
         .into_iter()
-        .find_map(|name| env(&name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(|v| (name, v)))
+        .find_map(|name| var(env, &name).map(|v| (name, v)))
 }
 
 fn invalid(msg: String) -> TelemetryError {
@@ -99,10 +104,10 @@ pub fn resolve(
     let signal_var = format!("OTEL_EXPORTER_OTLP_{}ENDPOINT", signal.var_infix());
     let (endpoint, endpoint_source) = if let Some(e) = &o.endpoint {
         (http_path(e), "key `telemetry.otlp.endpoint`".to_owned())
-    } else if let Some(e) = env(&signal_var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+    } else if let Some(e) = var(env, &signal_var) {
         // The spec: a signal's own endpoint is used as it is.
         (e, signal_var)
-    } else if let Some(e) = env("OTEL_EXPORTER_OTLP_ENDPOINT").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+    } else if let Some(e) = var(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
         (http_path(&e), "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned())
     } else {
         let default = match protocol {

@@ -304,16 +304,21 @@ pub fn container_name_from_environ(environ: &[u8]) -> Option<String> {
 /// Whether a process's `/proc/<pid>/cmdline` is a pod sandbox's pause
 /// process (`/pause`, `…/pause`, OpenShift's `/usr/bin/pod`).
 pub fn is_pause_cmdline(cmdline: &[u8]) -> bool {
+    let (argv0, base) = argv0(cmdline);
+    argv0 == b"/usr/bin/pod" || base == b"pause"
+}
+
+/// `argv[0]` of a `/proc/<pid>/cmdline` and its last path component.
+fn argv0(cmdline: &[u8]) -> (&[u8], &[u8]) {
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    argv0 == b"/usr/bin/pod" || argv0.rsplit(|b| *b == b'/').next() == Some(b"pause".as_slice())
+    (argv0, argv0.rsplit(|b| *b == b'/').next().unwrap_or_default())
 }
 
 /// A container runtime still setting the container up (`runc init`, crun,
 /// youki, gVisor's runsc before exec): its environment is the runtime's,
 /// not the container's, so the container's name cannot be read yet.
 pub fn is_runtime_init_cmdline(cmdline: &[u8]) -> bool {
-    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    let base = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    let (_, base) = argv0(cmdline);
     [b"runc".as_slice(), b"crun", b"youki", b"runsc", b"runc:[2:INIT]", b"runc:[1:CHILD]"].contains(&base)
 }
 
@@ -373,40 +378,30 @@ pub fn parse_container_id(s: &str) -> Option<String> {
 
 /// The running (or ran) containers of a pod object, with their ids.
 pub fn api_containers(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ApiContainer> {
-    let spec = pod.spec.as_ref();
-    // Ephemeral containers (`kubectl debug`) are watched too: a shell
-    // attached to a running pod is exactly what a security tool should see.
-    let spec_image = |name: &str, kind: Kind| {
-        let s = spec?;
-        let in_list = |l: &[k8s_openapi::api::core::v1::Container]| {
-            l.iter().find(|c| c.name == name).and_then(|c| c.image.clone())
-        };
-        match kind {
-            Kind::App => in_list(&s.containers),
-            Kind::Init => in_list(s.init_containers.as_deref()?),
-            Kind::Ephemeral => {
-                s.ephemeral_containers.as_ref()?.iter().find(|c| c.name == name).and_then(|c| c.image.clone())
+    // Names are unique across a pod's app, init and ephemeral containers.
+    // Ephemeral ones (`kubectl debug`) are watched too: a shell attached to a
+    // running pod is exactly what a security tool should see.
+    let mut spec_images = BTreeMap::new();
+    if let Some(s) = &pod.spec {
+        let app = s.containers.iter().chain(s.init_containers.iter().flatten()).map(|c| (&c.name, &c.image));
+        let ephemeral = s.ephemeral_containers.iter().flatten().map(|c| (&c.name, &c.image));
+        for (name, image) in app.chain(ephemeral) {
+            if let Some(image) = image {
+                spec_images.insert(name.as_str(), image.as_str());
             }
         }
-    };
-    #[derive(Clone, Copy)]
-    enum Kind {
-        App,
-        Init,
-        Ephemeral,
     }
     let mut out = Vec::new();
     if let Some(status) = &pod.status {
         let lists = [
-            (status.container_statuses.as_ref(), Kind::App),
-            (status.init_container_statuses.as_ref(), Kind::Init),
-            (status.ephemeral_container_statuses.as_ref(), Kind::Ephemeral),
+            (status.container_statuses.as_ref(), false),
+            (status.init_container_statuses.as_ref(), true),
+            (status.ephemeral_container_statuses.as_ref(), false),
         ];
-        for (list, kind) in lists {
-            let init = matches!(kind, Kind::Init);
+        for (list, init) in lists {
             for s in list.into_iter().flatten() {
                 let Some(id) = s.container_id.as_deref().and_then(parse_container_id) else { continue };
-                let image = spec_image(&s.name, kind).unwrap_or_else(|| s.image.clone());
+                let image = spec_images.get(s.name.as_str()).map_or_else(|| s.image.clone(), |i| (*i).to_owned());
                 out.push(ApiContainer { id, name: s.name.clone(), image, init });
             }
         }
