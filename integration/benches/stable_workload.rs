@@ -78,9 +78,9 @@ fn main() {
         let profiles = store.load_profiles().expect("profiles");
         let stable = profiles.iter().any(|p| {
             p.image == "bench"
-                && telltale_sidecar::profile::EventType::ALL
+                && telltale_core::profile::EventType::ALL
                     .iter()
-                    .all(|t| p.clock(*t).state == telltale_sidecar::profile::lifecycle::State::Stable)
+                    .all(|t| p.clock(*t).state == telltale_core::profile::lifecycle::State::Stable)
         });
         if stable {
             break;

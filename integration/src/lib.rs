@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use telltale_sidecar::event::{Event, EventKind};
+use telltale_core::event::{Event, EventKind};
 use telltale_sidecar::sensor::{Sensor, SensorOptions};
 use telltale_sidecar::trace::spawn_in;
 use telltale_sidecar::workload::cgroup::OwnedCgroup;
@@ -110,7 +110,7 @@ pub fn command(argv: &[&str]) -> tokio::process::Command {
 }
 
 /// Error with its sources.
-pub use telltale_sidecar::error_chain as chain;
+pub use telltale_core::error_chain as chain;
 
 /// A binary of the workspace, next to the test and bench executables (one
 /// directory up from `deps/`).

@@ -226,7 +226,7 @@ async fn rules_deliver_to_slack_webhook_and_email_through_outages_and_restarts()
     let hooks = wait("the webhook delivery", 20, || Some(http.accepted("/hook", &signal)).filter(|v| !v.is_empty()));
     assert_eq!(hooks.len(), 1, "delivered once despite the outage");
     let h = &hooks[0];
-    let expected = format!("sha256={}", telltale_sidecar::notify::signature("s3cret", h.body.as_bytes()));
+    let expected = format!("sha256={}", telltale_core::notify::signature("s3cret", h.body.as_bytes()));
     assert_eq!(h.headers.get("x-telltale-signature"), Some(&expected), "HMAC verifies");
     assert_eq!(h.headers.get("x-team").map(String::as_str), Some("red"));
     let v: serde_json::Value = serde_json::from_str(&h.body).expect("json");

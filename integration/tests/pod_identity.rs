@@ -18,8 +18,8 @@ use serde_json::Value;
 use telltale_integration::daemon::Daemon;
 use telltale_integration::{kernel_tests_enabled, telltale_bin, workload_bin, TempDir};
 use telltale_sidecar::workload::cgroup::{Cgroup, OwnedCgroup};
+use telltale_sidecar::workload::kubeapi::api_containers;
 use telltale_sidecar::workload::kubeapi::KubeApi;
-use telltale_sidecar::workload::pod::api_containers;
 
 const LEARNING: &str =
     "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\

@@ -5,8 +5,8 @@
 
 use std::net::TcpListener;
 
+use telltale_core::event::EventKind;
 use telltale_integration::{kernel_tests_enabled, workload_bin, TempDir, Traced};
-use telltale_sidecar::event::EventKind;
 use telltale_sidecar::sensor::SensorOptions;
 use telltale_sidecar::workload::cgroup::Cgroup;
 

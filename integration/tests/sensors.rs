@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
+use telltale_core::event::{Access, Event, EventKind, Protocol};
 use telltale_integration::{execs, kernel_tests_enabled, resolve, workload_bin, TempDir, Traced};
-use telltale_sidecar::event::{Access, Event, EventKind, Protocol};
 use telltale_sidecar::sensor::SensorOptions;
 
 fn files(events: &[Event]) -> Vec<(String, Vec<Access>, String)> {

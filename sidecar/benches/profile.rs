@@ -10,10 +10,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use telltale_sidecar::event::{
-    Access, DnsQuery, DnsQuestion, Endpoint, Event, EventKind, FileAccess, Process, Protocol,
-};
-use telltale_sidecar::profile::{Observation, Profile};
+use telltale_core::event::{Access, DnsQuery, DnsQuestion, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
+use telltale_core::profile::{Observation, Profile};
 
 /// Counts live heap bytes, to measure the profile's memory.
 struct Counting;

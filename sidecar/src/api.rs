@@ -18,124 +18,16 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::bus::{Command, Feeds};
 use crate::config::{ApiConfig, Role};
-use crate::detect::Anomaly;
-use crate::profile::{EventType, Observation, Profile};
-use crate::status::ProfileStatus;
 use crate::store::{Store, StoreError};
+use telltale_core::detect::Anomaly;
+use telltale_core::profile::{EventType, Profile};
+use telltale_core::signal::SignalChange;
+use telltale_core::status::ProfileStatus;
 
 /// Items queued between a stream's forwarding task and the transport.
 const CLIENT_QUEUE: usize = 32;
-
-/// A live anomaly with its sequence number.
-pub type Sequenced = Arc<(u64, Anomaly)>;
-
-/// Requests from the API to the daemon loop (which owns the detector).
-#[derive(Debug)]
-pub enum Command {
-    /// Learning status of every profile (or one).
-    Status {
-        /// Only this image.
-        image: Option<String>,
-        /// Answer.
-        reply: oneshot::Sender<Vec<ProfileStatus>>,
-    },
-    /// A copy of one profile with its status.
-    Profile {
-        /// Short image name.
-        image: String,
-        /// Answer (None: no such profile).
-        reply: oneshot::Sender<Option<(Profile, ProfileStatus)>>,
-    },
-    /// Append to the audit trail.
-    Audit(crate::audit::Action),
-    /// Create (empty id) or replace a notification rule.
-    SaveRule {
-        /// The rule.
-        rule: crate::notify::Rule,
-        /// Who asked.
-        principal: String,
-        /// Answer: the saved rule, or None when replacing an unknown id.
-        reply: oneshot::Sender<Option<crate::notify::Rule>>,
-    },
-    /// Delete a rule.
-    DeleteRule {
-        /// Its id.
-        id: String,
-        /// Who asked.
-        principal: String,
-        /// Answer: whether it existed.
-        reply: oneshot::Sender<bool>,
-    },
-    /// Create a suppression rule.
-    SaveSuppression {
-        /// The rule (its id is given here).
-        rule: crate::suppress::Suppression,
-        /// Who asked.
-        principal: String,
-        /// Answer: the saved rule.
-        reply: oneshot::Sender<crate::suppress::Suppression>,
-    },
-    /// Delete a suppression rule.
-    DeleteSuppression {
-        /// Its id.
-        id: String,
-        /// Who asked.
-        principal: String,
-        /// Answer: whether it existed.
-        reply: oneshot::Sender<bool>,
-    },
-    /// Every suppression rule.
-    Suppressions {
-        /// Answer.
-        reply: oneshot::Sender<Vec<crate::suppress::Suppression>>,
-    },
-    /// Every rule.
-    Rules {
-        /// Answer.
-        reply: oneshot::Sender<Vec<crate::notify::Rule>>,
-    },
-    /// Signals matching a query, newest first.
-    Signals {
-        /// The parsed query.
-        query: crate::query::Query,
-        /// Answer.
-        reply: oneshot::Sender<Vec<crate::signal::Signal>>,
-    },
-    /// One signal.
-    Signal {
-        /// Its id.
-        id: String,
-        /// Answer.
-        reply: oneshot::Sender<Option<crate::signal::Signal>>,
-    },
-    /// Triage a signal.
-    UpdateSignal {
-        /// Its id.
-        id: String,
-        /// New status.
-        status: Option<crate::signal::Status>,
-        /// New assignee.
-        assignee: Option<String>,
-        /// Mark benign: (anomaly ids, empty = all).
-        benign: Option<Vec<String>>,
-        /// Who asked.
-        principal: String,
-        /// Answer: the signal after, behaviours added.
-        reply: oneshot::Sender<Result<(crate::signal::Signal, u32), crate::signal::UpdateError>>,
-    },
-    /// Add behaviours to a profile.
-    Add {
-        /// Short image name.
-        image: String,
-        /// What to add.
-        observations: Vec<Observation>,
-        /// Who asked.
-        principal: String,
-        /// Answer: (added, already known), or None for an unknown profile.
-        reply: oneshot::Sender<Option<(u32, u32)>>,
-    },
-}
 
 /// Why the API server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -232,14 +124,14 @@ impl Auth {
 fn record(
     commands: &mpsc::Sender<Command>,
     principal: &str,
-    asset_type: crate::audit::AssetType,
+    asset_type: telltale_core::audit::AssetType,
     asset_id: &str,
     action: &str,
     outcome: &str,
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
 ) {
-    let a = crate::audit::Action {
+    let a = telltale_core::audit::Action {
         time_ms: i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
         principal: principal.to_owned(),
         asset_type,
@@ -265,7 +157,7 @@ fn require<T>(req: &Request<T>, role: Role) -> Result<Principal, Status> {
             record(
                 &commands.0,
                 &p.name,
-                crate::audit::AssetType::Api,
+                telltale_core::audit::AssetType::Api,
                 "",
                 "authorize",
                 "failure",
@@ -289,26 +181,24 @@ fn store_status(e: StoreError) -> Status {
 #[derive(Debug, Clone)]
 pub struct Api {
     commands: mpsc::Sender<Command>,
-    anomalies: broadcast::Sender<Sequenced>,
+    feeds: Feeds,
     data_dir: PathBuf,
     closing: tokio::sync::watch::Receiver<bool>,
-    signals: broadcast::Sender<Arc<(u64, SignalChange)>>,
     metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 impl Api {
-    /// A service talking to the daemon loop; `anomalies` is the live feed
-    /// (its capacity is how far a client may fall behind); streams end when
+    /// A service talking to the daemon loop over `commands`; streams follow
+    /// `feeds` after the stored backlog in `data_dir`, and end when
     /// `closing` turns true.
     pub fn new(
         commands: mpsc::Sender<Command>,
-        anomalies: broadcast::Sender<Sequenced>,
+        feeds: Feeds,
         data_dir: PathBuf,
         closing: tokio::sync::watch::Receiver<bool>,
-        signals: broadcast::Sender<Arc<(u64, SignalChange)>>,
         metrics: Arc<crate::telemetry::metrics::Metrics>,
     ) -> Self {
-        Self { commands, anomalies, data_dir, closing, signals, metrics }
+        Self { commands, feeds, data_dir, closing, metrics }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
@@ -345,15 +235,6 @@ async fn wait_closing(rx: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 type SignalStream = Pin<Box<dyn Stream<Item = Result<pb::SignalStreamItem, Status>> + Send>>;
-
-/// A signal change, as streamed: the signal after the change.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SignalChange {
-    /// The signal was created by this change.
-    pub created: bool,
-    /// The signal after it.
-    pub signal: crate::signal::Signal,
-}
 
 /// Reads the stored items after a sequence number (one page).
 type Backlog<T> = fn(&Store, u64) -> Result<Vec<(u64, T)>, StoreError>;
@@ -469,7 +350,7 @@ impl Telltale for Api {
         };
         let filter = Filter { image: r.image, container: r.container, event_type };
         let rx = resumable(
-            self.anomalies.subscribe(),
+            self.feeds.anomalies.subscribe(),
             self.closing.clone(),
             r.after_sequence,
             self.data_dir.clone(),
@@ -490,10 +371,10 @@ impl Telltale for Api {
     ) -> Result<Response<Self::StreamSignalsStream>, Status> {
         require(&request, Role::Viewer)?;
         let r = request.into_inner();
-        let query = crate::query::Query::parse(&r.query)
+        let query = telltale_core::query::Query::parse(&r.query)
             .map_err(|e| Status::invalid_argument(format!("field `query`: {e}")))?;
         let rx = resumable(
-            self.signals.subscribe(),
+            self.feeds.signals.subscribe(),
             self.closing.clone(),
             r.after_sequence,
             self.data_dir.clone(),
@@ -586,7 +467,7 @@ impl Telltale for Api {
             record(
                 &self.commands,
                 &principal.name,
-                crate::audit::AssetType::SecurityProfile,
+                telltale_core::audit::AssetType::SecurityProfile,
                 &r.image,
                 "add_to_profile",
                 "failure",
@@ -598,7 +479,7 @@ impl Telltale for Api {
         record(
             &self.commands,
             &principal.name,
-            crate::audit::AssetType::SecurityProfile,
+            telltale_core::audit::AssetType::SecurityProfile,
             &r.image,
             "add_to_profile",
             "success",
@@ -614,7 +495,7 @@ impl Telltale for Api {
     ) -> Result<Response<pb::ListSignalsResponse>, Status> {
         require(&request, Role::Viewer)?;
         let r = request.into_inner();
-        let query = crate::query::Query::parse(&r.query)
+        let query = telltale_core::query::Query::parse(&r.query)
             .map_err(|e| Status::invalid_argument(format!("field `query`: {e}")))?;
         let offset: usize = if r.page_token.is_empty() {
             0
@@ -667,7 +548,7 @@ impl Telltale for Api {
                 signal: Some(convert::signal(&s)),
                 behaviours_added: added,
             })),
-            Err(e @ crate::signal::UpdateError::NotFound(_)) => Err(Status::not_found(e.to_string())),
+            Err(e @ telltale_core::signal::UpdateError::NotFound(_)) => Err(Status::not_found(e.to_string())),
             Err(e) => Err(Status::invalid_argument(format!("field `benign_anomaly_ids`: {e}"))),
         }
     }
@@ -760,7 +641,7 @@ impl Telltale for Api {
     ) -> Result<Response<pb::QueryAuditTrailResponse>, Status> {
         let principal = require(&request, Role::Viewer)?;
         let r = request.into_inner();
-        let query = crate::query::Query::parse(&r.query)
+        let query = telltale_core::query::Query::parse(&r.query)
             .map_err(|e| Status::invalid_argument(format!("field `query`: {e}")))?;
         let (from, to) = ((r.from_unix_ms != 0).then_some(r.from_unix_ms), (r.to_unix_ms != 0).then_some(r.to_unix_ms));
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
@@ -787,7 +668,7 @@ impl Telltale for Api {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         let answer = match loaded {
-            Ok(records) => match crate::audit::verify(&records) {
+            Ok(records) => match telltale_core::audit::verify(&records) {
                 Ok(n) => pb::VerifyAuditTrailResponse { ok: true, records: n as u64, error: String::new() },
                 Err(e) => {
                     pb::VerifyAuditTrailResponse { ok: false, records: records.len() as u64, error: e.to_string() }
@@ -803,7 +684,7 @@ impl Telltale for Api {
 }
 
 impl Api {
-    async fn audit_records(&self) -> Result<Vec<crate::audit::Record>, Status> {
+    async fn audit_records(&self) -> Result<Vec<telltale_core::audit::Record>, Status> {
         let dir = self.data_dir.clone();
         tokio::task::spawn_blocking(move || Store::open_read_only(&dir).and_then(|s| s.audit_records()))
             .await
@@ -850,7 +731,7 @@ pub async fn serve(
                 record(
                     &audit,
                     "anonymous",
-                    crate::audit::AssetType::Api,
+                    telltale_core::audit::AssetType::Api,
                     "",
                     "authenticate",
                     "failure",

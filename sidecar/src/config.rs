@@ -8,7 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::profile::lifecycle::LearningConfig;
+use telltale_core::profile::lifecycle::LearningConfig;
 
 /// Environment variables with the `TELLTALE_` prefix that are not
 /// configuration keys (they belong to tools and tests).
@@ -433,7 +433,7 @@ impl Config {
             )));
         }
         for (i, c) in self.containers.iter().enumerate() {
-            crate::workload::image::ImageRef::parse(&c.image)
+            telltale_core::workload::image::ImageRef::parse(&c.image)
                 .map_err(|e| ConfigError::Invalid(format!("key `containers[{i}].image`: {e}")))?;
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
@@ -496,7 +496,7 @@ impl Config {
             return Err(ConfigError::Invalid("key `telemetry.otlp.metrics_interval` must be longer than 0s".into()));
         }
         if let Some(image) = &self.image {
-            crate::workload::image::ImageRef::parse(image)
+            telltale_core::workload::image::ImageRef::parse(image)
                 .map_err(|e| ConfigError::Invalid(format!("key `image`: {e}")))?;
         }
         Ok(())

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use telltale_core::error_chain;
 use telltale_sidecar::config::{Config, KubernetesOverrides, Overrides};
-use telltale_sidecar::error_chain;
 use telltale_sidecar::store::Store;
 use telltale_sidecar::trace::{self, format, Target, TraceOptions};
 
@@ -172,7 +172,7 @@ fn ready_main(cfg: &Config) -> ExitCode {
         Err(e) => return fail(&e, 1),
     };
     let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    match telltale_sidecar::status::ready(counters.as_ref(), now, 5_000) {
+    match telltale_core::status::ready(counters.as_ref(), now, 5_000) {
         Ok(()) => {
             println!("ready: the daemon is watching");
             ExitCode::SUCCESS
@@ -194,14 +194,14 @@ fn status_main(cfg: &Config, json: bool) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return fail(&e, 1),
     };
     let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let statuses = telltale_sidecar::status::status(&profiles, &learning, now);
+    let statuses = telltale_core::status::status(&profiles, &learning, now);
     let counters = store.meta_json(telltale_sidecar::run::SENSOR_COUNTERS).ok().flatten();
     if json {
         println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default());
     } else {
-        print!("{}", telltale_sidecar::status::table(&statuses));
+        print!("{}", telltale_core::status::table(&statuses));
         if let Some(c) = counters {
-            println!("{}", telltale_sidecar::status::counters_line(&c));
+            println!("{}", telltale_core::status::counters_line(&c));
         }
     }
     ExitCode::SUCCESS

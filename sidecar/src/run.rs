@@ -10,13 +10,13 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::detect::{Change, Container, Detector};
-use crate::event::Event;
 use crate::sensor::{Sensor, SensorError, SensorOptions};
 use crate::store::{Store, StoreError};
 use crate::trace::{spawn_in, TraceError};
 use crate::workload::cgroup::{Cgroup, CgroupError, OwnedCgroup};
 use crate::workload::discover::{DiscoverError, Workload};
+use telltale_core::detect::{Change, Container, Detector};
+use telltale_core::event::Event;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ impl Touched {
     }
 
     /// One copy of each changed signal, after the whole batch.
-    fn signals(&self, all: &crate::signal::Signals) -> Vec<(crate::signal::Signal, bool)> {
+    fn signals(&self, all: &telltale_core::signal::Signals) -> Vec<(telltale_core::signal::Signal, bool)> {
         self.0.iter().filter_map(|(id, c)| all.get(id).map(|s| (s.clone(), *c))).collect()
     }
 }
@@ -94,12 +94,11 @@ struct Daemon {
     out: Option<Box<dyn Write + Send>>,
     lost_seen: u64,
     known_map_full: bool,
-    anomalies: tokio::sync::broadcast::Sender<crate::api::Sequenced>,
+    feeds: crate::bus::Feeds,
     ticks: u64,
-    signals: crate::signal::Signals,
-    rules: Vec<crate::notify::Rule>,
-    suppressions: Vec<crate::suppress::Suppression>,
-    signal_feed: tokio::sync::broadcast::Sender<std::sync::Arc<(u64, crate::api::SignalChange)>>,
+    signals: telltale_core::signal::Signals,
+    rules: Vec<telltale_core::notify::Rule>,
+    suppressions: Vec<telltale_core::suppress::Suppression>,
     telemetry: crate::telemetry::Telemetry,
 }
 
@@ -137,7 +136,7 @@ impl Daemon {
             self.telemetry.anomaly(&shared, &id);
             touched.add(id, created);
             // No receiver (no stream client) is fine.
-            let _ = self.anomalies.send(shared);
+            let _ = self.feeds.anomalies.send(shared);
         }
         let changed = touched.signals(&self.signals);
         self.publish(&changed)
@@ -145,23 +144,25 @@ impl Daemon {
 
     /// Save changed signals, log them for streaming, tell stream clients,
     /// queue notifications.
-    fn publish(&mut self, changed: &[(crate::signal::Signal, bool)]) -> Result<(), RunError> {
+    fn publish(&mut self, changed: &[(telltale_core::signal::Signal, bool)]) -> Result<(), RunError> {
         if changed.is_empty() {
             return Ok(());
         }
         let signals: Vec<_> = changed.iter().map(|(s, _)| s.clone()).collect();
         self.store.save_signals(&signals)?;
-        let log: Vec<crate::api::SignalChange> =
-            changed.iter().map(|(s, c)| crate::api::SignalChange { created: *c, signal: s.summary_copy() }).collect();
+        let log: Vec<telltale_core::signal::SignalChange> = changed
+            .iter()
+            .map(|(s, c)| telltale_core::signal::SignalChange { created: *c, signal: s.summary_copy() })
+            .collect();
         let seqs = self.store.log_signal_changes(&log, now_ms())?;
         for (seq, c) in seqs.into_iter().zip(log) {
-            let _ = self.signal_feed.send(std::sync::Arc::new((seq, c)));
+            let _ = self.feeds.signals.send(std::sync::Arc::new((seq, c)));
         }
         self.notify(changed)
     }
 
     /// Queue the notifications of rules that want these signal changes.
-    fn notify(&mut self, changed: &[(crate::signal::Signal, bool)]) -> Result<(), RunError> {
+    fn notify(&mut self, changed: &[(telltale_core::signal::Signal, bool)]) -> Result<(), RunError> {
         let now = now_ms();
         let window = i64::try_from(self.cfg.notifications.rate_limit.as_millis()).unwrap_or(i64::MAX);
         for (signal, created) in changed {
@@ -170,7 +171,7 @@ impl Daemon {
                     // The first message about a signal says "created", even
                     // when updates were coalesced into it.
                     let first = !self.store.was_notified(&rule.id, i, &signal.id)?;
-                    let message = crate::notify::render(rule, target, signal, first);
+                    let message = telltale_core::notify::render(rule, target, signal, first);
                     self.store.enqueue(&rule.id, i, &signal.id, &message, now, window)?;
                 }
             }
@@ -192,8 +193,8 @@ impl Daemon {
         self.publish(&changed)
     }
 
-    fn command(&mut self, cmd: crate::api::Command) -> Result<(), RunError> {
-        use crate::api::Command;
+    fn command(&mut self, cmd: crate::bus::Command) -> Result<(), RunError> {
+        use crate::bus::Command;
         let now = now_ms();
         match cmd {
             Command::Status { image, reply } => {
@@ -203,13 +204,13 @@ impl Daemon {
                     .filter(|p| image.as_deref().is_none_or(|i| i == p.image))
                     .cloned()
                     .collect();
-                let mut st = crate::status::status(&profiles, self.detector.config(), now);
+                let mut st = telltale_core::status::status(&profiles, self.detector.config(), now);
                 st.sort_by(|a, b| a.image.cmp(&b.image));
                 let _ = reply.send(st);
             }
             Command::Profile { image, reply } => {
                 let answer = self.detector.profile(&image).and_then(|p| {
-                    let st = crate::status::status(std::slice::from_ref(p), self.detector.config(), now);
+                    let st = telltale_core::status::status(std::slice::from_ref(p), self.detector.config(), now);
                     st.into_iter().next().map(|st| (p.clone(), st))
                 });
                 let _ = reply.send(answer);
@@ -218,7 +219,7 @@ impl Daemon {
                 self.store.append_audit(vec![action])?;
             }
             Command::SaveRule { mut rule, principal, reply } => {
-                use crate::audit::{Action, AssetType};
+                use telltale_core::audit::{Action, AssetType};
                 let before = if rule.id.is_empty() {
                     rule.id = format!("rule-{now:x}-{}", self.rules.len());
                     None
@@ -255,10 +256,10 @@ impl Daemon {
                     .find(|r| r.id == id)
                     .map(|r| serde_json::to_value(r.redacted()).unwrap_or_default());
                 self.rules.retain(|r| r.id != id);
-                self.store.append_audit(vec![crate::audit::Action {
+                self.store.append_audit(vec![telltale_core::audit::Action {
                     time_ms: now,
                     principal,
-                    asset_type: crate::audit::AssetType::NotificationRule,
+                    asset_type: telltale_core::audit::AssetType::NotificationRule,
                     asset_id: id,
                     action: "delete".into(),
                     outcome: if existed { "success" } else { "failure" }.into(),
@@ -367,7 +368,8 @@ impl Daemon {
         for id in folded.iter().filter_map(|(c, o)| self.signals.fold(c, o)) {
             touched.add(id, false);
         }
-        let latest: Vec<crate::signal::Signal> = touched.signals(&self.signals).into_iter().map(|(s, _)| s).collect();
+        let latest: Vec<telltale_core::signal::Signal> =
+            touched.signals(&self.signals).into_iter().map(|(s, _)| s).collect();
         self.store.save_signals(&latest)?;
         if !known.is_empty() && !self.known_map_full {
             if let Err(e) = self.sensor.mark_known(&known) {
@@ -383,15 +385,16 @@ impl Daemon {
         principal: &str,
         id: &str,
         action: &str,
-        before: Option<&crate::suppress::Suppression>,
-        after: Option<&crate::suppress::Suppression>,
+        before: Option<&telltale_core::suppress::Suppression>,
+        after: Option<&telltale_core::suppress::Suppression>,
         now: i64,
     ) -> Result<(), RunError> {
-        let json = |r: Option<&crate::suppress::Suppression>| r.map(|r| serde_json::to_value(r).unwrap_or_default());
-        self.store.append_audit(vec![crate::audit::Action {
+        let json =
+            |r: Option<&telltale_core::suppress::Suppression>| r.map(|r| serde_json::to_value(r).unwrap_or_default());
+        self.store.append_audit(vec![telltale_core::audit::Action {
             time_ms: now,
             principal: principal.to_owned(),
-            asset_type: crate::audit::AssetType::Suppression,
+            asset_type: telltale_core::audit::AssetType::Suppression,
             asset_id: id.to_owned(),
             action: action.to_owned(),
             outcome: if before.is_some() || after.is_some() { "success" } else { "failure" }.to_owned(),
@@ -406,13 +409,13 @@ impl Daemon {
     fn update_signal(
         &mut self,
         id: &str,
-        status: Option<crate::signal::Status>,
+        status: Option<telltale_core::signal::Status>,
         assignee: Option<String>,
         benign: Option<Vec<String>>,
         principal: &str,
         now: i64,
-    ) -> Result<Result<(crate::signal::Signal, u32), crate::signal::UpdateError>, RunError> {
-        use crate::audit::{Action, AssetType};
+    ) -> Result<Result<(telltale_core::signal::Signal, u32), telltale_core::signal::UpdateError>, RunError> {
+        use telltale_core::audit::{Action, AssetType};
         let audit = |outcome: &str, action: &str, before, after| Action {
             time_ms: now,
             principal: principal.to_owned(),
@@ -424,7 +427,7 @@ impl Daemon {
             after,
         };
         let action = if benign.is_some() { "mark_benign" } else { "update" };
-        let failed = |e: &crate::signal::UpdateError| {
+        let failed = |e: &telltale_core::signal::UpdateError| {
             audit("failure", action, None, Some(serde_json::json!({"error": e.to_string()})))
         };
         let mut added = 0;
@@ -442,13 +445,13 @@ impl Daemon {
                 self.persist(&changes)?;
                 added = n;
             }
-            status = Some(crate::signal::Status::Archived);
+            status = Some(telltale_core::signal::Status::Archived);
         }
         match self.signals.update(id, status, assignee) {
             Ok((before, after)) => {
                 self.publish(&[(after.clone(), false)])?;
                 self.telemetry.signal_updated(&after, principal);
-                let summary = |s: &crate::signal::Signal| serde_json::json!({"status": s.status.name(), "assignee": s.assignee, "version": s.version});
+                let summary = |s: &telltale_core::signal::Signal| serde_json::json!({"status": s.status.name(), "assignee": s.assignee, "version": s.version});
                 let mut after_json = summary(&after);
                 if benign.is_some() {
                     after_json["behaviours_added"] = added.into();
@@ -469,7 +472,7 @@ impl Daemon {
         let mut view = crate::telemetry::metrics::DaemonView { counters, ..Default::default() };
         // Every status and state is reported, 0 when none: a series that
         // disappears reads as "no data" in a dashboard, not as zero.
-        for status in crate::signal::Status::ALL {
+        for status in telltale_core::signal::Status::ALL {
             view.signals.insert(status.name(), 0);
         }
         for s in self.signals.all() {
@@ -477,7 +480,7 @@ impl Daemon {
         }
         for p in self.detector.profiles() {
             view.profiles.insert(p.image.clone(), u64::try_from(p.behaviour_count()).unwrap_or(u64::MAX));
-            for t in crate::profile::EventType::ALL {
+            for t in telltale_core::profile::EventType::ALL {
                 view.learning.push((p.image.clone(), t.name(), p.clock(t).state.name()));
             }
         }
@@ -544,7 +547,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     let store = Store::open(&cfg.data_dir)?;
     store.save_learning_config(&cfg.learning)?;
     let detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
-    let signals = crate::signal::Signals::new(store.signals()?);
+    let signals = telltale_core::signal::Signals::new(store.signals()?);
     let rules = store.rules()?;
     let suppressions = store.suppressions()?;
     let mut detector = detector;
@@ -576,9 +579,8 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         return Err(RunError::NoTarget);
     };
     let telemetry = crate::telemetry::Telemetry::start(&cfg).await?;
-    let (anomalies, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
-    let (signal_feed, _) = tokio::sync::broadcast::channel(cfg.api.stream_buffer.max(1));
-    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(64);
+    let feeds = crate::bus::Feeds::new(cfg.api.stream_buffer);
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(crate::bus::INBOX);
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut api_task = None;
     let mut api_note = String::new();
@@ -588,10 +590,9 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         api_note = format!("; API on {addr}");
         let api = crate::api::Api::new(
             cmd_tx.clone(),
-            anomalies.clone(),
+            feeds.clone(),
             cfg.data_dir.clone(),
             closing.clone(),
-            signal_feed.clone(),
             telemetry.metrics.clone(),
         );
         let mut stop = closing.clone();
@@ -620,12 +621,11 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         out,
         lost_seen: 0,
         known_map_full: false,
-        anomalies,
+        feeds,
         ticks: 0,
         signals,
         rules,
         suppressions,
-        signal_feed,
         telemetry,
     };
     let notifier =

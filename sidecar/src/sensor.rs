@@ -15,9 +15,9 @@ use telltale_ebpf::{abi, decode, globals, maps, programs};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::event::Event;
 use crate::sensor::process::{Outcome, ProcSnapshot, ProcessTable};
 use crate::workload::cgroup::Cgroup;
+use telltale_core::event::Event;
 
 /// Where the sensors could not be set up or read.
 #[derive(Debug, thiserror::Error)]

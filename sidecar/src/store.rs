@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use crate::detect::{Anomaly, Change};
-use crate::profile::lifecycle::{Clock, LearningConfig, State};
-use crate::profile::{Behaviour, EventType, Observation, Profile};
+use telltale_core::detect::{Anomaly, Change};
+use telltale_core::profile::lifecycle::{Clock, LearningConfig, State};
+use telltale_core::profile::{Behaviour, EventType, Observation, Profile};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -475,8 +475,8 @@ impl Store {
     /// to the record before it. Returns the new records.
     pub fn append_audit(
         &mut self,
-        actions: Vec<crate::audit::Action>,
-    ) -> Result<Vec<crate::audit::Record>, StoreError> {
+        actions: Vec<telltale_core::audit::Action>,
+    ) -> Result<Vec<telltale_core::audit::Record>, StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sql)?;
@@ -484,7 +484,7 @@ impl Store {
             .query_row("SELECT body FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .optional()
             .map_err(sql)?;
-        let mut prev: Option<crate::audit::Record> = match last {
+        let mut prev: Option<telltale_core::audit::Record> = match last {
             Some(body) => Some(serde_json::from_str(&body).map_err(|e| StoreError::BadRow {
                 path: path.clone(),
                 what: "audit",
@@ -494,7 +494,7 @@ impl Store {
         };
         let mut out = Vec::new();
         for action in actions {
-            let r = crate::audit::Record::chain(prev.as_ref().map(|p| (p.seq, p.hash.as_str())), action);
+            let r = telltale_core::audit::Record::chain(prev.as_ref().map(|p| (p.seq, p.hash.as_str())), action);
             let body = serde_json::to_string(&r).unwrap_or_default();
             tx.execute(
                 "INSERT INTO audit (seq, body) VALUES (?1, ?2)",
@@ -510,7 +510,7 @@ impl Store {
 
     /// The whole audit trail, in order. A row that does not decode is an
     /// error naming it (tampering shows up here or in `audit::verify`).
-    pub fn audit_records(&self) -> Result<Vec<crate::audit::Record>, StoreError> {
+    pub fn audit_records(&self) -> Result<Vec<telltale_core::audit::Record>, StoreError> {
         let mut stmt = self.conn.prepare("SELECT seq, body FROM audit ORDER BY seq").map_err(self.sql())?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(self.sql())?;
         let mut out = Vec::new();
@@ -560,20 +560,20 @@ impl Store {
     }
 
     /// Save signals.
-    pub fn save_signals(&mut self, signals: &[crate::signal::Signal]) -> Result<(), StoreError> {
-        let items: Vec<(&str, &crate::signal::Signal)> = signals.iter().map(|s| (s.id.as_str(), s)).collect();
+    pub fn save_signals(&mut self, signals: &[telltale_core::signal::Signal]) -> Result<(), StoreError> {
+        let items: Vec<(&str, &telltale_core::signal::Signal)> = signals.iter().map(|s| (s.id.as_str(), s)).collect();
         self.save_bodies(Table::Signals, &items)
     }
 
     /// Every stored signal.
-    pub fn signals(&self) -> Result<Vec<crate::signal::Signal>, StoreError> {
+    pub fn signals(&self) -> Result<Vec<telltale_core::signal::Signal>, StoreError> {
         self.bodies(Table::Signals)
     }
 
     /// Log signal changes for streaming; returns their sequence numbers.
     pub fn log_signal_changes(
         &mut self,
-        changes: &[crate::api::SignalChange],
+        changes: &[telltale_core::signal::SignalChange],
         now_ms: i64,
     ) -> Result<Vec<u64>, StoreError> {
         let path = self.path.clone();
@@ -595,27 +595,27 @@ impl Store {
         &self,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, crate::api::SignalChange)>, StoreError> {
+    ) -> Result<Vec<(u64, telltale_core::signal::SignalChange)>, StoreError> {
         self.sequenced_after("signal_changes", after, limit)
     }
 
     /// Save (insert or replace) a notification rule.
-    pub fn save_rule(&mut self, rule: &crate::notify::Rule) -> Result<(), StoreError> {
+    pub fn save_rule(&mut self, rule: &telltale_core::notify::Rule) -> Result<(), StoreError> {
         self.save_bodies(Table::Rules, &[(rule.id.as_str(), rule)])
     }
 
     /// Every notification rule.
-    pub fn rules(&self) -> Result<Vec<crate::notify::Rule>, StoreError> {
+    pub fn rules(&self) -> Result<Vec<telltale_core::notify::Rule>, StoreError> {
         self.bodies(Table::Rules)
     }
 
     /// Save (insert or replace) a suppression rule.
-    pub fn save_suppression(&mut self, rule: &crate::suppress::Suppression) -> Result<(), StoreError> {
+    pub fn save_suppression(&mut self, rule: &telltale_core::suppress::Suppression) -> Result<(), StoreError> {
         self.save_bodies(Table::Suppressions, &[(rule.id.as_str(), rule)])
     }
 
     /// Every suppression rule.
-    pub fn suppressions(&self) -> Result<Vec<crate::suppress::Suppression>, StoreError> {
+    pub fn suppressions(&self) -> Result<Vec<telltale_core::suppress::Suppression>, StoreError> {
         self.bodies(Table::Suppressions)
     }
 
@@ -640,7 +640,7 @@ impl Store {
         rule_id: &str,
         target: usize,
         signal_id: &str,
-        message: &crate::notify::Message,
+        message: &telltale_core::notify::Message,
         now_ms: i64,
         rate_limit_ms: i64,
     ) -> Result<(), StoreError> {

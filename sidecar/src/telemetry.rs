@@ -21,11 +21,11 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 use crate::config::{Config, OtlpConfig, OtlpProtocol};
-use crate::signal::Signal;
 use export::SpanQueue;
 use metrics::Metrics;
 use settings::{OtlpSignal, Resolved};
 use spans::PodInfo;
+use telltale_core::signal::Signal;
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -337,7 +337,7 @@ impl Telemetry {
     }
 
     /// An anomaly (as streamed) of signal `signal_id`.
-    pub fn anomaly(&self, a: &crate::api::Sequenced, signal_id: &str) {
+    pub fn anomaly(&self, a: &crate::bus::Sequenced, signal_id: &str) {
         self.metrics.anomaly(a.1.event_type.name(), &a.1.container.image);
         if let Some(q) = &self.spans {
             q.push(export::Item::Anomaly(a.clone(), signal_id.to_owned()));

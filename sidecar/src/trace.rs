@@ -11,9 +11,9 @@ use std::process::ExitStatus;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::event::Event;
 use crate::sensor::{Counters, Sensor, SensorError, SensorOptions};
 use crate::workload::cgroup::{Cgroup, CgroupError, OwnedCgroup};
+use telltale_core::event::Event;
 
 /// What to trace.
 #[derive(Debug, Clone)]

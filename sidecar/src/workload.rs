@@ -1,7 +1,7 @@
-//! Workload identity: cgroups, containers and images; the pod in Kubernetes.
+//! Workload identity on this host: cgroups, the pod's containers and the
+//! Kubernetes API. Image references and pod-layout parsing are pure, in
+//! `telltale_core::workload`.
 
 pub mod cgroup;
 pub mod discover;
-pub mod image;
 pub mod kubeapi;
-pub mod pod;

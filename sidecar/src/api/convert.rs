@@ -5,12 +5,12 @@ use std::net::IpAddr;
 
 use telltale_proto::v1 as pb;
 
-use crate::detect::{Anomaly, Container};
-use crate::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
-use crate::profile::generalize::path_pattern;
-use crate::profile::lifecycle::State;
-use crate::profile::{Behaviour, EventType, Node, Observation, Profile};
-use crate::status::{ProfileStatus, TypeStatus};
+use telltale_core::detect::{Anomaly, Container};
+use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
+use telltale_core::profile::generalize::path_pattern;
+use telltale_core::profile::lifecycle::State;
+use telltale_core::profile::{Behaviour, EventType, Node, Observation, Profile};
+use telltale_core::status::{ProfileStatus, TypeStatus};
 
 /// A request field that is not acceptable, named by its path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,9 +184,10 @@ pub fn anomaly(a: &Anomaly) -> pb::Anomaly {
 }
 
 /// Proto audit event.
-pub fn audit_event(r: &crate::audit::Record) -> pb::AuditEvent {
-    let crate::audit::Record { seq, evt_name, action, prev_hash, hash } = r;
-    let crate::audit::Action { time_ms, principal, asset_type, asset_id, action, outcome, before, after } = action;
+pub fn audit_event(r: &telltale_core::audit::Record) -> pb::AuditEvent {
+    let telltale_core::audit::Record { seq, evt_name, action, prev_hash, hash } = r;
+    let telltale_core::audit::Action { time_ms, principal, asset_type, asset_id, action, outcome, before, after } =
+        action;
     let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
     pb::AuditEvent {
         sequence: *seq,
@@ -204,27 +205,27 @@ pub fn audit_event(r: &crate::audit::Record) -> pb::AuditEvent {
     }
 }
 
-fn signal_status(s: crate::signal::Status) -> pb::SignalStatus {
+fn signal_status(s: telltale_core::signal::Status) -> pb::SignalStatus {
     match s {
-        crate::signal::Status::Open => pb::SignalStatus::Open,
-        crate::signal::Status::UnderReview => pb::SignalStatus::UnderReview,
-        crate::signal::Status::Archived => pb::SignalStatus::Archived,
+        telltale_core::signal::Status::Open => pb::SignalStatus::Open,
+        telltale_core::signal::Status::UnderReview => pb::SignalStatus::UnderReview,
+        telltale_core::signal::Status::Archived => pb::SignalStatus::Archived,
     }
 }
 
 /// Domain signal status (None for unspecified).
-pub fn from_signal_status(s: pb::SignalStatus) -> Option<crate::signal::Status> {
+pub fn from_signal_status(s: pb::SignalStatus) -> Option<telltale_core::signal::Status> {
     match s {
         pb::SignalStatus::Unspecified => None,
-        pb::SignalStatus::Open => Some(crate::signal::Status::Open),
-        pb::SignalStatus::UnderReview => Some(crate::signal::Status::UnderReview),
-        pb::SignalStatus::Archived => Some(crate::signal::Status::Archived),
+        pb::SignalStatus::Open => Some(telltale_core::signal::Status::Open),
+        pb::SignalStatus::UnderReview => Some(telltale_core::signal::Status::UnderReview),
+        pb::SignalStatus::Archived => Some(telltale_core::signal::Status::Archived),
     }
 }
 
 /// Proto signal summary.
-pub fn signal_summary(s: &crate::signal::Signal) -> pb::SignalSummary {
-    let crate::signal::Signal {
+pub fn signal_summary(s: &telltale_core::signal::Signal) -> pb::SignalSummary {
+    let telltale_core::signal::Signal {
         id,
         rule_id,
         severity,
@@ -252,8 +253,8 @@ pub fn signal_summary(s: &crate::signal::Signal) -> pb::SignalSummary {
 }
 
 /// Proto signal with its overview.
-pub fn signal(s: &crate::signal::Signal) -> pb::Signal {
-    let crate::signal::Overview { what_happened, next_steps, events } = s.overview();
+pub fn signal(s: &telltale_core::signal::Signal) -> pb::Signal {
+    let telltale_core::signal::Overview { what_happened, next_steps, events } = s.overview();
     pb::Signal {
         summary: Some(signal_summary(s)),
         what_happened,
@@ -263,7 +264,7 @@ pub fn signal(s: &crate::signal::Signal) -> pb::Signal {
             .entries
             .iter()
             .map(|e| {
-                let crate::signal::Entry {
+                let telltale_core::signal::Entry {
                     sequence,
                     anomaly_id,
                     time_ms,
@@ -287,8 +288,8 @@ pub fn signal(s: &crate::signal::Signal) -> pb::Signal {
 }
 
 /// Proto notification rule.
-pub fn rule(r: &crate::notify::Rule) -> pb::NotificationRule {
-    use crate::notify::{Rule, Target};
+pub fn rule(r: &telltale_core::notify::Rule) -> pb::NotificationRule {
+    use telltale_core::notify::{Rule, Target};
     let Rule { id, name, enabled, query, targets, notify_on_update } = r;
     pb::NotificationRule {
         id: id.clone(),
@@ -325,8 +326,8 @@ pub fn rule(r: &crate::notify::Rule) -> pb::NotificationRule {
 }
 
 /// Domain notification rule, validated (the query error has its column).
-pub fn from_rule(r: &pb::NotificationRule) -> Result<crate::notify::Rule, FieldError> {
-    use crate::notify::{Rule, Target};
+pub fn from_rule(r: &pb::NotificationRule) -> Result<telltale_core::notify::Rule, FieldError> {
+    use telltale_core::notify::{Rule, Target};
     let pb::NotificationRule { id, name, enabled, query, targets, notify_on_update } = r;
     let none_if_empty = |s: &String| if s.is_empty() { None } else { Some(s.clone()) };
     let targets = targets
@@ -374,8 +375,8 @@ pub fn from_rule(r: &pb::NotificationRule) -> Result<crate::notify::Rule, FieldE
 }
 
 /// Proto suppression.
-pub fn suppression(r: &crate::suppress::Suppression) -> pb::Suppression {
-    let crate::suppress::Suppression { id, name, image, event_type: t, process, detail } = r;
+pub fn suppression(r: &telltale_core::suppress::Suppression) -> pb::Suppression {
+    let telltale_core::suppress::Suppression { id, name, image, event_type: t, process, detail } = r;
     pb::Suppression {
         id: id.clone(),
         name: name.clone(),
@@ -387,11 +388,11 @@ pub fn suppression(r: &crate::suppress::Suppression) -> pb::Suppression {
 }
 
 /// Domain suppression, validated.
-pub fn from_suppression(r: &pb::Suppression) -> Result<crate::suppress::Suppression, FieldError> {
+pub fn from_suppression(r: &pb::Suppression) -> Result<telltale_core::suppress::Suppression, FieldError> {
     let pb::Suppression { id, name, image, r#type, process, detail } = r;
     let t = pb::EventType::try_from(*r#type)
         .map_err(|_| bad("type", format!("unknown event type {type}", type = r#type)))?;
-    let s = crate::suppress::Suppression {
+    let s = telltale_core::suppress::Suppression {
         id: id.clone(),
         name: name.clone(),
         image: image.clone(),
@@ -455,7 +456,7 @@ pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
                 // Collapsed sibling shapes are patterns too, with the access all siblings had.
                 let collapsed: Vec<(String, u8)> = shapes
                     .iter()
-                    .filter(|(_, seen)| seen.len() >= crate::profile::generalize::SIBLINGS as usize)
+                    .filter(|(_, seen)| seen.len() >= telltale_core::profile::generalize::SIBLINGS as usize)
                     .map(|(shape, seen)| (shape.clone(), seen.iter().fold(0xff, |a, b| a & b)))
                     .collect();
                 let mut files: Vec<(&String, &u8)> =

@@ -7,8 +7,8 @@ use crate::telemetry::metrics::Metrics;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{backoff_ms, signature, Message, Rule, Target};
 use crate::store::{Store, StoreError};
+use telltale_core::notify::{backoff_ms, signature, Message, Rule, Target};
 
 /// Why one delivery failed (retried later).
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use hickory_proto::op::{Message, MessageType};
 
-use crate::event::DnsQuestion;
+use telltale_core::event::DnsQuestion;
 
 /// Why a captured payload is not a usable DNS query.
 #[derive(Debug, thiserror::Error)]

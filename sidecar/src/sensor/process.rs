@@ -9,8 +9,8 @@ use telltale_ebpf::abi;
 use telltale_ebpf::decode::{Header, Record};
 use time::OffsetDateTime;
 
-use crate::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
 use crate::sensor::dns::{parse_query, DnsParseError};
+use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
 
 /// At most this many arguments are kept per process.
 pub const MAX_ARGS: usize = 16;

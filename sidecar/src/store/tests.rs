@@ -1,8 +1,8 @@
 use super::*;
-use crate::detect::{Container, Detector};
-use crate::event::{fixtures, Event, EventKind};
-use crate::workload::image::ImageRef;
 use std::time::Duration;
+use telltale_core::detect::{Container, Detector};
+use telltale_core::event::{fixtures, Event, EventKind};
+use telltale_core::workload::image::ImageRef;
 
 fn tmp(tag: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("telltale-store-{tag}-{}", std::process::id()));

@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
 use super::spans::{self, PodInfo};
-use crate::api::Sequenced;
-use crate::signal::Signal;
+use crate::bus::Sequenced;
 use std::time::SystemTime;
+use telltale_core::signal::Signal;
 
 /// What detection hands to the exporter; spans are built on the export task.
 #[derive(Debug)]
@@ -185,12 +185,18 @@ mod tests {
     }
 
     fn span(i: u64) -> Item {
-        let c = crate::detect::Container::new("c", "c", &crate::workload::image::ImageRef::parse("a:b").unwrap(), 1, 0);
-        let s = crate::signal::Signal {
+        let c = telltale_core::detect::Container::new(
+            "c",
+            "c",
+            &telltale_core::workload::image::ImageRef::parse("a:b").unwrap(),
+            1,
+            0,
+        );
+        let s = telltale_core::signal::Signal {
             id: format!("s{i}"),
             rule_id: String::new(),
-            severity: crate::signal::Severity::Low,
-            status: crate::signal::Status::Open,
+            severity: telltale_core::signal::Severity::Low,
+            status: telltale_core::signal::Status::Open,
             assignee: None,
             container: c,
             first_seen_ms: 0,

@@ -192,7 +192,7 @@ impl Metrics {
         // One series per state, 1 for the current one and 0 for the others,
         // so a state left shows as 0 rather than as a vanished series.
         for (image, t, current) in &d.learning {
-            for state in crate::profile::lifecycle::State::ALL.map(|s| s.name()) {
+            for state in telltale_core::profile::lifecycle::State::ALL.map(|s| s.name()) {
                 let labels = vec![("image", image.clone()), ("type", (*t).to_owned()), ("state", state.to_owned())];
                 push("telltale.profile.learning", labels, u64::from(state == *current));
             }

@@ -12,9 +12,9 @@ use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use sha2::{Digest, Sha256};
 
-use crate::detect::{Anomaly, Container};
-use crate::event::EventKind;
-use crate::signal::Signal;
+use telltale_core::detect::{Anomaly, Container};
+use telltale_core::event::EventKind;
+use telltale_core::signal::Signal;
 
 /// The pod the sidecar watches (empty outside Kubernetes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -211,9 +211,11 @@ pub fn anomaly(a: &Anomaly, sequence: u64, signal_id: &str, pod: &PodInfo) -> Sp
 
 /// `network.transport` takes the semantic conventions' values (`tcp`,
 /// `udp`); another IP protocol goes in `telltale.network.protocol` by number.
-fn transport(attrs: &mut Vec<KeyValue>, p: crate::event::Protocol) {
+fn transport(attrs: &mut Vec<KeyValue>, p: telltale_core::event::Protocol) {
     match p {
-        crate::event::Protocol::Other(n) => attrs.push(KeyValue::new("telltale.network.protocol", i64::from(n))),
+        telltale_core::event::Protocol::Other(n) => {
+            attrs.push(KeyValue::new("telltale.network.protocol", i64::from(n)))
+        }
         known => attrs.push(KeyValue::new("network.transport", known.to_string())),
     }
 }
@@ -237,15 +239,22 @@ mod tests {
         assert!((60..140).contains(&at_half), "{at_half}");
     }
 
-    fn anomaly_of(kind: EventKind, behaviour: crate::profile::Behaviour) -> Anomaly {
-        let mut e = crate::event::fixtures::read(1, crate::event::fixtures::process("/usr/bin/curl", &[]), "");
+    fn anomaly_of(kind: EventKind, behaviour: telltale_core::profile::Behaviour) -> Anomaly {
+        let mut e =
+            telltale_core::event::fixtures::read(1, telltale_core::event::fixtures::process("/usr/bin/curl", &[]), "");
         e.kind = kind;
-        let observation = crate::profile::Observation { lineage: vec!["/usr/bin/curl".into()], behaviour };
+        let observation = telltale_core::profile::Observation { lineage: vec!["/usr/bin/curl".into()], behaviour };
         Anomaly {
             id: "a2".into(),
             time: e.time,
             time_ms: 0,
-            container: Container::new("c1", "web", &crate::workload::image::ImageRef::parse("web:v1").unwrap(), 1, 0),
+            container: Container::new(
+                "c1",
+                "web",
+                &telltale_core::workload::image::ImageRef::parse("web:v1").unwrap(),
+                1,
+                0,
+            ),
             event_type: observation.event_type(),
             profile_version: "v1".into(),
             observation,
@@ -255,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_digest_is_not_a_tag() {
-        let image = crate::workload::image::ImageRef::parse("reg/web:v2").unwrap();
+        let image = telltale_core::workload::image::ImageRef::parse("reg/web:v2").unwrap();
         let mut c = Container::new("c1", "web", &image, 1, 0);
         let a = container_attributes(&c, &PodInfo::default());
         assert!(a.iter().any(|kv| kv.key.as_str() == "container.image.tags"));
@@ -268,13 +277,13 @@ mod tests {
 
     #[test]
     fn dns_and_connect_anomalies_carry_network_attributes() {
-        use crate::event::{DnsQuery, DnsQuestion, Endpoint, Protocol};
+        use telltale_core::event::{DnsQuery, DnsQuestion, Endpoint, Protocol};
         let q = DnsQuestion { name: "exfil.example.net".into(), qtype: "TXT".into() };
         let dns = anomaly_of(
             EventKind::Dns {
                 dns: DnsQuery { questions: vec![q.clone()], protocol: Protocol::Udp, server: [10, 0, 0, 10].into() },
             },
-            crate::profile::Behaviour::Dns { name: q.name.clone(), qtype: q.qtype.clone() },
+            telltale_core::profile::Behaviour::Dns { name: q.name.clone(), qtype: q.qtype.clone() },
         );
         let s = anomaly(&dns, 1, "sig", &PodInfo::default());
         assert_eq!(attr(&s, "dns.question.name"), Some(&Value::from("exfil.example.net")));
@@ -283,7 +292,7 @@ mod tests {
         let ep = Endpoint { protocol: Protocol::Tcp, address: "203.0.113.7".parse().unwrap(), port: 3333 };
         let connect = anomaly_of(
             EventKind::Connect { connect: ep.clone() },
-            crate::profile::Behaviour::Connect { protocol: ep.protocol, address: ep.address, port: ep.port },
+            telltale_core::profile::Behaviour::Connect { protocol: ep.protocol, address: ep.address, port: ep.port },
         );
         let s = anomaly(&connect, 2, "sig", &PodInfo::default());
         assert_eq!(attr(&s, "server.address"), Some(&Value::from("203.0.113.7")));
@@ -294,7 +303,11 @@ mod tests {
         let sctp = Endpoint { protocol: Protocol::Other(132), ..ep };
         let connect = anomaly_of(
             EventKind::Connect { connect: sctp.clone() },
-            crate::profile::Behaviour::Connect { protocol: sctp.protocol, address: sctp.address, port: sctp.port },
+            telltale_core::profile::Behaviour::Connect {
+                protocol: sctp.protocol,
+                address: sctp.address,
+                port: sctp.port,
+            },
         );
         let s = anomaly(&connect, 3, "sig", &PodInfo::default());
         assert_eq!(attr(&s, "network.transport"), None);
@@ -303,12 +316,16 @@ mod tests {
 
     #[test]
     fn an_exec_anomaly_becomes_a_child_span_with_semantic_attributes() {
-        let mut e = crate::event::fixtures::read(1, crate::event::fixtures::process("/usr/bin/curl", &["/bin/sh"]), "");
+        let mut e = telltale_core::event::fixtures::read(
+            1,
+            telltale_core::event::fixtures::process("/usr/bin/curl", &["/bin/sh"]),
+            "",
+        );
         e.kind = EventKind::Exec;
-        let image = crate::workload::image::ImageRef::parse("reg/cws-webapp:v2").unwrap();
-        let observation = crate::profile::Observation {
+        let image = telltale_core::workload::image::ImageRef::parse("reg/cws-webapp:v2").unwrap();
+        let observation = telltale_core::profile::Observation {
             lineage: vec!["/bin/sh".into(), "/usr/bin/curl".into()],
-            behaviour: crate::profile::Behaviour::Exec,
+            behaviour: telltale_core::profile::Behaviour::Exec,
         };
         let a = Anomaly {
             id: "a1".into(),

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use time::format_description::well_known::Rfc3339;
 
-use crate::event::{Event, EventKind};
 use crate::sensor::Counters;
+use telltale_core::event::{Event, EventKind};
 
 /// One JSON object and a newline.
 pub fn json_line(event: &Event) -> String {
@@ -106,7 +106,7 @@ pub fn summary_json(printed: u64, c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Access, FileAccess, Process};
+    use telltale_core::event::{Access, FileAccess, Process};
     use time::OffsetDateTime;
 
     fn ev(path: &str) -> Event {

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, KubernetesConfig};
 use crate::workload::cgroup::{cgroup2_mount, Cgroup, CgroupError};
-use crate::workload::image::ImageRef;
 use crate::workload::kubeapi::ApiView;
-use crate::workload::pod::{self, ContainerMap, Decision, Excluded, Observed, PodError, ProcCgroup, Sources};
+use telltale_core::workload::image::ImageRef;
+use telltale_core::workload::pod::{self, ContainerMap, Decision, Excluded, Observed, PodError, ProcCgroup, Sources};
 
 /// Why the pod cannot be watched.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::workload::pod::{api_containers, ApiContainer};
+use telltale_core::workload::pod::ApiContainer;
 
 /// Where Kubernetes mounts the service account's credentials.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -266,5 +266,94 @@ async fn fetch(api: &KubeApi, namespace: &str, name: &str, view: &ApiView, warne
             }
             refused
         }
+    }
+}
+
+/// The running (or ran) containers of a pod object, with their ids.
+pub fn api_containers(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ApiContainer> {
+    // Names are unique across a pod's app, init and ephemeral containers.
+    // Ephemeral ones (`kubectl debug`) are watched too: a shell attached to a
+    // running pod is exactly what a security tool should see.
+    let mut spec_images = std::collections::BTreeMap::new();
+    if let Some(s) = &pod.spec {
+        let app = s.containers.iter().chain(s.init_containers.iter().flatten()).map(|c| (&c.name, &c.image));
+        let ephemeral = s.ephemeral_containers.iter().flatten().map(|c| (&c.name, &c.image));
+        for (name, image) in app.chain(ephemeral) {
+            if let Some(image) = image {
+                spec_images.insert(name.as_str(), image.as_str());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(status) = &pod.status {
+        let lists = [
+            (status.container_statuses.as_ref(), false),
+            (status.init_container_statuses.as_ref(), true),
+            (status.ephemeral_container_statuses.as_ref(), false),
+        ];
+        for (list, init) in lists {
+            for s in list.into_iter().flatten() {
+                let Some(id) = s.container_id.as_deref().and_then(telltale_core::workload::pod::parse_container_id)
+                else {
+                    continue;
+                };
+                let image = spec_images.get(s.name.as_str()).map_or_else(|| s.image.clone(), |i| (*i).to_owned());
+                out.push(ApiContainer { id, name: s.name.clone(), image, init });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod pod_json_tests {
+    use super::*;
+
+    const ID: &str = "8d0e3f4a9c1b2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e";
+    const ID2: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const UID: &str = "5f8e7b2c-1a3d-4e6f-9b8a-7c6d5e4f3a2b";
+
+    #[test]
+    fn api_pod_json() {
+        let json = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-7d4b9c", "namespace": "shop", "uid": UID},
+            "spec": {
+                "initContainers": [{"name": "migrate", "image": "registry.example.com/shop/migrate:v3"}],
+                "containers": [
+                    {"name": "web", "image": "registry.example.com/shop/cws-webapp:v2"},
+                    {"name": "telltale", "image": "telltale:0.1"},
+                    {"name": "waiting", "image": "redis:7"}
+                ],
+                "ephemeralContainers": [{"name": "debugger-x7", "image": "busybox:1.36", "targetContainerName": "web"}]
+            },
+            "status": {
+                "phase": "Running",
+                "initContainerStatuses": [{"name": "migrate", "containerID": format!("containerd://{ID2}"),
+                    "image": "registry.example.com/shop/migrate:v3", "imageID": "", "ready": true, "restartCount": 0}],
+                "containerStatuses": [
+                    {"name": "web", "containerID": format!("containerd://{ID}"), "image": "registry.example.com/shop/cws-webapp:v2",
+                     "imageID": "registry.example.com/shop/cws-webapp@sha256:00", "ready": true, "restartCount": 0},
+                    {"name": "waiting", "image": "redis:7", "imageID": "", "ready": false, "restartCount": 0}
+                ],
+                "ephemeralContainerStatuses": [{"name": "debugger-x7", "containerID": format!("containerd://{}", "d".repeat(64)),
+                    "image": "docker.io/library/busybox:1.36", "imageID": "", "ready": false, "restartCount": 0}]
+            }
+        });
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json).unwrap();
+        let c = api_containers(&pod);
+        assert_eq!(c.len(), 3, "a container not started yet has no id: {c:?}");
+        assert_eq!(
+            c[0],
+            ApiContainer {
+                id: ID.into(),
+                name: "web".into(),
+                image: "registry.example.com/shop/cws-webapp:v2".into(),
+                init: false
+            }
+        );
+        assert_eq!((c[1].name.as_str(), c[1].init, c[1].id.as_str()), ("migrate", true, ID2));
+        // `kubectl debug`: the image as the spec names it.
+        assert_eq!((c[2].name.as_str(), c[2].image.as_str(), c[2].init), ("debugger-x7", "busybox:1.36", false));
     }
 }

@@ -376,39 +376,6 @@ pub fn parse_container_id(s: &str) -> Option<String> {
     container_id(id)
 }
 
-/// The running (or ran) containers of a pod object, with their ids.
-pub fn api_containers(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ApiContainer> {
-    // Names are unique across a pod's app, init and ephemeral containers.
-    // Ephemeral ones (`kubectl debug`) are watched too: a shell attached to a
-    // running pod is exactly what a security tool should see.
-    let mut spec_images = BTreeMap::new();
-    if let Some(s) = &pod.spec {
-        let app = s.containers.iter().chain(s.init_containers.iter().flatten()).map(|c| (&c.name, &c.image));
-        let ephemeral = s.ephemeral_containers.iter().flatten().map(|c| (&c.name, &c.image));
-        for (name, image) in app.chain(ephemeral) {
-            if let Some(image) = image {
-                spec_images.insert(name.as_str(), image.as_str());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if let Some(status) = &pod.status {
-        let lists = [
-            (status.container_statuses.as_ref(), false),
-            (status.init_container_statuses.as_ref(), true),
-            (status.ephemeral_container_statuses.as_ref(), false),
-        ];
-        for (list, init) in lists {
-            for s in list.into_iter().flatten() {
-                let Some(id) = s.container_id.as_deref().and_then(parse_container_id) else { continue };
-                let image = spec_images.get(s.name.as_str()).map_or_else(|| s.image.clone(), |i| (*i).to_owned());
-                out.push(ApiContainer { id, name: s.name.clone(), image, init });
-            }
-        }
-    }
-    out
-}
-
 /// What is known about one container cgroup of the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {

@@ -266,50 +266,6 @@ fn api_container_ids() {
     assert_eq!(parse_container_id("containerd://../../x"), None);
 }
 
-#[test]
-fn api_pod_json() {
-    let json = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "web-7d4b9c", "namespace": "shop", "uid": UID},
-        "spec": {
-            "initContainers": [{"name": "migrate", "image": "registry.example.com/shop/migrate:v3"}],
-            "containers": [
-                {"name": "web", "image": "registry.example.com/shop/cws-webapp:v2"},
-                {"name": "telltale", "image": "telltale:0.1"},
-                {"name": "waiting", "image": "redis:7"}
-            ],
-            "ephemeralContainers": [{"name": "debugger-x7", "image": "busybox:1.36", "targetContainerName": "web"}]
-        },
-        "status": {
-            "phase": "Running",
-            "initContainerStatuses": [{"name": "migrate", "containerID": format!("containerd://{ID2}"),
-                "image": "registry.example.com/shop/migrate:v3", "imageID": "", "ready": true, "restartCount": 0}],
-            "containerStatuses": [
-                {"name": "web", "containerID": format!("containerd://{ID}"), "image": "registry.example.com/shop/cws-webapp:v2",
-                 "imageID": "registry.example.com/shop/cws-webapp@sha256:00", "ready": true, "restartCount": 0},
-                {"name": "waiting", "image": "redis:7", "imageID": "", "ready": false, "restartCount": 0}
-            ],
-            "ephemeralContainerStatuses": [{"name": "debugger-x7", "containerID": format!("containerd://{}", "d".repeat(64)),
-                "image": "docker.io/library/busybox:1.36", "imageID": "", "ready": false, "restartCount": 0}]
-        }
-    });
-    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json).unwrap();
-    let c = api_containers(&pod);
-    assert_eq!(c.len(), 3, "a container not started yet has no id: {c:?}");
-    assert_eq!(
-        c[0],
-        ApiContainer {
-            id: ID.into(),
-            name: "web".into(),
-            image: "registry.example.com/shop/cws-webapp:v2".into(),
-            init: false
-        }
-    );
-    assert_eq!((c[1].name.as_str(), c[1].init, c[1].id.as_str()), ("migrate", true, ID2));
-    // `kubectl debug`: the image as the spec names it.
-    assert_eq!((c[2].name.as_str(), c[2].image.as_str(), c[2].init), ("debugger-x7", "busybox:1.36", false));
-}
-
 fn observed(name: &str) -> Observed {
     Observed {
         cgroup_name: name.into(),

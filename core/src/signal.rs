@@ -496,5 +496,14 @@ impl Signals {
     }
 }
 
+/// A signal change, as streamed: the signal after the change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignalChange {
+    /// The signal was created by this change.
+    pub created: bool,
+    /// The signal after it.
+    pub signal: Signal,
+}
+
 #[cfg(test)]
 mod tests;

@@ -181,5 +181,7 @@ impl std::fmt::Display for Protocol {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures;
+/// Event builders for tests of the crates built on this one (the
+/// `fixtures` feature, enabled only as a dev-dependency).
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
