@@ -63,6 +63,119 @@ pub struct Action {
     pub after: Option<serde_json::Value>,
 }
 
+/// What was done, as written in the trail's `action` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// A credential was checked.
+    Authenticate,
+    /// A role was checked against what a call needs.
+    Authorize,
+    /// Something was created.
+    Create,
+    /// Something was changed.
+    Update,
+    /// Something was deleted.
+    Delete,
+    /// A signal was marked benign (its behaviours added to the profile).
+    MarkBenign,
+    /// Behaviours were added to a profile by hand.
+    AddToProfile,
+}
+
+impl Verb {
+    /// Every verb.
+    pub const ALL: [Verb; 7] = [
+        Verb::Authenticate,
+        Verb::Authorize,
+        Verb::Create,
+        Verb::Update,
+        Verb::Delete,
+        Verb::MarkBenign,
+        Verb::AddToProfile,
+    ];
+
+    /// Stable name (the stored `action` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Authenticate => "authenticate",
+            Verb::Authorize => "authorize",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Delete => "delete",
+            Verb::MarkBenign => "mark_benign",
+            Verb::AddToProfile => "add_to_profile",
+        }
+    }
+}
+
+/// How an action ended, as written in the trail's `outcome` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It was done.
+    Success,
+    /// It was refused or failed.
+    Failure,
+}
+
+impl Outcome {
+    /// Stable name (the stored `outcome` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    /// `Success` when `ok`.
+    pub fn of(ok: bool) -> Self {
+        if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+}
+
+impl Action {
+    /// An action with neither state before nor after; add them with
+    /// [`Action::before`] and [`Action::after`]. The stored fields stay
+    /// strings so that records written before the enums existed still
+    /// hash the same.
+    pub fn new(
+        time_ms: i64,
+        principal: impl Into<String>,
+        asset_type: AssetType,
+        asset_id: impl Into<String>,
+        verb: Verb,
+        outcome: Outcome,
+    ) -> Self {
+        Action {
+            time_ms,
+            principal: principal.into(),
+            asset_type,
+            asset_id: asset_id.into(),
+            action: verb.name().to_owned(),
+            outcome: outcome.name().to_owned(),
+            before: None,
+            after: None,
+        }
+    }
+
+    /// With the state before.
+    #[must_use]
+    pub fn before(mut self, value: Option<serde_json::Value>) -> Self {
+        self.before = value;
+        self
+    }
+
+    /// With the state after (or the request).
+    #[must_use]
+    pub fn after(mut self, value: Option<serde_json::Value>) -> Self {
+        self.after = value;
+        self
+    }
+}
+
 /// A chained audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -163,6 +276,29 @@ pub fn verify(records: &[Record]) -> Result<usize, ChainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builder_writes_the_stored_strings() {
+        let built = Action::new(5, "alice", AssetType::SecurityProfile, "web", Verb::AddToProfile, Outcome::Success)
+            .after(Some(serde_json::json!({"added": 1})));
+        let literal = Action {
+            time_ms: 5,
+            principal: "alice".into(),
+            asset_type: AssetType::SecurityProfile,
+            asset_id: "web".into(),
+            action: "add_to_profile".into(),
+            outcome: "success".into(),
+            before: None,
+            after: Some(serde_json::json!({"added": 1})),
+        };
+        assert_eq!(built, literal);
+        let names: Vec<&str> = Verb::ALL.iter().map(|v| v.name()).collect();
+        assert_eq!(
+            names,
+            ["authenticate", "authorize", "create", "update", "delete", "mark_benign", "add_to_profile"]
+        );
+        assert_eq!((Outcome::of(true).name(), Outcome::of(false).name()), ("success", "failure"));
+    }
 
     fn action(n: i64, who: &str) -> Action {
         Action {

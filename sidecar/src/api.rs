@@ -19,6 +19,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::bus::{Command, Feeds};
+use telltale_core::audit::{Action, AssetType, Outcome, Verb};
+use telltale_core::clock::now_ms;
 use crate::config::{ApiConfig, Role};
 use crate::store::{Store, StoreError};
 use telltale_core::detect::Anomaly;
@@ -120,29 +122,10 @@ impl Auth {
 
 /// Queue an audit record for the daemon (never blocks a call; a full
 /// queue is logged).
-#[allow(clippy::too_many_arguments)]
-fn record(
-    commands: &mpsc::Sender<Command>,
-    principal: &str,
-    asset_type: telltale_core::audit::AssetType,
-    asset_id: &str,
-    action: &str,
-    outcome: &str,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
-) {
-    let a = telltale_core::audit::Action {
-        time_ms: i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-        principal: principal.to_owned(),
-        asset_type,
-        asset_id: asset_id.to_owned(),
-        action: action.to_owned(),
-        outcome: outcome.to_owned(),
-        before,
-        after,
-    };
-    if commands.try_send(Command::Audit(a)).is_err() {
-        tracing::warn!(%principal, %action, "Audit queue full: record not written.");
+fn record(commands: &mpsc::Sender<Command>, action: Action) {
+    let (principal, verb) = (action.principal.clone(), action.action.clone());
+    if commands.try_send(Command::Audit(action)).is_err() {
+        tracing::warn!(%principal, action = %verb, "Audit queue full: record not written.");
     }
 }
 
@@ -156,13 +139,9 @@ fn require<T>(req: &Request<T>, role: Role) -> Result<Principal, Status> {
         if let Some(commands) = req.extensions().get::<AuditSink>() {
             record(
                 &commands.0,
-                &p.name,
-                telltale_core::audit::AssetType::Api,
-                "",
-                "authorize",
-                "failure",
-                None,
-                Some(serde_json::json!({"role": format!("{:?}", p.role), "needed": format!("{role:?}")})),
+                Action::new(now_ms(), &p.name, AssetType::Api, "", Verb::Authorize, Outcome::Failure).after(Some(
+                    serde_json::json!({"role": format!("{:?}", p.role), "needed": format!("{role:?}")}),
+                )),
             );
         }
         return Err(Status::permission_denied(format!(
@@ -463,28 +442,14 @@ impl Telltale for Api {
         let answer =
             self.ask(|reply| Command::Add { image, observations, principal: principal.name.clone(), reply }).await?;
         let request = serde_json::json!({"behaviours": r.behaviours.len()});
+        let audit = |outcome| Action::new(now_ms(), &principal.name, AssetType::SecurityProfile, &r.image, Verb::AddToProfile, outcome);
         let Some((added, already_known)) = answer else {
-            record(
-                &self.commands,
-                &principal.name,
-                telltale_core::audit::AssetType::SecurityProfile,
-                &r.image,
-                "add_to_profile",
-                "failure",
-                None,
-                Some(request),
-            );
+            record(&self.commands, audit(Outcome::Failure).after(Some(request)));
             return Err(Status::not_found(format!("no profile for image {:?}", r.image)));
         };
         record(
             &self.commands,
-            &principal.name,
-            telltale_core::audit::AssetType::SecurityProfile,
-            &r.image,
-            "add_to_profile",
-            "success",
-            None,
-            Some(serde_json::json!({"added": added, "already_known": already_known})),
+            audit(Outcome::Success).after(Some(serde_json::json!({"added": added, "already_known": already_known}))),
         );
         Ok(Response::new(pb::AddToProfileResponse { added, already_known }))
     }
@@ -730,13 +695,8 @@ pub async fn serve(
             Err(status) => {
                 record(
                     &audit,
-                    "anonymous",
-                    telltale_core::audit::AssetType::Api,
-                    "",
-                    "authenticate",
-                    "failure",
-                    None,
-                    Some(serde_json::json!({"reason": status.message()})),
+                    Action::new(now_ms(), "anonymous", AssetType::Api, "", Verb::Authenticate, Outcome::Failure)
+                        .after(Some(serde_json::json!({"reason": status.message()}))),
                 );
                 Err(status)
             }
