@@ -458,14 +458,31 @@ int BPF_PROG(tt_exit, struct task_struct *task)
 #define TT_NR_OPEN 2
 #define TT_NR_CREAT 85
 #define TT_NR_OPENAT 257
+#define TT_NR_OPEN_BY_HANDLE_AT 304
 #define TT_NR_OPENAT2 437
+/*
+ * 32-bit calls (int 0x80, sysenter from a compat task) use the i386 table:
+ * the same number means another call there (295 is preadv on x86_64,
+ * openat on i386), so the task's TS_COMPAT status picks the table. Their
+ * arguments arrive in bx, cx, dx.
+ */
+#define TT_NR32_OPEN 5
+#define TT_NR32_CREAT 8
+#define TT_NR32_OPENAT 295
+#define TT_NR32_OPEN_BY_HANDLE_AT 342
+#define TT_NR32_OPENAT2 437
+#define TT_TS_COMPAT 0x0002
 #define TT_SYSCALL_NR(regs) ((regs)->orig_ax)
 #define TT_SYSCALL_ARG2(regs) ((regs)->si)
 #define TT_SYSCALL_ARG3(regs) ((regs)->dx)
+#define TT_SYSCALL32_ARG1(regs) ((regs)->bx)
+#define TT_SYSCALL32_ARG2(regs) ((regs)->cx)
+#define TT_SYSCALL32_ARG3(regs) ((regs)->dx)
 #elif defined(__TARGET_ARCH_arm64)
 #define TT_NR_OPEN -1
 #define TT_NR_CREAT -1
 #define TT_NR_OPENAT 56
+#define TT_NR_OPEN_BY_HANDLE_AT 265
 #define TT_NR_OPENAT2 437
 #define TT_SYSCALL_NR(regs) ((regs)->syscallno)
 #define TT_SYSCALL_ARG2(regs) ((regs)->regs[1])
@@ -538,6 +555,25 @@ static __always_inline int on_open_exit(long ret, __u32 flags)
 	return 0;
 }
 
+#if defined(__TARGET_ARCH_x86)
+/* The open flags of a 32-bit call, or -1 when it opens nothing. */
+static __always_inline long compat_open_flags(struct pt_regs *regs, long nr)
+{
+	if (nr == TT_NR32_OPENAT || nr == TT_NR32_OPEN_BY_HANDLE_AT)
+		return (__u32)TT_SYSCALL32_ARG3(regs);
+	if (nr == TT_NR32_OPEN)
+		return (__u32)TT_SYSCALL32_ARG2(regs);
+	if (nr == TT_NR32_CREAT)
+		return O_TRUNC_FLAG;
+	if (nr == TT_NR32_OPENAT2) {
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)(__u64)(__u32)TT_SYSCALL32_ARG3(regs));
+		return (__u32)how.flags;
+	}
+	return -1;
+}
+#endif
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(tt_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -545,7 +581,19 @@ int BPF_PROG(tt_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	long nr = TT_SYSCALL_NR(regs);
 	__u32 flags;
-	if (nr == TT_NR_OPENAT) {
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->thread_info.status & TT_TS_COMPAT) {
+		long f = compat_open_flags(regs, nr);
+		if (f < 0)
+			return 0;
+		if (!in_scope())
+			return 0;
+		return on_open_exit(ret, (__u32)f);
+	}
+#endif
+	if (nr == TT_NR_OPENAT || nr == TT_NR_OPEN_BY_HANDLE_AT) {
+		/* open_by_handle_at(mount_fd, handle, flags): flags third, as openat. */
 		flags = TT_SYSCALL_ARG3(regs);
 	} else if (nr == TT_NR_OPEN) {
 		flags = TT_SYSCALL_ARG2(regs);

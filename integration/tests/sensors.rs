@@ -114,6 +114,41 @@ async fn file_paths_are_resolved_in_the_kernel() {
     assert_eq!(files_under(&all, &shm), [(shm.clone(), r)].into_iter().collect());
 }
 
+/// Opens that do not go through the 64-bit open/openat/openat2 entries:
+/// the i386 table reached by `int 0x80`, and open_by_handle_at (no path in
+/// the call at all). Each must be the same file event as a plain open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compat_and_handle_opens_are_seen() {
+    if !kernel_tests_enabled("compat_and_handle_opens_are_seen") {
+        return;
+    }
+    let dir = TempDir::new("compat");
+    let d = dir.str();
+    for f in ["open32", "openat32", "handle"] {
+        std::fs::write(dir.join(f), b"x").expect("write");
+    }
+    let bin = workload_bin();
+    let mut t = Traced::new(SensorOptions::default());
+    let mut all = Vec::new();
+    for (cmd, file) in [("open32", "open32"), ("openat32", "openat32"), ("open-by-handle", "handle")] {
+        let path = format!("{d}/{file}");
+        let (status, events) = t.run(&[bin.as_str(), cmd, &path]).await;
+        assert!(status.success(), "{cmd}");
+        all.extend(events);
+    }
+    let r = vec![Access::Read];
+    let expected: BTreeSet<(String, Vec<Access>)> = [
+        (format!("{d}/open32"), r.clone()),
+        (format!("{d}/openat32"), r.clone()),
+        (format!("{d}/handle"), r.clone()),
+        // The mount fd open_by_handle_at needs is a plain open of the directory.
+        (d.to_string(), r),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(files_under(&all, &d), expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_and_overlong_paths() {
     if !kernel_tests_enabled("hostile_and_overlong_paths") {

@@ -11,6 +11,9 @@
 //!   write PATH                        open(O_WRONLY|O_CREAT|O_TRUNC)
 //!   creat PATH                        creat(PATH)
 //!   openat2 PATH                      openat2(AT_FDCWD, PATH, O_RDONLY)
+//!   open32 PATH                       32-bit open(PATH, O_RDONLY) by int 0x80 (x86_64)
+//!   openat32 PATH                     32-bit openat(AT_FDCWD, PATH, O_RDONLY) by int 0x80
+//!   open-by-handle PATH               name_to_handle_at, then open_by_handle_at
 //!   dns-udp ADDR NAME TYPE            UDP DNS query to ADDR (ip:port)
 //!   dns-tcp ADDR NAME TYPE            TCP DNS query to ADDR
 //!   dns-many ADDR PREFIX N            N UDP DNS queries: PREFIX0.., type A
@@ -52,6 +55,104 @@ fn sys(ret: i32, what: &str) -> Result<i32> {
         Err(format!("{what}: {}", std::io::Error::last_os_error()))
     } else {
         Ok(ret)
+    }
+}
+
+/// `struct file_handle` with room for the largest handle (MAX_HANDLE_SZ).
+#[repr(C)]
+struct FileHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; 128],
+}
+
+/// Open `path` through a file handle: the path is resolved once by
+/// name_to_handle_at, the open itself names no path. Returns (fd, mount fd).
+fn open_by_handle(path: &CString, dir: &CString) -> Result<(i32, i32)> {
+    let mut h = FileHandle { handle_bytes: 128, handle_type: 0, f_handle: [0; 128] };
+    let mut mount_id: i32 = 0;
+    // SAFETY: valid pointers for the duration of the calls.
+    unsafe {
+        let r = libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            std::ptr::addr_of_mut!(h),
+            std::ptr::addr_of_mut!(mount_id),
+            0,
+        );
+        sys(i32::try_from(r).unwrap_or(-1), "name_to_handle_at")?;
+        let mount_fd = sys(libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY), "open mount dir")?;
+        let fd = libc::syscall(libc::SYS_open_by_handle_at, mount_fd, std::ptr::addr_of_mut!(h), libc::O_RDONLY);
+        Ok((sys(i32::try_from(fd).unwrap_or(-1), "open_by_handle_at")?, mount_fd))
+    }
+}
+
+/// 32-bit system calls from this 64-bit process (int 0x80): the i386
+/// syscall table, arguments in ebx/ecx/edx, pointers below 4 GiB.
+#[cfg(target_arch = "x86_64")]
+mod compat {
+    use std::ffi::CString;
+
+    const NR32_OPEN: u32 = 5;
+    const NR32_OPENAT: u32 = 295;
+
+    fn int80(nr: u32, a1: u32, a2: u32, a3: u32) -> i32 {
+        let ret: u32;
+        let a1 = u64::from(a1);
+        // SAFETY: int 0x80 with the i386 ABI; rbx is saved and restored
+        // around it (LLVM reserves it, so it cannot be an operand).
+        unsafe {
+            std::arch::asm!(
+                "xchg {a1}, rbx",
+                "int 0x80",
+                "xchg {a1}, rbx",
+                a1 = inout(reg) a1 => _,
+                inlateout("eax") nr => ret,
+                in("ecx") a2,
+                in("edx") a3,
+            );
+        }
+        ret as i32
+    }
+
+    /// open(path, O_RDONLY) or openat(AT_FDCWD, path, O_RDONLY), 32-bit.
+    pub fn open(path: &CString, at: bool) -> super::Result<i32> {
+        let bytes = path.as_bytes_with_nul();
+        // SAFETY: a fresh anonymous mapping below 4 GiB, written within bounds.
+        let low = unsafe {
+            let m = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            );
+            if m == libc::MAP_FAILED || bytes.len() > 4096 {
+                return Err("mmap(MAP_32BIT) failed or path too long".into());
+            }
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.cast::<u8>(), bytes.len());
+            m as u64
+        };
+        let ptr = u32::try_from(low).map_err(|_| "MAP_32BIT mapping above 4 GiB")?;
+        let fd = if at {
+            int80(NR32_OPENAT, libc::AT_FDCWD as u32, ptr, libc::O_RDONLY as u32)
+        } else {
+            int80(NR32_OPEN, ptr, libc::O_RDONLY as u32, 0)
+        };
+        if fd < 0 {
+            return Err(format!("32-bit open: {}", std::io::Error::from_raw_os_error(-fd)));
+        }
+        Ok(fd)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod compat {
+    /// No 32-bit ABI to try here.
+    pub fn open(_: &std::ffi::CString, _: bool) -> super::Result<i32> {
+        Err("32-bit system calls are tested on x86_64 only".into())
     }
 }
 
@@ -152,6 +253,22 @@ fn run(args: &[String]) -> Result<()> {
             };
             sys(i32::try_from(fd).unwrap_or(-1), "openat2")?;
             unsafe { libc::close(fd as i32) };
+        }
+        "open32" | "openat32" => {
+            let p = cstr(arg(args, 1, "path")?)?;
+            let fd = compat::open(&p, args[0] == "openat32")?;
+            // SAFETY: closing the descriptor we just opened.
+            unsafe { libc::close(fd) };
+        }
+        "open-by-handle" => {
+            let p = arg(args, 1, "path")?;
+            let parent = std::path::Path::new(p).parent().ok_or("path has no parent")?;
+            let (fd, mount_fd) = open_by_handle(&cstr(p)?, &cstr(&parent.display().to_string())?)?;
+            // SAFETY: closing descriptors we opened.
+            unsafe {
+                libc::close(fd);
+                libc::close(mount_fd);
+            }
         }
         "dns-udp" => {
             let a = addr(arg(args, 1, "address")?)?;
