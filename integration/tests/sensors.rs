@@ -147,6 +147,16 @@ async fn compat_and_handle_opens_are_seen() {
     .into_iter()
     .collect();
     assert_eq!(files_under(&all, &d), expected);
+
+    // A 32-bit execve is an exec like any other.
+    let truebin = resolve("true");
+    let (status, events) = t.run(&[bin.as_str(), "exec32", &truebin]).await;
+    assert!(status.success());
+    let e = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Exec) && e.process.path == truebin)
+        .expect("the 32-bit execve is reported");
+    assert_eq!(e.process.ancestors, vec![bin.clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

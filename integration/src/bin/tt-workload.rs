@@ -14,6 +14,7 @@
 //!   open32 PATH                       32-bit open(PATH, O_RDONLY) by int 0x80 (x86_64)
 //!   openat32 PATH                     32-bit openat(AT_FDCWD, PATH, O_RDONLY) by int 0x80
 //!   open-by-handle PATH               name_to_handle_at, then open_by_handle_at
+//!   exec32 PROGRAM                    32-bit execve(PROGRAM, [PROGRAM], []) by int 0x80
 //!   dns-udp ADDR NAME TYPE            UDP DNS query to ADDR (ip:port)
 //!   dns-tcp ADDR NAME TYPE            TCP DNS query to ADDR
 //!   dns-many ADDR PREFIX N            N UDP DNS queries: PREFIX0.., type A
@@ -95,7 +96,49 @@ mod compat {
     use std::ffi::CString;
 
     const NR32_OPEN: u32 = 5;
+    const NR32_EXECVE: u32 = 11;
     const NR32_OPENAT: u32 = 295;
+
+    /// A page below 4 GiB holding `bytes` at offset 0.
+    fn low_page(bytes: &[u8]) -> super::Result<*mut u8> {
+        // SAFETY: a fresh anonymous mapping, written within bounds.
+        unsafe {
+            let m = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            );
+            if m == libc::MAP_FAILED || bytes.len() > 2048 {
+                return Err("mmap(MAP_32BIT) failed or argument too long".into());
+            }
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.cast::<u8>(), bytes.len());
+            Ok(m.cast::<u8>())
+        }
+    }
+
+    /// execve(program, [program, NULL], [NULL]) through the i386 table.
+    /// Returns only on failure.
+    pub fn exec(program: &CString) -> String {
+        let page = match low_page(program.as_bytes_with_nul()) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let base = page as u64;
+        let Ok(path) = u32::try_from(base) else { return "MAP_32BIT mapping above 4 GiB".into() };
+        // argv at offset 2048: [path, 0]; envp at 2056: [0].
+        // SAFETY: within the page mapped above.
+        unsafe {
+            let argv = page.add(2048).cast::<u32>();
+            argv.write(path);
+            argv.add(1).write(0);
+            argv.add(2).write(0);
+        }
+        let e = int80(NR32_EXECVE, path, path + 2048, path + 2056);
+        format!("32-bit execve: {}", std::io::Error::from_raw_os_error(-e))
+    }
 
     fn int80(nr: u32, a1: u32, a2: u32, a3: u32) -> i32 {
         let ret: u32;
@@ -118,23 +161,7 @@ mod compat {
 
     /// open(path, O_RDONLY) or openat(AT_FDCWD, path, O_RDONLY), 32-bit.
     pub fn open(path: &CString, at: bool) -> super::Result<i32> {
-        let bytes = path.as_bytes_with_nul();
-        // SAFETY: a fresh anonymous mapping below 4 GiB, written within bounds.
-        let low = unsafe {
-            let m = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
-                -1,
-                0,
-            );
-            if m == libc::MAP_FAILED || bytes.len() > 4096 {
-                return Err("mmap(MAP_32BIT) failed or path too long".into());
-            }
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.cast::<u8>(), bytes.len());
-            m as u64
-        };
+        let low = low_page(path.as_bytes_with_nul())? as u64;
         let ptr = u32::try_from(low).map_err(|_| "MAP_32BIT mapping above 4 GiB")?;
         let fd = if at {
             int80(NR32_OPENAT, libc::AT_FDCWD as u32, ptr, libc::O_RDONLY as u32)
@@ -153,6 +180,11 @@ mod compat {
     /// No 32-bit ABI to try here.
     pub fn open(_: &std::ffi::CString, _: bool) -> super::Result<i32> {
         Err("32-bit system calls are tested on x86_64 only".into())
+    }
+
+    /// No 32-bit ABI to try here.
+    pub fn exec(_: &std::ffi::CString) -> String {
+        "32-bit system calls are tested on x86_64 only".into()
     }
 }
 
@@ -259,6 +291,10 @@ fn run(args: &[String]) -> Result<()> {
             let fd = compat::open(&p, args[0] == "openat32")?;
             // SAFETY: closing the descriptor we just opened.
             unsafe { libc::close(fd) };
+        }
+        "exec32" => {
+            let p = cstr(arg(args, 1, "program")?)?;
+            return Err(compat::exec(&p));
         }
         "open-by-handle" => {
             let p = arg(args, 1, "path")?;
