@@ -11,7 +11,7 @@ need_root() {
 }
 need_root
 
-packages=(clang llvm libbpf-dev bpftool protobuf-compiler pkg-config gcc libc6-dev util-linux openssl)
+packages=(clang llvm libbpf-dev bpftool protobuf-compiler pkg-config gcc libc6-dev util-linux openssl etcd-server libprotobuf-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +22,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# etcd-server (the fleet tests' etcd) registers a system service on port 2379;
+# the tests start their own etcd processes on free ports: keep the service off.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now etcd >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/etcd ]; then
+  /etc/init.d/etcd stop >/dev/null 2>&1 || true
+  update-rc.d etcd disable >/dev/null 2>&1 || true
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
@@ -29,7 +37,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   done
 fi
 command -v cargo >/dev/null 2>&1 || {
-  echo "setup: cargo not found: install Rust >= 1.87 (rustup) first" >&2
+  echo "setup: cargo not found: install Rust >= 1.85 (rustup) first" >&2
   exit 1
 }
 

@@ -9,6 +9,14 @@ source scripts/env.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
+# telltale-core is the pure domain: no async runtime, database, RPC or eBPF
+# crate may enter its dependency tree (normal and build dependencies).
+forbidden=$(cargo tree -p telltale-core --locked -e normal,build --prefix none --format '{p}' \
+  | awk '{print $1}' | grep -xE 'tokio|rusqlite|libsqlite3-sys|tonic|prost|aya|aya-obj|hyper|reqwest|etcd-client' | sort -u || true)
+if [ -n "$forbidden" ]; then
+  echo "telltale-core must stay pure, but its dependency tree has: $forbidden" >&2
+  exit 1
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -1,5 +1,9 @@
 //! Typed async client for telltale's gRPC API (`telltale.v1.Telltale`).
 //!
+//! Callers get Rust types ([`types`], re-exported here): enums such as
+//! [`EventType`] and [`SignalStatus`] instead of wire numbers, times as
+//! [`time::OffsetDateTime`]. The protobuf messages stay inside the SDK.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), telltale_client::ClientError> {
 //! use tokio_stream::StreamExt;
@@ -11,22 +15,31 @@
 //! let mut anomalies = client.watch(telltale_client::WatchFilter::default(), 0);
 //! while let Some(a) = anomalies.next().await {
 //!     let a = a?;
-//!     println!("#{} {:?}", a.sequence, a.anomaly.map(|x| x.id));
+//!     println!("#{} {} {}", a.sequence, a.anomaly.event_type, a.anomaly.id);
 //! }
 //! # Ok(()) }
 //! ```
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
-pub use telltale_proto::v1 as proto;
+use telltale_proto::v1 as pb;
 use telltale_proto::v1::telltale_client::TelltaleClient;
+use time::OffsetDateTime;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
+
+mod convert;
+mod resume;
+pub mod types;
+
+use convert::{all, FromWire, ToWire};
+pub use types::*;
 
 /// Client failures.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +79,15 @@ pub enum ClientError {
     /// The server answered with an error status.
     #[error("gRPC status {}: {}", .0.code(), .0.message())]
     Status(#[from] Status),
+    /// The server's answer cannot be read: a message it must send is
+    /// missing, a time is out of range, a document is not JSON.
+    #[error("the server's answer is not understood: {field} {problem}")]
+    Response {
+        /// The proto field (`Anomaly.container`).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl ClientError {
@@ -203,7 +225,7 @@ impl ClientBuilder {
     }
 }
 
-/// Filters of [`Client::watch`] (empty: everything).
+/// Filters of [`Client::watch`] (empty / `None`: everything).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchFilter {
     /// Short image name.
@@ -211,14 +233,33 @@ pub struct WatchFilter {
     /// Container id or name.
     pub container: String,
     /// Event type.
-    pub event_type: proto::EventType,
+    pub event_type: Option<EventType>,
 }
+
+/// One `StreamAnomalies` call's items.
+pub type AnomalyStream = Pin<Box<dyn Stream<Item = Result<AnomalyStreamItem, ClientError>> + Send>>;
+
+/// One `StreamSignals` call's items.
+pub type SignalStream = Pin<Box<dyn Stream<Item = Result<SignalStreamItem, ClientError>> + Send>>;
 
 /// A connected client. Cheap to clone (one HTTP/2 connection).
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Inner,
     timeout: Duration,
+}
+
+/// Convert a raw gRPC stream, skipping items of kinds this client does not know.
+fn typed<W, T>(raw: tonic::Streaming<W>) -> Pin<Box<dyn Stream<Item = Result<T, ClientError>> + Send>>
+where
+    W: Send + 'static,
+    T: Send + 'static,
+    Option<T>: FromWire<W>,
+{
+    Box::pin(raw.filter_map(|item| match item {
+        Ok(w) => Option::<T>::from_wire(w).transpose(),
+        Err(status) => Some(Err(ClientError::Status(status))),
+    }))
 }
 
 impl Client {
@@ -242,152 +283,147 @@ impl Client {
     }
 
     /// Learning status of every profile, or of one image.
-    pub async fn learning_status(&self, image: Option<&str>) -> Result<Vec<proto::ProfileStatus>, ClientError> {
-        let r = proto::GetLearningStatusRequest { image: image.unwrap_or_default().to_owned() };
-        Ok(self.inner.clone().get_learning_status(self.req(r)).await?.into_inner().profiles)
+    pub async fn learning_status(&self, image: Option<&str>) -> Result<Vec<ProfileStatus>, ClientError> {
+        let r = pb::GetLearningStatusRequest { image: image.unwrap_or_default().to_owned() };
+        all(self.inner.clone().get_learning_status(self.req(r)).await?.into_inner().profiles)
     }
 
     /// A profile with its activity tree.
-    pub async fn profile(&self, image: &str) -> Result<proto::Profile, ClientError> {
-        let r = proto::GetProfileRequest { image: image.to_owned() };
-        let p = self.inner.clone().get_profile(self.req(r)).await?.into_inner().profile;
-        p.ok_or_else(|| ClientError::Status(Status::internal("server sent no profile")))
+    pub async fn profile(&self, image: &str) -> Result<Profile, ClientError> {
+        let r = pb::GetProfileRequest { image: image.to_owned() };
+        Profile::from_wire(self.inner.clone().get_profile(self.req(r)).await?.into_inner())
     }
 
     /// A profile as a JSON document.
     pub async fn export_profile(&self, image: &str) -> Result<String, ClientError> {
-        let r = proto::ExportProfileRequest { image: image.to_owned() };
+        let r = pb::ExportProfileRequest { image: image.to_owned() };
         Ok(self.inner.clone().export_profile(self.req(r)).await?.into_inner().json)
     }
 
-    /// Add behaviours to a profile.
+    /// Add behaviours (built with [`behaviour`]) to a profile: they are never
+    /// reported again.
     pub async fn add_to_profile(
         &self,
         image: &str,
-        behaviours: Vec<proto::BehaviourToAdd>,
-    ) -> Result<proto::AddToProfileResponse, ClientError> {
-        let r = proto::AddToProfileRequest { image: image.to_owned(), behaviours };
-        Ok(self.inner.clone().add_to_profile(self.req(r)).await?.into_inner())
+        behaviours: Vec<BehaviourToAdd>,
+    ) -> Result<ProfileAddition, ClientError> {
+        let r = pb::AddToProfileRequest {
+            image: image.to_owned(),
+            behaviours: behaviours.into_iter().map(ToWire::to_wire).collect(),
+        };
+        ProfileAddition::from_wire(self.inner.clone().add_to_profile(self.req(r)).await?.into_inner())
     }
 
     /// Audit events matching a facet query (e.g. `@asset.type:security_profile`)
-    /// in an optional time range (ms since the epoch), most recent `limit`.
+    /// in an optional time range (inclusive), most recent `limit` (0: 1000).
     pub async fn audit(
         &self,
         query: &str,
-        from_unix_ms: Option<i64>,
-        to_unix_ms: Option<i64>,
+        from: Option<OffsetDateTime>,
+        to: Option<OffsetDateTime>,
         limit: u32,
-    ) -> Result<Vec<proto::AuditEvent>, ClientError> {
-        let r = proto::QueryAuditTrailRequest {
-            query: query.to_owned(),
-            from_unix_ms: from_unix_ms.unwrap_or(0),
-            to_unix_ms: to_unix_ms.unwrap_or(0),
-            limit,
-        };
-        Ok(self.inner.clone().query_audit_trail(self.req(r)).await?.into_inner().events)
+    ) -> Result<Vec<AuditEvent>, ClientError> {
+        let r = convert::audit_request(query, from, to, limit);
+        all(self.inner.clone().query_audit_trail(self.req(r)).await?.into_inner().events)
     }
 
     /// Every signal matching a facet query (e.g. `status:open severity:high`),
     /// newest first (all pages).
-    pub async fn signals(&self, query: &str) -> Result<Vec<proto::SignalSummary>, ClientError> {
+    pub async fn signals(&self, query: &str) -> Result<Vec<SignalSummary>, ClientError> {
         let mut out = Vec::new();
         let mut page_token = String::new();
         loop {
-            let r = proto::ListSignalsRequest { query: query.to_owned(), page_size: 500, page_token };
-            let resp = self.inner.clone().list_signals(self.req(r)).await?.into_inner();
-            out.extend(resp.signals);
-            if resp.next_page_token.is_empty() {
+            let r = pb::ListSignalsRequest { query: query.to_owned(), page_size: 500, page_token };
+            let pb::ListSignalsResponse { signals, next_page_token } =
+                self.inner.clone().list_signals(self.req(r)).await?.into_inner();
+            out.extend(all::<_, SignalSummary>(signals)?);
+            if next_page_token.is_empty() {
                 return Ok(out);
             }
-            page_token = resp.next_page_token;
+            page_token = next_page_token;
         }
     }
 
     /// One signal with its overview.
-    pub async fn signal(&self, id: &str) -> Result<proto::Signal, ClientError> {
-        Ok(self.inner.clone().get_signal(self.req(proto::GetSignalRequest { id: id.to_owned() })).await?.into_inner())
+    pub async fn signal(&self, id: &str) -> Result<Signal, ClientError> {
+        let r = pb::GetSignalRequest { id: id.to_owned() };
+        Signal::from_wire(self.inner.clone().get_signal(self.req(r)).await?.into_inner())
     }
 
     /// Triage a signal: new status, assignee, or mark benign (all of its
-    /// anomalies, or `benign_anomaly_ids`).
-    pub async fn update_signal(
-        &self,
-        request: proto::UpdateSignalRequest,
-    ) -> Result<proto::UpdateSignalResponse, ClientError> {
-        Ok(self.inner.clone().update_signal(self.req(request)).await?.into_inner())
+    /// anomalies, or some).
+    pub async fn update_signal(&self, update: SignalUpdate) -> Result<SignalUpdated, ClientError> {
+        SignalUpdated::from_wire(self.inner.clone().update_signal(self.req(update.to_wire())).await?.into_inner())
     }
 
     /// Create a notification rule (admin); the server gives its id.
-    pub async fn create_rule(&self, rule: proto::NotificationRule) -> Result<proto::NotificationRule, ClientError> {
-        Ok(self.inner.clone().create_notification_rule(self.req(rule)).await?.into_inner())
+    pub async fn create_rule(&self, rule: NotificationRule) -> Result<NotificationRule, ClientError> {
+        NotificationRule::from_wire(
+            self.inner.clone().create_notification_rule(self.req(rule.to_wire())).await?.into_inner(),
+        )
     }
 
-    /// Replace a notification rule (admin).
-    pub async fn update_rule(&self, rule: proto::NotificationRule) -> Result<proto::NotificationRule, ClientError> {
-        Ok(self.inner.clone().update_notification_rule(self.req(rule)).await?.into_inner())
+    /// Replace the notification rule `rule.id` (admin).
+    pub async fn update_rule(&self, rule: NotificationRule) -> Result<NotificationRule, ClientError> {
+        NotificationRule::from_wire(
+            self.inner.clone().update_notification_rule(self.req(rule.to_wire())).await?.into_inner(),
+        )
     }
 
     /// Delete a notification rule (admin).
     pub async fn delete_rule(&self, id: &str) -> Result<(), ClientError> {
-        let r = proto::DeleteNotificationRuleRequest { id: id.to_owned() };
+        let r = pb::DeleteNotificationRuleRequest { id: id.to_owned() };
         self.inner.clone().delete_notification_rule(self.req(r)).await?;
         Ok(())
     }
 
     /// Every notification rule, secrets redacted (admin).
-    pub async fn rules(&self) -> Result<Vec<proto::NotificationRule>, ClientError> {
-        let r = proto::ListNotificationRulesRequest {};
-        Ok(self.inner.clone().list_notification_rules(self.req(r)).await?.into_inner().rules)
+    pub async fn rules(&self) -> Result<Vec<NotificationRule>, ClientError> {
+        let r = pb::ListNotificationRulesRequest {};
+        all(self.inner.clone().list_notification_rules(self.req(r)).await?.into_inner().rules)
     }
 
     /// Create a suppression rule (responder); the server gives its id.
-    pub async fn create_suppression(&self, rule: proto::Suppression) -> Result<proto::Suppression, ClientError> {
-        Ok(self.inner.clone().create_suppression(self.req(rule)).await?.into_inner())
+    pub async fn create_suppression(&self, rule: Suppression) -> Result<Suppression, ClientError> {
+        Suppression::from_wire(self.inner.clone().create_suppression(self.req(rule.to_wire())).await?.into_inner())
     }
 
     /// Delete a suppression rule (responder).
     pub async fn delete_suppression(&self, id: &str) -> Result<(), ClientError> {
-        let r = proto::DeleteSuppressionRequest { id: id.to_owned() };
+        let r = pb::DeleteSuppressionRequest { id: id.to_owned() };
         self.inner.clone().delete_suppression(self.req(r)).await?;
         Ok(())
     }
 
     /// Every suppression rule.
-    pub async fn suppressions(&self) -> Result<Vec<proto::Suppression>, ClientError> {
-        let r = proto::ListSuppressionsRequest {};
-        Ok(self.inner.clone().list_suppressions(self.req(r)).await?.into_inner().suppressions)
+    pub async fn suppressions(&self) -> Result<Vec<Suppression>, ClientError> {
+        let r = pb::ListSuppressionsRequest {};
+        all(self.inner.clone().list_suppressions(self.req(r)).await?.into_inner().suppressions)
     }
 
     /// Verify the audit trail's hash chain (admin).
-    pub async fn verify_audit(&self) -> Result<proto::VerifyAuditTrailResponse, ClientError> {
-        Ok(self.inner.clone().verify_audit_trail(self.req(proto::VerifyAuditTrailRequest {})).await?.into_inner())
+    pub async fn verify_audit(&self) -> Result<AuditVerification, ClientError> {
+        let r = pb::VerifyAuditTrailRequest {};
+        AuditVerification::from_wire(self.inner.clone().verify_audit_trail(self.req(r)).await?.into_inner())
     }
 
     /// One `StreamSignals` call: signal creations and updates after
-    /// `after_sequence` matching `query`, then live ones.
-    pub async fn stream_signals(
-        &self,
-        query: &str,
-        after_sequence: u64,
-    ) -> Result<tonic::Streaming<proto::SignalStreamItem>, ClientError> {
-        let r = proto::StreamSignalsRequest { after_sequence, query: query.to_owned() };
-        Ok(self.inner.clone().stream_signals(Request::new(r)).await?.into_inner())
+    /// `after_sequence` matching `query`, then live ones, lag notices
+    /// included. [`Client::watch_signals`] resumes by itself.
+    pub async fn stream_signals(&self, query: &str, after_sequence: u64) -> Result<SignalStream, ClientError> {
+        let r = pb::StreamSignalsRequest { after_sequence, query: query.to_owned() };
+        Ok(typed(self.inner.clone().stream_signals(Request::new(r)).await?.into_inner()))
     }
 
-    /// One `StreamAnomalies` call, as the server sends it (lag notices included).
+    /// One `StreamAnomalies` call, as the server sends it (lag notices
+    /// included). [`Client::watch`] resumes by itself.
     pub async fn stream_anomalies(
         &self,
         filter: &WatchFilter,
         after_sequence: u64,
-    ) -> Result<tonic::Streaming<proto::AnomalyStreamItem>, ClientError> {
-        let r = proto::StreamAnomaliesRequest {
-            after_sequence,
-            image: filter.image.clone(),
-            container: filter.container.clone(),
-            r#type: filter.event_type as i32,
-        };
-        Ok(self.inner.clone().stream_anomalies(Request::new(r)).await?.into_inner())
+    ) -> Result<AnomalyStream, ClientError> {
+        let r = convert::anomalies_request(filter, after_sequence);
+        Ok(typed(self.inner.clone().stream_anomalies(Request::new(r)).await?.into_inner()))
     }
 
     /// Every anomaly after `after_sequence`, then live ones, forever:
@@ -399,180 +435,52 @@ impl Client {
         &self,
         filter: WatchFilter,
         after_sequence: u64,
-    ) -> ReceiverStream<Result<proto::SequencedAnomaly, ClientError>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
+    ) -> ReceiverStream<Result<SequencedAnomaly, ClientError>> {
         let client = self.clone();
-        tokio::spawn(async move {
-            let mut last = after_sequence;
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match client.stream_anomalies(&filter, last).await {
-                    Ok(mut stream) => {
-                        backoff = Duration::from_millis(100);
-                        while let Some(item) = stream.next().await {
-                            match item.map(|i| i.item) {
-                                Ok(Some(proto::anomaly_stream_item::Item::Anomaly(a))) => {
-                                    if a.sequence <= last {
-                                        continue;
-                                    }
-                                    last = a.sequence;
-                                    if tx.send(Ok(a)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(Some(proto::anomaly_stream_item::Item::Lagged(l))) => {
-                                    tracing::debug!(
-                                        skipped = l.skipped,
-                                        resume_after = l.resume_after,
-                                        "Lagged; resuming."
-                                    );
-                                    last = last.min(l.resume_after);
-                                    break;
-                                }
-                                Ok(None) => {}
-                                Err(status) => {
-                                    tracing::debug!(%status, "Anomaly stream broke; reconnecting.");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(ClientError::Status(s)) if !retryable(s.code()) => {
-                        let _ = tx.send(Err(ClientError::Status(s))).await;
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "Anomaly stream unavailable; retrying.");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-                if tx.is_closed() {
-                    return;
-                }
-            }
-        });
-        ReceiverStream::new(rx)
-    }
-}
-
-fn retryable(code: tonic::Code) -> bool {
-    !matches!(
-        code,
-        tonic::Code::Unauthenticated
-            | tonic::Code::PermissionDenied
-            | tonic::Code::InvalidArgument
-            | tonic::Code::NotFound
-            | tonic::Code::Unimplemented
-    )
-}
-
-/// Stable names of the API's enums, for printing.
-pub mod names {
-    use super::proto;
-
-    /// `exec`, `file`, `dns`, `connect` (`?` if unknown).
-    pub fn event_type(t: i32) -> &'static str {
-        match proto::EventType::try_from(t) {
-            Ok(proto::EventType::Exec) => "exec",
-            Ok(proto::EventType::File) => "file",
-            Ok(proto::EventType::Dns) => "dns",
-            Ok(proto::EventType::Connect) => "connect",
-            _ => "?",
-        }
+        resume::resume(after_sequence, move |after| {
+            let (client, filter) = (client.clone(), filter.clone());
+            Box::pin(async move { client.stream_anomalies(&filter, after).await })
+        })
     }
 
-    /// `open`, `under_review`, `archived` (`?` if unknown).
-    pub fn signal_status(s: i32) -> &'static str {
-        match proto::SignalStatus::try_from(s) {
-            Ok(proto::SignalStatus::Open) => "open",
-            Ok(proto::SignalStatus::UnderReview) => "under_review",
-            Ok(proto::SignalStatus::Archived) => "archived",
-            _ => "?",
-        }
-    }
-
-    /// A signal as text: a header line, then What happened, Suggested next
-    /// steps and Anomaly events.
-    pub fn signal_text(s: &proto::Signal) -> String {
-        let summary = s.summary.clone().unwrap_or_default();
-        let c = summary.container.unwrap_or_default();
-        let mut out = format!(
-            "signal {}  rule_id:{}  severity:{}  status:{}  container:{}  image:{}:{}\n",
-            summary.id,
-            summary.rule_id,
-            summary.severity,
-            signal_status(summary.status),
-            c.id,
-            c.image,
-            c.tag
-        );
-        out.push_str(&format!("\nWhat happened\n  {}\n\nSuggested next steps\n", s.what_happened));
-        for n in &s.next_steps {
-            out.push_str(&format!("  - {n}\n"));
-        }
-        out.push_str("\nAnomaly events\n");
-        for e in &s.events {
-            out.push_str(&format!("  {e}\n"));
-        }
-        out
-    }
-
-    /// `learning`, `stable`, `unstable` (`?` if unknown).
-    pub fn learning_state(s: i32) -> &'static str {
-        match proto::LearningState::try_from(s) {
-            Ok(proto::LearningState::Learning) => "learning",
-            Ok(proto::LearningState::Stable) => "stable",
-            Ok(proto::LearningState::Unstable) => "unstable",
-            _ => "?",
-        }
+    /// Every signal creation and update matching `query` after
+    /// `after_sequence`, then live ones, forever; resumes by itself like
+    /// [`Client::watch`].
+    pub fn watch_signals(&self, query: &str, after_sequence: u64) -> ReceiverStream<Result<SignalChange, ClientError>> {
+        let client = self.clone();
+        let query = query.to_owned();
+        resume::resume(after_sequence, move |after| {
+            let (client, query) = (client.clone(), query.clone());
+            Box::pin(async move { client.stream_signals(&query, after).await })
+        })
     }
 }
 
 /// Behaviour builders for [`Client::add_to_profile`].
 pub mod behaviour {
-    use super::proto;
+    use crate::types::{Access, Behaviour, BehaviourToAdd, Protocol};
 
-    fn with(lineage: &[&str], kind: proto::behaviour::Kind) -> proto::BehaviourToAdd {
-        proto::BehaviourToAdd {
-            lineage: lineage.iter().map(|s| (*s).to_owned()).collect(),
-            behaviour: Some(proto::Behaviour { kind: Some(kind) }),
-        }
+    fn with(lineage: &[&str], behaviour: Behaviour) -> BehaviourToAdd {
+        BehaviourToAdd { lineage: lineage.iter().map(|s| (*s).to_owned()).collect(), behaviour }
     }
 
     /// The process node `lineage` (outermost first, the executable last).
-    pub fn exec(lineage: &[&str]) -> proto::BehaviourToAdd {
-        with(lineage, proto::behaviour::Kind::Exec(proto::ExecBehaviour {}))
+    pub fn exec(lineage: &[&str]) -> BehaviourToAdd {
+        with(lineage, Behaviour::Exec)
     }
 
     /// A file opened by the process `lineage`.
-    pub fn file(lineage: &[&str], path: &str, access: &[proto::Access]) -> proto::BehaviourToAdd {
-        with(
-            lineage,
-            proto::behaviour::Kind::File(proto::FileBehaviour {
-                path: path.to_owned(),
-                access: access.iter().map(|a| *a as i32).collect(),
-            }),
-        )
+    pub fn file(lineage: &[&str], path: &str, access: &[Access]) -> BehaviourToAdd {
+        with(lineage, Behaviour::File { path: path.to_owned(), access: access.to_vec() })
     }
 
     /// A DNS question by the process `lineage`.
-    pub fn dns(lineage: &[&str], name: &str, qtype: &str) -> proto::BehaviourToAdd {
-        with(
-            lineage,
-            proto::behaviour::Kind::Dns(proto::DnsBehaviour { name: name.to_owned(), r#type: qtype.to_owned() }),
-        )
+    pub fn dns(lineage: &[&str], name: &str, qtype: &str) -> BehaviourToAdd {
+        with(lineage, Behaviour::Dns { name: name.to_owned(), qtype: qtype.to_owned() })
     }
 
     /// An endpoint (address or CIDR; port 0 = any, with a CIDR).
-    pub fn connect(lineage: &[&str], protocol: proto::Protocol, address: &str, port: u32) -> proto::BehaviourToAdd {
-        with(
-            lineage,
-            proto::behaviour::Kind::Connect(proto::ConnectBehaviour {
-                protocol: protocol as i32,
-                address: address.to_owned(),
-                port,
-            }),
-        )
+    pub fn connect(lineage: &[&str], protocol: Protocol, address: &str, port: u32) -> BehaviourToAdd {
+        with(lineage, Behaviour::Connect { protocol, address: address.to_owned(), port })
     }
 }

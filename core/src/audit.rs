@@ -293,10 +293,7 @@ mod tests {
         };
         assert_eq!(built, literal);
         let names: Vec<&str> = Verb::ALL.iter().map(|v| v.name()).collect();
-        assert_eq!(
-            names,
-            ["authenticate", "authorize", "create", "update", "delete", "mark_benign", "add_to_profile"]
-        );
+        assert_eq!(names, ["authenticate", "authorize", "create", "update", "delete", "mark_benign", "add_to_profile"]);
         assert_eq!((Outcome::of(true).name(), Outcome::of(false).name()), ("success", "failure"));
     }
 

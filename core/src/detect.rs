@@ -329,17 +329,16 @@ impl Detector {
         Some((added, known, changes))
     }
 
-    /// Advance every profile's lifecycle; `lost` events were lost by the
-    /// kernel since the last tick (counted on profiles still learning).
-    pub fn tick(&mut self, now_ms: i64, lost: u64) -> Vec<Change> {
+    /// Advance every profile's lifecycle; `lost` records were lost by the
+    /// kernel since the last tick (each type counted on its own clock,
+    /// while it still learns).
+    pub fn tick(&mut self, now_ms: i64, lost: &crate::profile::Lost) -> Vec<Change> {
         let mut changes = Vec::new();
         for p in self.profiles.values_mut() {
-            if lost > 0 {
-                p.add_lost_events(lost);
-            }
+            p.add_lost_events(lost);
             let changed = p.tick(now_ms, &self.cfg);
             for t in EventType::ALL {
-                if lost > 0 || changed.contains(&t) {
+                if lost.get(t) > 0 || changed.contains(&t) {
                     changes.push(Change::Clock { image: p.image.clone(), event_type: t, clock: *p.clock(t) });
                 }
             }

@@ -57,6 +57,28 @@ impl EventType {
     }
 }
 
+/// Kernel records lost (ring buffer full) per event type since the last
+/// tick: each type's learning is charged with its own losses only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lost([u64; 4]);
+
+impl Lost {
+    /// Add `n` records of type `t`.
+    pub fn add(&mut self, t: EventType, n: u64) {
+        self.0[t.index()] = self.0[t.index()].saturating_add(n);
+    }
+
+    /// Records of type `t`.
+    pub fn get(&self, t: EventType) -> u64 {
+        self.0[t.index()]
+    }
+
+    /// Nothing lost.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+}
+
 /// Access bits of a file behaviour (read=1, write=2, create=4, truncate=8).
 pub fn access_bits(access: &[Access]) -> u8 {
     access.iter().fold(0, |b, a| {
@@ -316,11 +338,12 @@ impl Profile {
         EventType::ALL.into_iter().filter(|t| self.clocks[t.index()].tick(now_ms, cfg)).collect()
     }
 
-    /// Count events lost while a type was learning.
-    pub fn add_lost_events(&mut self, n: u64) {
-        for c in &mut self.clocks {
+    /// Count events lost while a type was learning, each type its own.
+    pub fn add_lost_events(&mut self, lost: &Lost) {
+        for t in EventType::ALL {
+            let c = &mut self.clocks[t.index()];
             if c.state == State::Learning {
-                c.lost_events += n;
+                c.lost_events = c.lost_events.saturating_add(lost.get(t));
             }
         }
     }

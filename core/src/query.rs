@@ -9,8 +9,23 @@
 //! - `NOT` / `-` negate, `AND` (or just a space) binds tighter than `OR`,
 //!   parentheses group. An empty query matches everything.
 //! - Errors say what was expected and at which column.
+//! - Queries come from API callers, so the parser bounds them: at most
+//!   [`MAX_LEN`] bytes and [`MAX_DEPTH`] levels of parentheses and `NOT`s.
+//!   The parser's recursion is bounded by the depth limit. Evaluation
+//!   ([`Query::matches`]), [`Query::depth`] and `Display` keep an explicit
+//!   stack, so they hold even for deeper queries built by hand (the derived
+//!   `Clone`, `Debug`, `PartialEq` and drop recurse; parsed queries are
+//!   shallow enough for them).
 //!
 //! Pure logic: evaluation asks the caller for a field's values.
+
+use std::fmt;
+
+/// The deepest nesting of parentheses and `NOT`/`-` a query may have.
+pub const MAX_DEPTH: usize = 32;
+
+/// The longest query, in bytes (UTF-8).
+pub const MAX_LEN: usize = 4096;
 
 /// A parse error at a 1-based column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +156,8 @@ struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     end: usize,
+    /// Open parentheses and `NOT`s around the current token.
+    depth: usize,
 }
 
 impl Parser {
@@ -150,6 +167,18 @@ impl Parser {
 
     fn col(&self) -> usize {
         self.toks.get(self.pos).map_or(self.end, |(c, _)| *c)
+    }
+
+    /// One more level of nesting, opened by the token at `col`.
+    fn enter(&mut self, col: usize, what: &str) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(err(
+                col,
+                format!("this {what} nests the query {} levels deep; the limit is {MAX_DEPTH}", self.depth),
+            ));
+        }
+        Ok(())
     }
 
     fn or(&mut self) -> Result<Query, QueryError> {
@@ -180,16 +209,21 @@ impl Parser {
         let col = self.col();
         match self.toks.get(self.pos).map(|(_, t)| t.clone()) {
             Some(Tok::Not) => {
+                self.enter(col, "NOT")?;
                 self.pos += 1;
-                Ok(Query::Not(Box::new(self.unary()?)))
+                let q = self.unary()?;
+                self.depth -= 1;
+                Ok(Query::Not(Box::new(q)))
             }
             Some(Tok::LParen) => {
+                self.enter(col, "'('")?;
                 self.pos += 1;
                 let q = self.or()?;
                 if self.peek() != Some(&Tok::RParen) {
                     return Err(err(self.col(), format!("expected ')' to close the '(' at column {col}")));
                 }
                 self.pos += 1;
+                self.depth -= 1;
                 Ok(q)
             }
             Some(Tok::Term(key, pattern)) => {
@@ -205,12 +239,21 @@ impl Parser {
 
 impl Query {
     /// Parse a query string.
+    ///
+    /// A query longer than [`MAX_LEN`] bytes or nested deeper than
+    /// [`MAX_DEPTH`] is refused; the error's column is where the limit is
+    /// crossed. A parsed query's [`depth`](Query::depth) is at most
+    /// [`MAX_DEPTH`].
     pub fn parse(input: &str) -> Result<Query, QueryError> {
+        if input.len() > MAX_LEN {
+            let fits = input.char_indices().take_while(|(at, c)| at + c.len_utf8() <= MAX_LEN).count();
+            return Err(err(fits + 1, format!("the query is {} bytes long; the limit is {MAX_LEN}", input.len())));
+        }
         let toks = lex(input)?;
         if toks.is_empty() {
             return Ok(Query::All);
         }
-        let mut p = Parser { toks, pos: 0, end: input.chars().count() + 1 };
+        let mut p = Parser { toks, pos: 0, end: input.chars().count() + 1, depth: 0 };
         let q = p.or()?;
         if p.pos < p.toks.len() {
             return Err(err(p.col(), "unexpected ')'"));
@@ -220,18 +263,164 @@ impl Query {
 
     /// Does a record match? `values(key)` gives the record's values of a
     /// facet (`key` without a leading `@`, lower-case); none: no match.
+    ///
+    /// `AND` and `OR` stop at the first operand that decides them. The walk
+    /// keeps its own stack (one entry per level of the tree), so a deep
+    /// query costs heap, not thread stack.
     pub fn matches(&self, values: &dyn Fn(&str) -> Vec<String>) -> bool {
-        match self {
-            Query::All => true,
-            Query::Term { key, pattern } => {
-                let k = key.trim_start_matches('@').to_ascii_lowercase();
-                values(&k).iter().any(|v| glob(pattern, v))
+        // Each entry: a node and how many of its operands were evaluated.
+        let mut stack: Vec<(&Query, usize)> = vec![(self, 0)];
+        // The value of the node finished last.
+        let mut last = true;
+        while let Some((query, done)) = stack.pop() {
+            last = match query {
+                Query::All => true,
+                Query::Term { key, pattern } => {
+                    let k = key.trim_start_matches('@').to_ascii_lowercase();
+                    values(&k).iter().any(|v| glob(pattern, v))
+                }
+                Query::Not(_) if done == 1 => !last,
+                Query::And(_) if done > 0 && !last => false,
+                Query::Or(_) if done > 0 && last => true,
+                _ => match query.operands().get(done) {
+                    Some(next) => {
+                        stack.push((query, done + 1));
+                        stack.push((next, 0));
+                        continue;
+                    }
+                    // Every operand of an AND held, none of an OR did.
+                    None => matches!(query, Query::And(_)),
+                },
+            };
+        }
+        last
+    }
+
+    /// How deeply the query nests: the most parentheses and `NOT`s around
+    /// one term in its [`Display`](fmt::Display) form (`a:1` is 0,
+    /// `NOT (a:1 OR b:1)` is 2). At most [`MAX_DEPTH`] for a parsed query.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 0usize)];
+        while let Some((query, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            let within = Within::of(query);
+            for operand in query.operands() {
+                let nested = depth + usize::from(within == Within::Not) + usize::from(within.parenthesizes(operand));
+                stack.push((operand, nested));
             }
-            Query::Not(q) => !q.matches(values),
-            Query::And(qs) => qs.iter().all(|q| q.matches(values)),
-            Query::Or(qs) => qs.iter().any(|q| q.matches(values)),
+        }
+        deepest
+    }
+
+    /// The direct sub-queries.
+    fn operands(&self) -> &[Query] {
+        match self {
+            Query::All | Query::Term { .. } => &[],
+            Query::Not(q) => std::slice::from_ref(&**q),
+            Query::And(qs) | Query::Or(qs) => qs,
         }
     }
+}
+
+/// Where a sub-query stands, for [`Query`]'s text form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Within {
+    /// The whole query.
+    Top,
+    /// The operand of `NOT`.
+    Not,
+    /// An operand of `AND`.
+    And,
+    /// An operand of `OR`.
+    Or,
+}
+
+impl Within {
+    /// What `query`'s operands stand within.
+    fn of(query: &Query) -> Within {
+        match query {
+            Query::Not(_) => Within::Not,
+            Query::And(_) => Within::And,
+            Query::Or(_) => Within::Or,
+            Query::All | Query::Term { .. } => Within::Top,
+        }
+    }
+
+    /// Does `operand` need parentheses here to parse back as the same tree?
+    fn parenthesizes(self, operand: &Query) -> bool {
+        matches!(
+            (self, operand),
+            (Within::Not | Within::And, Query::And(_) | Query::Or(_)) | (Within::Or, Query::Or(_))
+        )
+    }
+}
+
+/// The query in its own syntax: `AND`, `OR` and `NOT` spelled out,
+/// parentheses only where the tree needs them, values quoted only when they
+/// must be. A parsed query's text parses back to an equal query (when it is
+/// still within [`MAX_LEN`]: the text can be a little longer than the
+/// input, e.g. `-a:1` shows as `NOT a:1`). [`Query::All`] shows as the empty
+/// query, which only parses back at the top.
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        enum Piece<'a> {
+            Query(&'a Query, Within),
+            Text(&'static str),
+        }
+        let mut stack = vec![Piece::Query(self, Within::Top)];
+        while let Some(piece) = stack.pop() {
+            let (query, within) = match piece {
+                Piece::Text(text) => {
+                    f.write_str(text)?;
+                    continue;
+                }
+                Piece::Query(query, within) => (query, within),
+            };
+            if within.parenthesizes(query) {
+                f.write_str("(")?;
+                stack.push(Piece::Text(")"));
+            }
+            let separator = match query {
+                Query::All => continue,
+                Query::Term { key, pattern } => {
+                    write_term(f, key, pattern)?;
+                    continue;
+                }
+                Query::Not(_) => {
+                    f.write_str("NOT ")?;
+                    ""
+                }
+                Query::And(_) => " AND ",
+                Query::Or(_) => " OR ",
+            };
+            let inner = Within::of(query);
+            for (i, operand) in query.operands().iter().enumerate().rev() {
+                stack.push(Piece::Query(operand, inner));
+                if i > 0 {
+                    stack.push(Piece::Text(separator));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `key:value`, the value bare when the lexer reads it back whole.
+fn write_term(f: &mut fmt::Formatter<'_>, key: &str, pattern: &str) -> fmt::Result {
+    write!(f, "{key}:")?;
+    let bare = !pattern.is_empty() && !pattern.chars().any(|c| c.is_whitespace() || "()\"".contains(c));
+    if bare {
+        return f.write_str(pattern);
+    }
+    f.write_str("\"")?;
+    for c in pattern.chars() {
+        if c == '"' || c == '\\' {
+            f.write_str("\\")?;
+        }
+        write!(f, "{c}")?;
+    }
+    f.write_str("\"")
 }
 
 /// `*` matches any run of characters; everything else literally.
@@ -255,72 +444,4 @@ pub(crate) fn glob(pattern: &str, value: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Vec<String> + 'a {
-        move |k| pairs.iter().filter(|(key, _)| *key == k).map(|(_, v)| (*v).to_owned()).collect()
-    }
-
-    #[test]
-    fn parses_the_reference_syntax() {
-        let q = Query::parse(r#"@evt.name:"Cloud Security Platform" @asset.type:security_signal"#).unwrap();
-        assert_eq!(
-            q,
-            Query::And(vec![
-                Query::Term { key: "@evt.name".into(), pattern: "Cloud Security Platform".into() },
-                Query::Term { key: "@asset.type".into(), pattern: "security_signal".into() },
-            ])
-        );
-        let r = rec(&[("evt.name", "Cloud Security Platform"), ("asset.type", "security_signal")]);
-        assert!(q.matches(&r));
-        assert!(!q.matches(&rec(&[("evt.name", "Cloud Security Platform"), ("asset.type", "notification_rule")])));
-    }
-
-    #[test]
-    fn precedence_negation_and_groups() {
-        let q = Query::parse("rule_id:anomaly_detection AND (severity:high OR severity:critical) -status:archived")
-            .unwrap();
-        let base = [("rule_id", "anomaly_detection"), ("severity", "high"), ("status", "open")];
-        assert!(q.matches(&rec(&base)));
-        assert!(!q.matches(&rec(&[("rule_id", "anomaly_detection"), ("severity", "low"), ("status", "open")])));
-        assert!(!q.matches(&rec(&[("rule_id", "anomaly_detection"), ("severity", "high"), ("status", "archived")])));
-        // OR binds looser than AND.
-        let q = Query::parse("a:1 b:2 OR c:3").unwrap();
-        assert!(q.matches(&rec(&[("c", "3")])));
-        assert!(!q.matches(&rec(&[("a", "1")])));
-        let q = Query::parse("NOT NOT a:1").unwrap();
-        assert!(q.matches(&rec(&[("a", "1")])));
-        assert_eq!(Query::parse("   ").unwrap(), Query::All);
-    }
-
-    #[test]
-    fn wildcards_and_quotes() {
-        let q = Query::parse(r#"image:cws-* name:"say \"hi\"""#).unwrap();
-        assert!(q.matches(&rec(&[("image", "cws-webapp"), ("name", "say \"hi\"")])));
-        assert!(!q.matches(&rec(&[("image", "nginx"), ("name", "say \"hi\"")])));
-        assert!(glob("*web*", "cws-webapp"));
-        assert!(glob("a*b*c", "axxbyyc"));
-        assert!(!glob("a*b*c", "axxc"));
-        assert!(!glob("ab*ba", "aba"));
-    }
-
-    #[test]
-    fn errors_name_the_column() {
-        let cases = [
-            ("severity:high AND", 18, "end of the query"),
-            ("(severity:high", 15, "')'"),
-            ("severity:", 10, "value"),
-            ("severity:high)", 14, "')'"),
-            ("high", 1, "key:value"),
-            (r#"name:"open"#, 6, "unterminated"),
-            ("OR a:1", 1, "before AND/OR"),
-            (":x", 1, "key"),
-        ];
-        for (q, col, what) in cases {
-            let e = Query::parse(q).unwrap_err();
-            assert_eq!(e.column, col, "{q}: {e}");
-            assert!(e.message.contains(what), "{q}: {e}");
-        }
-    }
-}
+mod tests;

@@ -179,7 +179,9 @@ mod tests {
         };
         let mut p = Profile::new("web", 0);
         p.add(&Observation { lineage: vec!["/bin/app".into()], behaviour: Behaviour::Exec }, "v1", 1_000);
-        p.add_lost_events(2);
+        let mut lost = crate::profile::Lost::default();
+        lost.add(EventType::Exec, 2);
+        p.add_lost_events(&lost);
         let s = status(&[p], &cfg, 4_000);
         assert_eq!(s[0].image, "web");
         let exec = &s[0].types[0];

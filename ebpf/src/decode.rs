@@ -21,6 +21,16 @@ pub enum DecodeError {
         /// Bytes needed.
         need: usize,
     },
+    /// The header's `size` claims more bytes than the record has.
+    #[error("record of kind {kind} claims {size} bytes in its header, but has {len}")]
+    SizeBeyondRecord {
+        /// Event kind from the header.
+        kind: u16,
+        /// The header's `size`.
+        size: usize,
+        /// Bytes received.
+        len: usize,
+    },
     /// The header names an ABI version this build does not speak.
     #[error("record has ABI version {found}, this build speaks {expected}")]
     AbiVersion {
@@ -222,13 +232,14 @@ fn ip(family: u8, raw: [u8; 16]) -> Result<IpAddr, DecodeError> {
     }
 }
 
-fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
+/// The header and its `size`.
+fn decode_header(bytes: &[u8]) -> Result<(Header, usize), DecodeError> {
     let h: EventHeader = read(bytes, 0).ok_or_else(|| too_short(0, bytes.len(), size_of::<EventHeader>()))?;
     if h.abi_version != abi::ABI_VERSION {
         return Err(DecodeError::AbiVersion { found: h.abi_version, expected: abi::ABI_VERSION });
     }
     let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
-    Ok(Header {
+    let header = Header {
         kind: h.kind,
         ktime_ns: h.ktime_ns,
         cgroup_id: h.cgroup_id,
@@ -241,7 +252,8 @@ fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         gid: h.gid,
         flags: h.flags,
         comm: String::from_utf8_lossy(&h.comm[..comm_len]).into_owned(),
-    })
+    };
+    Ok((header, usize::try_from(h.size).unwrap_or(usize::MAX)))
 }
 
 /// Read field `$f` of struct `$t` from `$bytes` (length already checked).
@@ -252,9 +264,13 @@ macro_rules! get {
 }
 
 /// Decode one ring-buffer record.
+///
+/// The header's `size` (what the kernel emitted) bounds the record: a size
+/// past the bytes received is an error, bytes after it are ignored.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
-    let header = decode_header(bytes)?;
+    let (header, size) = decode_header(bytes)?;
     let kind = header.kind;
+    let bytes = bytes.get(..size).ok_or(DecodeError::SizeBeyondRecord { kind, size, len: bytes.len() })?;
     let need = |fixed: usize| {
         if bytes.len() < fixed {
             Err(too_short(kind, bytes.len(), fixed))

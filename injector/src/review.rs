@@ -174,17 +174,32 @@ pub fn admit(request: &AdmissionRequest, mode: Mode, settings: &Settings) -> Adm
         .and_then(|pod| inject::plan(&pod, mode, settings));
     match decision {
         Ok(Decision::Skip { warnings, .. }) => AdmissionResponse { warnings, ..allow() },
-        Ok(Decision::Patch { patch, warnings }) => match serde_json::to_vec(&patch) {
-            Ok(bytes) => AdmissionResponse {
-                patch: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                patch_type: Some("JSONPatch".into()),
-                warnings,
-                ..allow()
-            },
-            Err(e) => deny(request, format!("encoding the patch: {e}"), 500),
-        },
+        Ok(Decision::Patch { patch, warnings }) => {
+            if let Err(e) = applies(request.object.as_ref(), &patch) {
+                return deny(request, format!("cannot patch the admitted object: {e}"), 400);
+            }
+            match serde_json::to_vec(&patch) {
+                Ok(bytes) => AdmissionResponse {
+                    patch: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                    patch_type: Some("JSONPatch".into()),
+                    warnings,
+                    ..allow()
+                },
+                Err(e) => deny(request, format!("encoding the patch: {e}"), 500),
+            }
+        }
         Err(rejection) => deny(request, crate::error::chain(&rejection), 400),
     }
+}
+
+/// Does `patch` apply to the object as the API server sent it? [`inject::plan`]
+/// builds it from the decoded Pod, where a missing `metadata` looks like an
+/// empty one; a patch the API server cannot apply would fail the request
+/// with a message that does not say why.
+fn applies(object: Option<&serde_json::Value>, patch: &json_patch::Patch) -> Result<(), json_patch::PatchError> {
+    let mut doc = object.cloned().unwrap_or_default();
+    // On a scratch copy: no need for `patch`'s undo on failure.
+    json_patch::patch_unsafe(&mut doc, patch)
 }
 
 fn deny(request: &AdmissionRequest, message: String, code: u16) -> AdmissionResponse {
@@ -195,3 +210,6 @@ fn deny(request: &AdmissionRequest, message: String, code: u16) -> AdmissionResp
         ..AdmissionResponse::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use telltale_client::{proto, Client, WatchFilter};
+use telltale_client::{AnomalyStreamItem, Client, EventType, WatchFilter};
 use telltale_integration::bench::env_u64;
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::{kernel_tests_enabled, wait_stable, workload_bin};
@@ -47,7 +47,7 @@ async fn main() {
     wait_stable(&client, Some("bench")).await;
 
     // Latency: one new executable every 3 ms; latency = receive time - kernel event time.
-    let mut watch = client.watch(WatchFilter { event_type: proto::EventType::Exec, ..WatchFilter::default() }, 0);
+    let mut watch = client.watch(WatchFilter { event_type: Some(EventType::Exec), ..WatchFilter::default() }, 0);
     let script = format!("i=0; while [ $i -lt {execs} ]; do {}/t$i; sleep 0.003; i=$((i+1)); done", bins.str());
     let driver = std::thread::spawn({
         let app = app.clone();
@@ -60,7 +60,7 @@ async fn main() {
             .expect("in time")
             .expect("open")
             .expect("ok");
-        let t = a.anomaly.expect("anomaly").time_unix_nano;
+        let t = i64::try_from(a.anomaly.time.unix_timestamp_nanos()).expect("a time in i64 nanoseconds");
         lat.push((now_ns() - t) as f64 / 1e6);
     }
     driver.join().expect("driver");
@@ -81,7 +81,7 @@ async fn main() {
             let c = client.clone();
             tasks.push(tokio::spawn(async move {
                 let mut s =
-                    c.watch(WatchFilter { event_type: proto::EventType::Dns, ..WatchFilter::default() }, start_seq);
+                    c.watch(WatchFilter { event_type: Some(EventType::Dns), ..WatchFilter::default() }, start_seq);
                 let mut n = 0u64;
                 let mut first = None;
                 while n < burst {
@@ -116,7 +116,7 @@ async fn last_sequence(c: &Client) -> u64 {
     let mut s = c.stream_anomalies(&WatchFilter::default(), 0).await.expect("stream");
     let mut last = 0;
     while let Ok(Some(Ok(item))) = tokio::time::timeout(Duration::from_millis(500), s.next()).await {
-        if let Some(proto::anomaly_stream_item::Item::Anomaly(a)) = item.item {
+        if let AnomalyStreamItem::Anomaly(a) = item {
             last = a.sequence;
         }
     }

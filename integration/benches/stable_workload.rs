@@ -31,7 +31,7 @@ fn open_loop(cg: &Cgroup, file: &str, n: u64) -> f64 {
 
 fn emitted(data: &std::path::Path) -> (u64, u64, i64) {
     let store = Store::open_read_only(data).expect("store");
-    let c = store.meta_json(telltale_sidecar::run::SENSOR_COUNTERS).expect("meta").expect("counters saved");
+    let c = store.meta_json(telltale_sidecar::daemon::SENSOR_COUNTERS).expect("meta").expect("counters saved");
     let sum = |f: &str| ["exec", "file", "dns", "connect"].iter().map(|k| c[*k][f].as_u64().unwrap_or(0)).sum();
     (sum("emitted"), sum("filtered_known"), c["updated_ms"].as_i64().unwrap_or(0))
 }

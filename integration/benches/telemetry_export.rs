@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use telltale_client::{proto, Client, WatchFilter};
+use telltale_client::{Client, EventType, WatchFilter};
 use telltale_integration::bench::{env_u64, median};
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::otlp::{serve, Receiver};
@@ -43,7 +43,7 @@ async fn round(mode: &str, endpoint: Option<String>, burst: u64, round: u64) -> 
     let app = pod.container("app");
     run_in(&app, &["/bin/sh", "-c", &format!("{w} dns-udp 127.0.0.1:53 learn.telltale.test A")]);
     wait_stable(&client, Some("bench")).await;
-    let mut s = client.watch(WatchFilter { event_type: proto::EventType::Dns, ..WatchFilter::default() }, 0);
+    let mut s = client.watch(WatchFilter { event_type: Some(EventType::Dns), ..WatchFilter::default() }, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
     run_in(&app, &["/bin/sh", "-c", &format!("{w} dns-many 127.0.0.1:53 r{round}{mode} {burst}")]);

@@ -90,6 +90,36 @@ impl Pod {
         err
     }
 
+    /// Start `telltale run`, do `action` once it watches, and wait (up to
+    /// `timeout`) for the daemon to exit by itself. Returns its status and
+    /// everything it printed on stderr.
+    pub fn run_until_exit(&self, action: impl FnOnce(), timeout: Duration) -> (std::process::ExitStatus, String) {
+        let mut child = self.run_command(&[]).spawn().expect("telltale run");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut first = String::new();
+        stderr.read_line(&mut first).expect("read");
+        assert!(first.contains("telltale: watching"), "daemon did not start: {first}");
+        let rest = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut all);
+            all
+        });
+        action();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("telltale run did not exit within {timeout:?}: {}", rest.join().unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        (status, first + &rest.join().unwrap_or_default())
+    }
+
     /// [`Pod::start`] with extra environment variables.
     pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let mut child = self.run_command(env).spawn().expect("telltale run");

@@ -93,7 +93,7 @@ pub async fn wait_stable(client: &telltale_client::Client, image: Option<&str>) 
     let start = std::time::Instant::now();
     loop {
         let st = client.learning_status(image).await.expect("learning status");
-        let stable = telltale_client::proto::LearningState::Stable as i32;
+        let stable = telltale_client::LearningState::Stable;
         if !st.is_empty() && st.iter().all(|p| p.types.iter().all(|t| t.state == stable)) {
             return;
         }

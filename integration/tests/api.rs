@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use telltale_client::{behaviour, proto, Client, ClientError, WatchFilter};
+use telltale_client::{
+    behaviour, Access, AnomalyStreamItem, Behaviour, Client, ClientError, EventType, LearningState, Protocol,
+    SequencedAnomaly, WatchFilter,
+};
 use telltale_integration::daemon::{run_in, Daemon, Pod};
 use telltale_integration::{kernel_tests_enabled, workload_bin};
 use telltale_sidecar::api::token_sha256;
@@ -40,7 +43,7 @@ async fn learned(pod: &Pod, d: &Daemon) -> Client {
     let start = Instant::now();
     loop {
         let st = c.learning_status(Some("web")).await.expect("status");
-        if st[0].types.iter().all(|t| t.state == proto::LearningState::Stable as i32) {
+        if st[0].types.iter().all(|t| t.state == LearningState::Stable) {
             return c;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "never stable: {st:?}");
@@ -52,16 +55,16 @@ fn open(pod: &Pod, path: &str) {
     run_in(&pod.container("app"), &["/bin/sh", "-c", &format!("{} open {path}", workload_bin())]);
 }
 
-fn file_path(a: &proto::SequencedAnomaly) -> String {
-    match a.anomaly.as_ref().and_then(|x| x.behaviour.as_ref()).and_then(|b| b.kind.as_ref()) {
-        Some(proto::behaviour::Kind::File(f)) => f.path.clone(),
+fn file_path(a: &SequencedAnomaly) -> String {
+    match &a.anomaly.behaviour {
+        Behaviour::File { path, .. } => path.clone(),
         other => panic!("not a file anomaly: {other:?}"),
     }
 }
 
 async fn next(
-    s: &mut (impl tokio_stream::Stream<Item = Result<proto::SequencedAnomaly, ClientError>> + Unpin),
-) -> proto::SequencedAnomaly {
+    s: &mut (impl tokio_stream::Stream<Item = Result<SequencedAnomaly, ClientError>> + Unpin),
+) -> SequencedAnomaly {
     tokio::time::timeout(Duration::from_secs(20), s.next())
         .await
         .expect("an anomaly in time")
@@ -83,14 +86,13 @@ async fn stream_resume_add_to_profile_and_validation() {
     open(&pod, "/etc/passwd");
     let first = next(&mut watch).await;
     assert_eq!(file_path(&first), "/etc/passwd");
-    let a = first.anomaly.clone().expect("anomaly");
+    let a = first.anomaly.clone();
     let sh = std::fs::canonicalize("/bin/sh").expect("sh").display().to_string();
     assert_eq!(a.lineage, vec![sh.clone(), workload_bin()]);
-    assert_eq!(a.r#type, proto::EventType::File as i32);
-    assert_eq!(a.container.as_ref().expect("container").image, "web");
+    assert_eq!(a.event_type, EventType::File);
+    assert_eq!(a.container.image, "web");
     assert_eq!(a.profile_version, "v1");
-    let ev = a.event.expect("event");
-    assert_eq!(ev.process.expect("process").args, vec![workload_bin(), "open".to_owned(), "/etc/passwd".to_owned()]);
+    assert_eq!(a.event.process.args, vec![workload_bin(), "open".to_owned(), "/etc/passwd".to_owned()]);
     drop(watch);
 
     // Disconnected: more happens. Reconnecting after the last sequence
@@ -110,8 +112,8 @@ async fn stream_resume_add_to_profile_and_validation() {
         .collect();
     assert_eq!(all, vec![first.sequence, r1.sequence, r2.sequence]);
     // Filters.
-    let mut only_dns = viewer
-        .watch(WatchFilter { image: "web".into(), container: "app".into(), event_type: proto::EventType::Dns }, 0);
+    let mut only_dns =
+        viewer.watch(WatchFilter { image: "web".into(), container: "app".into(), event_type: Some(EventType::Dns) }, 0);
     run_in(
         &pod.container("app"),
         &["/bin/sh", "-c", &format!("{} dns-udp 127.0.0.1:53 exfil.telltale.test TXT", workload_bin())],
@@ -123,14 +125,14 @@ async fn stream_resume_add_to_profile_and_validation() {
     let responder = client(&d, Some(RESPONDER)).await;
     let lineage = [sh.as_str(), workload_bin().leak() as &str];
     let r = responder
-        .add_to_profile("web", vec![behaviour::file(&lineage, "/etc/services", &[proto::Access::Read])])
+        .add_to_profile("web", vec![behaviour::file(&lineage, "/etc/services", &[Access::Read])])
         .await
         .expect("add");
     assert_eq!((r.added, r.already_known), (1, 0));
     open(&pod, "/etc/services");
     open(&pod, "/etc/protocols"); // a marker that must still be reported
     let mut files =
-        viewer.watch(WatchFilter { event_type: proto::EventType::File, ..WatchFilter::default() }, dns.sequence);
+        viewer.watch(WatchFilter { event_type: Some(EventType::File), ..WatchFilter::default() }, dns.sequence);
     let marker = next(&mut files).await;
     assert_eq!(file_path(&marker), "/etc/protocols", "/etc/services was added to the profile");
     let profile = viewer.profile("web").await.expect("profile");
@@ -141,14 +143,11 @@ async fn stream_resume_add_to_profile_and_validation() {
 
     // Invalid input: the right codes, naming the field.
     let cases = vec![
-        (behaviour::file(&lineage, "etc/passwd", &[proto::Access::Read]), "behaviours[0].behaviour.file.path"),
+        (behaviour::file(&lineage, "etc/passwd", &[Access::Read]), "behaviours[0].behaviour.file.path"),
         (behaviour::exec(&["relative/bin"]), "behaviours[0].lineage[0]"),
         (behaviour::dns(&lineage, "", "A"), "behaviours[0].behaviour.dns.name"),
-        (
-            behaviour::connect(&lineage, proto::Protocol::Tcp, "10.0.0.0/33", 0),
-            "behaviours[0].behaviour.connect.address",
-        ),
-        (behaviour::connect(&lineage, proto::Protocol::Tcp, "10.0.0.1", 70000), "behaviours[0].behaviour.connect.port"),
+        (behaviour::connect(&lineage, Protocol::Tcp, "10.0.0.0/33", 0), "behaviours[0].behaviour.connect.address"),
+        (behaviour::connect(&lineage, Protocol::Tcp, "10.0.0.1", 70000), "behaviours[0].behaviour.connect.port"),
     ];
     for (b, field) in cases {
         let e = responder.add_to_profile("web", vec![b]).await.expect_err("invalid");
@@ -249,7 +248,7 @@ async fn a_slow_consumer_lags_without_slowing_a_fast_one() {
     let mut slow = slow;
     let mut lagged = None;
     while let Some(item) = tokio::time::timeout(Duration::from_secs(10), slow.next()).await.expect("in time") {
-        if let Some(proto::anomaly_stream_item::Item::Lagged(l)) = item.expect("item").item {
+        if let AnomalyStreamItem::Lagged(l) = item.expect("item") {
             lagged = Some(l);
             break;
         }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use telltale_client::{behaviour, proto, Client};
+use telltale_client::{behaviour, AuditEvent, Client};
 use telltale_integration::daemon::Pod;
 use telltale_integration::{kernel_tests_enabled, telltalectl_bin};
 use telltale_sidecar::api::token_sha256;
@@ -14,7 +14,7 @@ async fn client(addr: &str, token: &str) -> Client {
     Client::builder(addr).token(token).connect().await.expect("connect")
 }
 
-async fn wait_for(admin: &Client, query: &str, n: usize) -> Vec<proto::AuditEvent> {
+async fn wait_for(admin: &Client, query: &str, n: usize) -> Vec<AuditEvent> {
     let start = Instant::now();
     loop {
         let ev = admin.audit(query, None, None, 0).await.expect("audit");
@@ -61,7 +61,7 @@ async fn actions_are_audited_filtered_by_role_and_tamper_evident() {
             ("rita".into(), "nope".into(), "add_to_profile".into(), "failure".into()),
         ]
     );
-    assert!(profile_events[0].after.contains("\"added\":1"), "{:?}", profile_events[0]);
+    assert!(profile_events[0].after.as_ref().is_some_and(|a| a["added"] == 1), "{:?}", profile_events[0]);
     assert!(profile_events.iter().all(|e| e.evt_name == "Cloud Security Platform"));
     let denied = wait_for(&adam, "@asset.type:api @outcome:failure", 2).await;
     let who: Vec<(&str, &str)> = denied.iter().map(|e| (e.principal.as_str(), e.action.as_str())).collect();
@@ -74,7 +74,8 @@ async fn actions_are_audited_filtered_by_role_and_tamper_evident() {
     let mine = vera.audit("", None, None, 0).await.expect("vera");
     assert!(mine.iter().all(|e| e.principal == "vera") && !mine.is_empty());
     // Time range and bad queries.
-    let future = adam.audit("", Some(i64::MAX - 1), None, 0).await.expect("range");
+    let tomorrow = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let future = adam.audit("", Some(tomorrow), None, 0).await.expect("range");
     assert!(future.is_empty());
     let e = adam.audit("@asset.type:(", None, None, 0).await.expect_err("bad query");
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument));

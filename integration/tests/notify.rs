@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use telltale_client::{proto, Client};
+use telltale_client::{Client, LearningState, NotificationRule, NotificationTarget};
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::{kernel_tests_enabled, workload_bin};
 use telltale_sidecar::api::token_sha256;
@@ -149,10 +149,6 @@ fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn target(kind: proto::notification_target::Kind) -> proto::NotificationTarget {
-    proto::NotificationTarget { kind: Some(kind) }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_deliver_to_slack_webhook_and_email_through_outages_and_restarts() {
     if !kernel_tests_enabled("rules_deliver_to_slack_webhook_and_email_through_outages_and_restarts") {
@@ -178,34 +174,35 @@ async fn rules_deliver_to_slack_webhook_and_email_through_outages_and_restarts()
     while adam.learning_status(Some("web")).await.expect("status")[0]
         .types
         .iter()
-        .any(|t| t.state != proto::LearningState::Stable as i32)
+        .any(|t| t.state != LearningState::Stable)
     {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Rules: a bad query is refused with its column; the real one has three targets.
-    let mut rule = proto::NotificationRule {
+    let mut rule = NotificationRule {
+        id: String::new(),
         name: "high severity".into(),
         enabled: true,
         query: "rule_id:anomaly_detection AND (severity:high".into(),
         notify_on_update: true,
         targets: vec![
-            target(proto::notification_target::Kind::Webhook(proto::WebhookTarget {
+            NotificationTarget::Webhook {
                 url: format!("{}/hook", http.addr),
-                secret: "s3cret".into(),
+                secret: Some("s3cret".into()),
                 headers: [("X-Team".to_owned(), "red".to_owned())].into_iter().collect(),
-            })),
-            target(proto::notification_target::Kind::Slack(proto::SlackTarget { url: format!("{}/slack", http.addr) })),
-            target(proto::notification_target::Kind::Email(proto::EmailTarget {
+            },
+            NotificationTarget::Slack { url: format!("{}/slack", http.addr) },
+            NotificationTarget::Email {
                 server: smtp_addr.clone(),
                 starttls: false,
+                username: None,
+                password: None,
                 from: "telltale@example.com".into(),
                 to: vec!["soc@example.com".into()],
-                ..Default::default()
-            })),
+            },
         ],
-        ..Default::default()
     };
     let e = adam.create_rule(rule.clone()).await.expect_err("bad query");
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument));
@@ -214,8 +211,8 @@ async fn rules_deliver_to_slack_webhook_and_email_through_outages_and_restarts()
     let created = adam.create_rule(rule).await.expect("create");
     assert!(!created.id.is_empty());
     let listed = adam.rules().await.expect("list");
-    let hook = listed[0].targets[0].kind.clone();
-    assert!(matches!(hook, Some(proto::notification_target::Kind::Webhook(ref h)) if h.secret == "********"));
+    let hook = &listed[0].targets[0];
+    assert!(matches!(hook, NotificationTarget::Webhook { secret: Some(s), .. } if s == "********"), "{hook:?}");
 
     // The webhook target is down for its first two attempts.
     http.fail("/hook", 2);

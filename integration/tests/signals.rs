@@ -5,16 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use telltale_client::{proto, Client};
+use telltale_client::{
+    Benign, Client, EventType, LearningState, Severity, SignalStatus, SignalStreamItem, SignalSummary, SignalUpdate,
+    Suppression,
+};
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::{kernel_tests_enabled, telltalectl_bin, workload_bin};
 use telltale_sidecar::api::token_sha256;
 
-async fn wait_signals(
-    c: &Client,
-    query: &str,
-    pred: impl Fn(&[proto::SignalSummary]) -> bool,
-) -> Vec<proto::SignalSummary> {
+async fn wait_signals(c: &Client, query: &str, pred: impl Fn(&[SignalSummary]) -> bool) -> Vec<SignalSummary> {
     let start = Instant::now();
     loop {
         let s = c.signals(query).await.expect("signals");
@@ -54,7 +53,7 @@ async fn signals_group_triage_and_mark_benign() {
     while viewer.learning_status(Some("web")).await.expect("status")[0]
         .types
         .iter()
-        .any(|t| t.state != proto::LearningState::Stable as i32)
+        .any(|t| t.state != LearningState::Stable)
     {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -65,8 +64,8 @@ async fn signals_group_triage_and_mark_benign() {
     run_in(&app, &["/bin/sh", "-c", &attack]);
     let s = wait_signals(&viewer, "container:app", |s| s.len() == 1 && s[0].anomalies == 2).await;
     let sig = &s[0];
-    assert_eq!((sig.rule_id.as_str(), sig.severity.as_str()), ("anomaly_detection", "high"));
-    assert_eq!(sig.status, proto::SignalStatus::Open as i32);
+    assert_eq!((sig.rule_id.as_str(), &sig.severity), ("anomaly_detection", &Severity::High));
+    assert_eq!(sig.status, SignalStatus::Open);
     let full = viewer.signal(&sig.id).await.expect("get");
     assert!(full.what_happened.contains("app") && full.what_happened.contains("web:v1"), "{}", full.what_happened);
     assert!(full.next_steps.iter().any(|n| n.contains("telltalectl profile show web")), "{:?}", full.next_steps);
@@ -83,20 +82,15 @@ async fn signals_group_triage_and_mark_benign() {
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument));
 
     // Triage: under review, then mark benign (viewer may not).
-    let review = proto::UpdateSignalRequest {
-        id: sig.id.clone(),
-        status: proto::SignalStatus::UnderReview as i32,
-        assignee: Some("rita".into()),
-        ..Default::default()
-    };
+    let review = SignalUpdate::new(sig.id.clone()).status(SignalStatus::UnderReview).assignee("rita");
     let e = viewer.update_signal(review.clone()).await.expect_err("viewer");
     assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
     let r = rita.update_signal(review).await.expect("review");
-    assert_eq!(r.signal.unwrap().summary.unwrap().status, proto::SignalStatus::UnderReview as i32);
-    let benign = proto::UpdateSignalRequest { id: sig.id.clone(), mark_benign: true, ..Default::default() };
+    assert_eq!(r.signal.summary.status, SignalStatus::UnderReview);
+    let benign = SignalUpdate::new(sig.id.clone()).benign(Benign::All);
     let r = rita.update_signal(benign).await.expect("benign");
     assert!(r.behaviours_added >= 2, "the new program, what it loaded, and the file: {}", r.behaviours_added);
-    assert_eq!(r.signal.unwrap().summary.unwrap().status, proto::SignalStatus::Archived as i32);
+    assert_eq!(r.signal.summary.status, SignalStatus::Archived);
 
     // The same actions no longer signal; something else still does.
     run_in(&app, &["/bin/sh", "-c", &attack]);
@@ -108,15 +102,15 @@ async fn signals_group_triage_and_mark_benign() {
 
     // A suppression rule: matching anomalies are learned, not signalled.
     let e = rita
-        .create_suppression(proto::Suppression { name: "everything".into(), ..Default::default() })
+        .create_suppression(Suppression { name: "everything".into(), ..Default::default() })
         .await
         .expect_err("too wide");
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument));
     let sup = rita
-        .create_suppression(proto::Suppression {
+        .create_suppression(Suppression {
             name: "the app reads its certificates".into(),
             image: "web".into(),
-            r#type: proto::EventType::File as i32,
+            event_type: Some(EventType::File),
             detail: "/etc/ssl/*".into(),
             ..Default::default()
         })
@@ -148,18 +142,15 @@ async fn signals_group_triage_and_mark_benign() {
     while let Ok(Some(Ok(item))) =
         tokio::time::timeout(Duration::from_millis(700), tokio_stream::StreamExt::next(&mut feed)).await
     {
-        if let Some(proto::signal_stream_item::Item::Change(c)) = item.item {
+        if let SignalStreamItem::Change(c) = item {
             changes.push(c);
         }
     }
     assert!(changes.len() >= 4, "created, update, review, benign, new: {changes:?}");
-    assert!(changes[0].created && changes[0].signal.as_ref().unwrap().id == sig.id);
+    assert!(changes[0].created && changes[0].signal.id == sig.id);
     assert!(changes.windows(2).all(|w| w[0].sequence < w[1].sequence));
-    let statuses: Vec<i32> = changes.iter().filter_map(|c| c.signal.as_ref()).map(|s| s.status).collect();
-    assert!(
-        statuses.contains(&(proto::SignalStatus::UnderReview as i32))
-            && statuses.contains(&(proto::SignalStatus::Archived as i32))
-    );
+    let statuses: Vec<SignalStatus> = changes.iter().map(|c| c.signal.status).collect();
+    assert!(statuses.contains(&SignalStatus::UnderReview) && statuses.contains(&SignalStatus::Archived));
     let resume_at = changes[1].sequence;
     let mut resumed = viewer.stream_signals("container:app", resume_at).await.expect("stream");
     let first = tokio::time::timeout(Duration::from_secs(5), tokio_stream::StreamExt::next(&mut resumed))
@@ -167,8 +158,8 @@ async fn signals_group_triage_and_mark_benign() {
         .expect("in time")
         .expect("item")
         .expect("ok");
-    match first.item {
-        Some(proto::signal_stream_item::Item::Change(c)) => assert_eq!(c.sequence, changes[2].sequence),
+    match first {
+        SignalStreamItem::Change(c) => assert_eq!(c.sequence, changes[2].sequence),
         other => panic!("{other:?}"),
     }
 

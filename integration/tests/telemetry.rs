@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use telltale_client::{proto, Client};
+use telltale_client::{Client, SignalStatus, SignalUpdate};
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::otlp::{serve, Received, Receiver};
 use telltale_integration::{kernel_tests_enabled, wait_stable, workload_bin};
@@ -206,12 +206,7 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
         .connect()
         .await
         .expect("connect");
-    let review = proto::UpdateSignalRequest {
-        id: sig.id.clone(),
-        status: proto::SignalStatus::UnderReview as i32,
-        assignee: Some("rita".into()),
-        ..Default::default()
-    };
+    let review = SignalUpdate::new(sig.id.clone()).status(SignalStatus::UnderReview).assignee("rita");
     traced.update_signal(review).await.expect("update");
     let (_, rpc) = wait_for(&received, "the UpdateSignal server span", 20, |r| {
         span_named(r, "telltale.v1.Telltale/UpdateSignal", |_| true)

@@ -19,10 +19,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::bus::{Command, Feeds};
-use telltale_core::audit::{Action, AssetType, Outcome, Verb};
-use telltale_core::clock::now_ms;
 use crate::config::{ApiConfig, Role};
 use crate::store::{Store, StoreError};
+use telltale_core::audit::{Action, AssetType, Outcome, Verb};
+use telltale_core::clock::now_ms;
 use telltale_core::detect::Anomaly;
 use telltale_core::profile::{EventType, Profile};
 use telltale_core::signal::SignalChange;
@@ -139,9 +139,8 @@ fn require<T>(req: &Request<T>, role: Role) -> Result<Principal, Status> {
         if let Some(commands) = req.extensions().get::<AuditSink>() {
             record(
                 &commands.0,
-                Action::new(now_ms(), &p.name, AssetType::Api, "", Verb::Authorize, Outcome::Failure).after(Some(
-                    serde_json::json!({"role": format!("{:?}", p.role), "needed": format!("{role:?}")}),
-                )),
+                Action::new(now_ms(), &p.name, AssetType::Api, "", Verb::Authorize, Outcome::Failure)
+                    .after(Some(serde_json::json!({"role": format!("{:?}", p.role), "needed": format!("{role:?}")}))),
             );
         }
         return Err(Status::permission_denied(format!(
@@ -442,7 +441,9 @@ impl Telltale for Api {
         let answer =
             self.ask(|reply| Command::Add { image, observations, principal: principal.name.clone(), reply }).await?;
         let request = serde_json::json!({"behaviours": r.behaviours.len()});
-        let audit = |outcome| Action::new(now_ms(), &principal.name, AssetType::SecurityProfile, &r.image, Verb::AddToProfile, outcome);
+        let audit = |outcome| {
+            Action::new(now_ms(), &principal.name, AssetType::SecurityProfile, &r.image, Verb::AddToProfile, outcome)
+        };
         let Some((added, already_known)) = answer else {
             record(&self.commands, audit(Outcome::Failure).after(Some(request)));
             return Err(Status::not_found(format!("no profile for image {:?}", r.image)));

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod bus;
 pub mod config;
+pub mod daemon;
 pub mod notify;
 pub mod run;
 pub mod sensor;

@@ -167,11 +167,11 @@ fn ready_main(cfg: &Config) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e, 1),
     };
-    let counters = match store.meta_json(telltale_sidecar::run::SENSOR_COUNTERS) {
+    let counters = match store.meta_json(telltale_sidecar::daemon::SENSOR_COUNTERS) {
         Ok(c) => c,
         Err(e) => return fail(&e, 1),
     };
-    let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now = telltale_core::clock::now_ms();
     match telltale_core::status::ready(counters.as_ref(), now, 5_000) {
         Ok(()) => {
             println!("ready: the daemon is watching");
@@ -193,9 +193,9 @@ fn status_main(cfg: &Config, json: bool) -> ExitCode {
         (Ok(p), Ok(l)) => (p, l.unwrap_or(cfg.learning)),
         (Err(e), _) | (_, Err(e)) => return fail(&e, 1),
     };
-    let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now = telltale_core::clock::now_ms();
     let statuses = telltale_core::status::status(&profiles, &learning, now);
-    let counters = store.meta_json(telltale_sidecar::run::SENSOR_COUNTERS).ok().flatten();
+    let counters = store.meta_json(telltale_sidecar::daemon::SENSOR_COUNTERS).ok().flatten();
     if json {
         println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default());
     } else {

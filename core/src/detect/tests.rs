@@ -31,7 +31,7 @@ fn containers_of_one_image_share_a_profile_and_report_once_each() {
     d.add_container(Container::new("c2", "web-2", &image("reg/web:v2"), 200, 0), 0);
     d.add_container(Container::new("c3", "db", &image("reg/db:v1"), 300, 0), 0);
     assert!(d.on_event(&open(100, "/etc/web.conf"), 1_000).known);
-    assert_eq!(d.tick(20_000, 0).len(), 8, "two profiles, four types each became stable");
+    assert_eq!(d.tick(20_000, &Default::default()).len(), 8, "two profiles, four types each became stable");
     assert_eq!(d.profile("web").unwrap().clock(EventType::File).state, State::Stable);
     // c2 shares web's profile: what c1 did is known.
     let o = d.on_event(&open(200, "/etc/web.conf"), 21_000);
@@ -58,7 +58,7 @@ fn containers_of_one_image_share_a_profile_and_report_once_each() {
 fn warmup_learns_a_new_containers_startup() {
     let mut d = Detector::new(cfg(30), vec![], vec![]);
     d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
-    d.tick(40_000, 0);
+    d.tick(40_000, &Default::default());
     d.add_container(Container::new("c2", "web", &image("web:v1"), 200, 41_000), 41_000);
     let o = d.on_event(&open(200, "/var/cache/startup"), 42_000);
     assert!(anomalies(&o.changes).is_empty() && o.known);
@@ -77,7 +77,7 @@ fn unattributed_events_are_flagged() {
 fn reported_anomalies_survive_a_restart() {
     let mut d = Detector::new(cfg(0), vec![], vec![]);
     d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
-    d.tick(20_000, 0);
+    d.tick(20_000, &Default::default());
     let o = d.on_event(&open(100, "/etc/shadow"), 21_000);
     let a = anomalies(&o.changes)[0].clone();
     let profiles: Vec<Profile> = d.profiles().cloned().collect();
@@ -90,9 +90,15 @@ fn reported_anomalies_survive_a_restart() {
 fn lost_events_are_recorded_on_learning_profiles() {
     let mut d = Detector::new(cfg(0), vec![], vec![]);
     d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
-    let ch = d.tick(1_000, 4);
-    assert_eq!(ch.len(), 4);
-    assert_eq!(d.profile("web").unwrap().clock(EventType::Dns).lost_events, 4);
+    let mut lost = crate::profile::Lost::default();
+    lost.add(EventType::Dns, 4);
+    lost.add(EventType::File, 1);
+    let ch = d.tick(1_000, &lost);
+    assert_eq!(ch.len(), 2, "only the types that lost records changed: {ch:?}");
+    let p = d.profile("web").unwrap();
+    assert_eq!(p.clock(EventType::Dns).lost_events, 4);
+    assert_eq!(p.clock(EventType::File).lost_events, 1);
+    assert_eq!(p.clock(EventType::Exec).lost_events, 0, "a DNS burst is no exec loss");
 }
 
 #[test]
@@ -100,7 +106,7 @@ fn a_new_process_is_one_anomaly_not_one_per_library() {
     let mut d = Detector::new(cfg(0), vec![], vec![]);
     d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
     d.on_event(&open(100, "/etc/web.conf"), 1_000);
-    d.tick(20_000, 0);
+    d.tick(20_000, &Default::default());
     let mut exec = open(100, "");
     exec.kind = EventKind::Exec;
     exec.process.path = "/tmp/xmrig".into();
@@ -122,7 +128,7 @@ fn a_new_process_is_one_anomaly_not_one_per_library() {
 fn suppressed_anomalies_are_learned_not_reported() {
     let mut d = Detector::new(cfg(0), vec![], vec![]);
     d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
-    d.tick(20_000, 0);
+    d.tick(20_000, &Default::default());
     d.set_suppressions(vec![crate::suppress::Suppression {
         id: "s1".into(),
         name: "backups read the config".into(),

@@ -1,4 +1,6 @@
-//! Events for unit tests.
+//! Typed events for tests (here and, through the `fixtures` feature, in the
+//! crates built on this one). Each event's dedup key is derived from what
+//! it did, as the kernel derives it: the same behaviour, the same key.
 
 use super::{Access, Event, EventKind, FileAccess, Process};
 
@@ -18,13 +20,37 @@ pub fn process(path: &str, ancestors: &[&str]) -> Process {
     }
 }
 
+/// FNV-1a over the parts: a stable, nonzero stand-in for the kernel's key.
+fn key(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h.max(1)
+}
+
 /// A read of `path` by `process` in cgroup `cgroup_id`.
 pub fn read(cgroup_id: u64, process: Process, path: &str) -> Event {
+    let mut lineage: Vec<&str> = process.ancestors.iter().map(String::as_str).collect();
+    lineage.push(&process.path);
+    lineage.push(path);
+    let dedup_key = key(&lineage);
     Event {
         time: time::OffsetDateTime::UNIX_EPOCH,
         cgroup_id,
         process,
         kind: EventKind::File { file: FileAccess { path: path.into(), access: vec![Access::Read], truncated: false } },
-        dedup_key: 7,
+        dedup_key,
     }
+}
+
+/// `process` executed in cgroup `cgroup_id`.
+pub fn exec(cgroup_id: u64, process: Process) -> Event {
+    let mut lineage: Vec<&str> = process.ancestors.iter().map(String::as_str).collect();
+    lineage.push(&process.path);
+    let dedup_key = key(&lineage);
+    Event { time: time::OffsetDateTime::UNIX_EPOCH, cgroup_id, process, kind: EventKind::Exec, dedup_key }
 }

@@ -116,10 +116,17 @@ fn unstable_types_raise_nothing() {
 
 #[test]
 fn lost_events_are_counted_while_learning_only() {
+    let all = |n| {
+        let mut l = crate::profile::Lost::default();
+        for t in EventType::ALL {
+            l.add(t, n);
+        }
+        l
+    };
     let mut p = Profile::new("x", 0);
-    p.add_lost_events(3);
+    p.add_lost_events(&all(3));
     p.tick(20_000, &cfg());
-    p.add_lost_events(5);
+    p.add_lost_events(&all(5));
     assert_eq!(p.clock(EventType::File).lost_events, 3);
 }
 

@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use telltale_client::{names, proto, Client};
+use telltale_client::{
+    Benign, Client, LearningState, NotificationRule, NotificationTarget, SignalSummary, SignalUpdate,
+};
 use telltale_sidecar::workload::cgroup::{Cgroup, OwnedCgroup};
 
 const IMAGE: &str = "registry.example.com:5000/shop/cws-webapp:v2@sha256:4c5e1a";
@@ -107,7 +109,7 @@ async fn wait_stable(client: &Client) -> Result<()> {
     let start = Instant::now();
     loop {
         let st = client.learning_status(Some("cws-webapp")).await?;
-        if st.iter().all(|p| p.types.iter().all(|t| t.state == proto::LearningState::Stable as i32)) {
+        if st.iter().all(|p| p.types.iter().all(|t| t.state == LearningState::Stable)) {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(60) {
@@ -133,7 +135,7 @@ fn scrape(url: &str) -> Result<String> {
     Ok(body.to_owned())
 }
 
-async fn open_signals(client: &Client) -> Result<Vec<proto::SignalSummary>> {
+async fn open_signals(client: &Client) -> Result<Vec<SignalSummary>> {
     Ok(client.signals("container:webapp status:open").await?)
 }
 
@@ -182,33 +184,21 @@ async fn main() -> Result<()> {
     }
     wait_stable(&client).await?;
     for p in client.learning_status(Some("cws-webapp")).await? {
-        let states: Vec<String> = p
-            .types
-            .iter()
-            .map(|t| {
-                format!(
-                    "{}={} ({} behaviours)",
-                    names::event_type(t.r#type),
-                    names::learning_state(t.state),
-                    t.behaviours
-                )
-            })
-            .collect();
+        let states: Vec<String> =
+            p.types.iter().map(|t| format!("{}={} ({} behaviours)", t.event_type, t.state, t.behaviours)).collect();
         println!("profile {} (versions {}): {}", p.image, p.tags.join(","), states.join(", "));
     }
 
     let (hook_url, received) = webhook_receiver()?;
     let rule = client
-        .create_rule(proto::NotificationRule {
+        .create_rule(NotificationRule {
             name: "anomalies to the SOC webhook".into(),
             enabled: true,
             query: "rule_id:anomaly_detection".into(),
-            targets: vec![proto::NotificationTarget {
-                kind: Some(proto::notification_target::Kind::Webhook(proto::WebhookTarget {
-                    url: hook_url.clone(),
-                    secret: "demo-secret".into(),
-                    headers: Default::default(),
-                })),
+            targets: vec![NotificationTarget::Webhook {
+                url: hook_url.clone(),
+                secret: Some("demo-secret".into()),
+                headers: Default::default(),
             }],
             notify_on_update: true,
             id: String::new(),
@@ -232,7 +222,7 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    print!("{}", names::signal_text(&signal));
+    print!("{signal}");
     let start = Instant::now();
     let (sig, body) = loop {
         if let Some(n) = received.lock().ok().and_then(|g| g.last().cloned()) {
@@ -255,10 +245,8 @@ async fn main() -> Result<()> {
     );
 
     section("4. the team decides it was a sanctioned test: mark benign");
-    let id = signal.summary.as_ref().map(|s| s.id.clone()).unwrap_or_default();
-    let r = client
-        .update_signal(proto::UpdateSignalRequest { id: id.clone(), mark_benign: true, ..Default::default() })
-        .await?;
+    let id = signal.summary.id.clone();
+    let r = client.update_signal(SignalUpdate::new(id.clone()).benign(Benign::All)).await?;
     println!("signal {id} archived; {} behaviour(s) added to the cws-webapp profile", r.behaviours_added);
 
     section("5. the same actions again: no new signal");

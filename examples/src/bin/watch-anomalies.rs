@@ -17,8 +17,8 @@ async fn main() -> Result<()> {
     let mut anomalies = client.watch(WatchFilter::default(), 0);
     while let Some(a) = anomalies.next().await {
         let a = a?;
-        let an = a.anomaly.unwrap_or_default();
-        println!("#{} {} in {:?}: {}", a.sequence, an.id, an.container.map(|c| c.id), an.lineage.join(" -> "));
+        let an = a.anomaly;
+        println!("#{} {} {} in {}: {}", a.sequence, an.event_type, an.id, an.container.id, an.lineage.join(" -> "));
     }
     Ok(())
 }

@@ -1,0 +1,206 @@
+//! Running a parsed command: connect, call the API, print.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use clap::CommandFactory;
+use telltale_client::{Benign, Client, EventType, SignalStatus, SignalSummary, SignalUpdate, Suppression, WatchFilter};
+use time::OffsetDateTime;
+use tokio_stream::StreamExt;
+
+use super::print::{Added, Printer};
+use super::{
+    rule_file, AuditArgs, AuditCommand, Cli, Command, Connection, ProfileCommand, RulesCommand, SignalsCommand,
+    SuppressionArgs, SuppressionsCommand,
+};
+
+/// Run `cli`, printing to `out` (results) and `err` (notices).
+pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
+    let format = cli.format();
+    let mut p = Printer::new(format, out, err);
+    match cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "telltalectl", p.out());
+            Ok(())
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing man pages to {}", dir.display()))?;
+            Ok(())
+        }
+        command => {
+            let client = connect(&cli.connection).await?;
+            api(&client, command, &mut p, OffsetDateTime::now_utc()).await
+        }
+    }
+}
+
+async fn connect(c: &Connection) -> Result<Client> {
+    let mut b = Client::builder(c.addr.clone()).maybe_token(c.token.clone());
+    if let Some(ca) = &c.ca {
+        b = b.ca(ca);
+    }
+    if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
+        b = b.identity(cert, key);
+    }
+    if let Some(d) = &c.domain {
+        b = b.domain(d);
+    }
+    Ok(b.connect().await?)
+}
+
+async fn api(client: &Client, command: Command, p: &mut Printer<'_>, now: OffsetDateTime) -> Result<()> {
+    match command {
+        Command::Status { image } => p.list(&client.learning_status(image.as_deref()).await?),
+        Command::Watch(w) => {
+            let filter = WatchFilter {
+                image: w.image.unwrap_or_default(),
+                container: w.container.unwrap_or_default(),
+                event_type: w.event_type.map(EventType::from),
+            };
+            let mut stream = client.watch(filter, w.after);
+            let mut seen = 0u64;
+            while w.count.is_none_or(|c| seen < c) {
+                let Some(a) = stream.next().await else { break };
+                p.event(&a?)?;
+                seen += 1;
+            }
+            Ok(())
+        }
+        Command::Profile { command } => profile(client, command, p).await,
+        Command::Signals { command } => signals(client, command, p, now).await,
+        Command::Rules { command } => rules(client, command, p).await,
+        Command::Suppressions { command } => suppressions(client, command, p).await,
+        Command::Audit(a) => audit(client, a, p, now).await,
+        Command::Completion { .. } | Command::Man { .. } => Ok(()),
+    }
+}
+
+async fn profile(client: &Client, command: ProfileCommand, p: &mut Printer<'_>) -> Result<()> {
+    match command {
+        ProfileCommand::Show { image } => p.one(&client.profile(&image).await?),
+        ProfileCommand::Export { image } => p.document("profile", &image, &client.export_profile(&image).await?),
+        ProfileCommand::Add(args) => {
+            let b = args.behaviour()?;
+            let addition = client.add_to_profile(&args.image, vec![b]).await?;
+            let message = format!(
+                "added {} behaviour(s) to {} ({} already known)",
+                addition.added, args.image, addition.already_known
+            );
+            p.done(&Added { image: &args.image, addition }, &message)
+        }
+    }
+}
+
+async fn signals(client: &Client, command: SignalsCommand, p: &mut Printer<'_>, now: OffsetDateTime) -> Result<()> {
+    let update = match command {
+        SignalsCommand::List { query, since } => {
+            let mut list = client.signals(&query.join(" ")).await?;
+            if let Some(since) = since.map(|s| s.resolve(now)) {
+                list.retain(|s: &SignalSummary| s.last_seen >= since);
+            }
+            return p.list(&list);
+        }
+        SignalsCommand::Show { id } => return p.one(&client.signal(&id).await?),
+        SignalsCommand::Watch { query, after, count } => {
+            let mut stream = client.watch_signals(&query.join(" "), after);
+            let mut seen = 0u64;
+            while count.is_none_or(|c| seen < c) {
+                let Some(change) = stream.next().await else { break };
+                p.event(&change?)?;
+                seen += 1;
+            }
+            return Ok(());
+        }
+        SignalsCommand::Review { id, assignee } => {
+            let u = SignalUpdate::new(id).status(SignalStatus::UnderReview);
+            match assignee {
+                Some(a) => u.assignee(a),
+                None => u,
+            }
+        }
+        SignalsCommand::Archive { id } => SignalUpdate::new(id).status(SignalStatus::Archived),
+        SignalsCommand::Benign { id, anomalies } => {
+            SignalUpdate::new(id).benign(if anomalies.is_empty() { Benign::All } else { Benign::Only(anomalies) })
+        }
+    };
+    let r = client.update_signal(update).await?;
+    let s = &r.signal.summary;
+    let added = if r.behaviours_added > 0 {
+        format!("; {} behaviour(s) added to the profile", r.behaviours_added)
+    } else {
+        String::new()
+    };
+    let message = format!("signal {} is {}{added}", s.id, s.status);
+    p.done(&r, &message)
+}
+
+async fn rules(client: &Client, command: RulesCommand, p: &mut Printer<'_>) -> Result<()> {
+    match command {
+        RulesCommand::List => p.list(&client.rules().await?),
+        RulesCommand::Get { id } => {
+            let rule = client.rules().await?.into_iter().find(|r| r.id == id);
+            p.one(&rule.with_context(|| format!("no notification rule {id:?}"))?)
+        }
+        RulesCommand::Create { file } => {
+            let r = client.create_rule(rule_file::read(&file)?).await?;
+            p.done(&r, &format!("created rule {} ({})", r.id, r.name))
+        }
+        RulesCommand::Update { file, id } => {
+            let mut rule = rule_file::read(&file)?;
+            if let Some(id) = id {
+                rule.id = id;
+            }
+            if rule.id.is_empty() {
+                bail!("rules update {file}: which rule? Give --id ID or an `id` key in the file");
+            }
+            let r = client.update_rule(rule).await?;
+            p.done(&r, &format!("updated rule {} ({})", r.id, r.name))
+        }
+        RulesCommand::Delete { id } => {
+            client.delete_rule(&id).await?;
+            p.deleted("rule", &id)
+        }
+    }
+}
+
+/// The suppression `suppressions create` asks for.
+pub fn suppression(a: SuppressionArgs) -> Suppression {
+    let SuppressionArgs { name, image, event_type, process, detail } = a;
+    Suppression {
+        id: String::new(),
+        name,
+        image: image.unwrap_or_default(),
+        event_type: event_type.map(EventType::from),
+        process: process.unwrap_or_default(),
+        detail: detail.unwrap_or_default(),
+    }
+}
+
+async fn suppressions(client: &Client, command: SuppressionsCommand, p: &mut Printer<'_>) -> Result<()> {
+    match command {
+        SuppressionsCommand::List => p.list(&client.suppressions().await?),
+        SuppressionsCommand::Create(args) => {
+            let s = client.create_suppression(suppression(args)).await?;
+            p.done(&s, &format!("created suppression {} ({})", s.id, s.name))
+        }
+        SuppressionsCommand::Delete { id } => {
+            client.delete_suppression(&id).await?;
+            p.deleted("suppression", &id)
+        }
+    }
+}
+
+async fn audit(client: &Client, a: AuditArgs, p: &mut Printer<'_>, now: OffsetDateTime) -> Result<()> {
+    if let Some(AuditCommand::Verify) = a.command {
+        let v = client.verify_audit().await?;
+        p.one(&v)?;
+        if !v.ok {
+            bail!("audit trail does not verify: {}", v.error);
+        }
+        return Ok(());
+    }
+    let (since, until) = (a.since.map(|w| w.resolve(now)), a.until.map(|w| w.resolve(now)));
+    p.list(&client.audit(&a.query.join(" "), since, until, a.limit).await?)
+}

@@ -1,0 +1,277 @@
+//! The daemon loop: one owner for the detector, the signals, the rules and
+//! every store write. Events come from an [`EventSource`] (the kernel ring
+//! buffer, or a replay in tests) and containers from a [`Discovery`]; the
+//! [`pipeline`] turns each batch of events into one [`Batch`] persisted in
+//! one transaction, then publishes it (feeds, telemetry, JSON output); the
+//! [`commands`] answer the API's requests through the same path.
+
+pub mod commands;
+pub mod pipeline;
+pub mod source;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use telltale_core::detect::Detector;
+use telltale_core::notify::Rule;
+use telltale_core::profile::{EventType, Lost};
+use telltale_core::signal::Signals;
+use telltale_core::suppress::Suppression;
+use tokio::sync::mpsc;
+
+use crate::bus::{Command, Feeds};
+use crate::config::Config;
+use crate::sensor::{Counters, SensorError};
+use crate::store::{Sequences, Store, StoreError};
+use crate::telemetry::Telemetry;
+pub use source::{Discovery, EventSource};
+
+/// Meta key under which the daemon saves the sensors' counters every second.
+pub const SENSOR_COUNTERS: &str = "sensor_counters";
+
+/// Why the daemon loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The event source failed.
+    #[error(transparent)]
+    Source(#[from] SensorError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The watched cgroup is gone.
+    #[error(transparent)]
+    WatchLost(#[from] source::WatchLost),
+    /// The anomalies output could not be written.
+    #[error("anomalies output {path}")]
+    Output {
+        /// The path (`-` for stdout).
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Milliseconds since the epoch, as the daemon reads them (a test may
+/// drive its own clock).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The daemon's state and its I/O edges.
+pub struct Daemon<S, D> {
+    cfg: Config,
+    store: Store,
+    detector: Detector,
+    source: S,
+    discovery: D,
+    aliases: HashMap<u64, u64>,
+    out: Option<Box<dyn Write + Send>>,
+    /// Lost records seen so far: exec, file, dns, connect, exit.
+    lost_seen: [u64; 5],
+    known_map_full: bool,
+    feeds: Feeds,
+    ticks: u64,
+    signals: Signals,
+    rules: Vec<Rule>,
+    suppressions: Vec<Suppression>,
+    telemetry: Telemetry,
+    sequences: Sequences,
+    clock: Clock,
+}
+
+impl<S, D> std::fmt::Debug for Daemon<S, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("data_dir", &self.cfg.data_dir)
+            .field("containers", &self.aliases.len())
+            .field("sequences", &self.sequences)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a daemon is made of, besides its store's contents.
+pub struct Parts<S, D> {
+    /// The configuration.
+    pub cfg: Config,
+    /// The open store (profiles, signals, rules... are loaded from it).
+    pub store: Store,
+    /// Where events come from.
+    pub source: S,
+    /// Where containers come from.
+    pub discovery: D,
+    /// The live feeds the API streams follow.
+    pub feeds: Feeds,
+    /// Metrics and traces.
+    pub telemetry: Telemetry,
+    /// Anomalies as JSON lines (`--anomalies-json`), if asked for.
+    pub out: Option<Box<dyn Write + Send>>,
+    /// The wall clock.
+    pub clock: Clock,
+}
+
+impl<S, D> std::fmt::Debug for Parts<S, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").field("data_dir", &self.cfg.data_dir).finish_non_exhaustive()
+    }
+}
+
+impl<S: EventSource, D: Discovery> Daemon<S, D> {
+    /// Load the state from the store. Records the learning configuration.
+    pub fn new(p: Parts<S, D>) -> Result<Self, DaemonError> {
+        let Parts { cfg, store, source, discovery, feeds, telemetry, out, clock } = p;
+        store.save_learning_config(&cfg.learning)?;
+        let mut detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
+        let suppressions = store.suppressions()?;
+        detector.set_suppressions(suppressions.clone());
+        Ok(Self {
+            signals: Signals::new(store.signals()?),
+            rules: store.rules()?,
+            sequences: store.sequences()?,
+            suppressions,
+            detector,
+            cfg,
+            store,
+            source,
+            discovery,
+            aliases: HashMap::new(),
+            out,
+            lost_seen: [0; 5],
+            known_map_full: false,
+            feeds,
+            ticks: 0,
+            telemetry,
+            clock,
+        })
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Serve until `stop` resolves: events, API commands and a tick every
+    /// second. Then drain what the source still holds and tick once more.
+    pub async fn run(
+        &mut self,
+        mut inbox: mpsc::Receiver<Command>,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        let now = self.now();
+        self.rescan(now)?;
+        self.tick()?;
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::new();
+        let mut inbox_open = true;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = ticker.tick() => self.tick()?,
+                cmd = inbox.recv(), if inbox_open => match cmd {
+                    Some(cmd) => self.command(cmd)?,
+                    None => inbox_open = false,
+                },
+                r = self.source.next_events(&mut batch) => {
+                    r?;
+                    self.on_events(&mut batch)?;
+                }
+            }
+        }
+        self.source.drain(&mut batch);
+        self.on_events(&mut batch)?;
+        self.tick()
+    }
+
+    /// The sensors' counters, with the metrics published from them.
+    pub fn final_metrics(&self) -> Result<Counters, DaemonError> {
+        let c = self.source.counters()?;
+        self.publish_metrics(c);
+        Ok(c)
+    }
+
+    /// Hand back the telemetry (to shut it down after the loop).
+    pub fn into_telemetry(self) -> Telemetry {
+        self.telemetry
+    }
+
+    /// Once a second: containers that appeared or went away, retention,
+    /// the sensors' counters (lost records are charged to learning),
+    /// metrics, and lifecycle transitions.
+    fn tick(&mut self) -> Result<(), DaemonError> {
+        let now = self.now();
+        self.discovery.check()?;
+        self.rescan(now)?;
+        self.ticks += 1;
+        if self.ticks % 60 == 1 {
+            let retention = i64::try_from(self.cfg.api.anomaly_retention.as_millis()).unwrap_or(i64::MAX);
+            let pruned = self.store.prune_anomalies(now.saturating_sub(retention))?;
+            if pruned > 0 {
+                tracing::info!(pruned, "Anomalies past their retention removed.");
+            }
+        }
+        let c = self.source.counters()?;
+        let delta = self.lost_since_last(&c);
+        self.publish_metrics(c);
+        let mut counters = serde_json::to_value(c).unwrap_or_default();
+        counters["updated_ms"] = now.into();
+        self.store.save_meta_json(SENSOR_COUNTERS, &counters)?;
+        let changes = self.detector.tick(now, &delta);
+        for ch in &changes {
+            if let telltale_core::detect::Change::Clock { image, event_type, clock } = ch {
+                tracing::info!(image = %image, kind = event_type.name(), state = clock.state.name(), "Learning state.");
+            }
+        }
+        let mut pending = pipeline::Pending::default();
+        self.absorb(&mut pending, changes);
+        self.commit(pending, now)
+    }
+
+    /// Records lost per event type since the last tick. A lost exit record
+    /// leaves a process in the lineage table, not a behaviour unseen: it is
+    /// logged, not charged to a type.
+    fn lost_since_last(&mut self, c: &Counters) -> Lost {
+        let now = [c.exec.lost, c.file.lost, c.dns.lost, c.connect.lost, c.exit.lost];
+        let mut delta = Lost::default();
+        for (t, (n, seen)) in EventType::ALL.into_iter().zip(now.iter().zip(self.lost_seen.iter())) {
+            delta.add(t, n.saturating_sub(*seen));
+        }
+        let exits = now[4].saturating_sub(self.lost_seen[4]);
+        if !delta.is_empty() || exits > 0 {
+            tracing::warn!(
+                exec = delta.get(EventType::Exec),
+                file = delta.get(EventType::File),
+                dns = delta.get(EventType::Dns),
+                connect = delta.get(EventType::Connect),
+                exit = exits,
+                "Ring buffer records lost."
+            );
+        }
+        self.lost_seen = now;
+        delta
+    }
+
+    /// What the metrics report about the kernel, signals and profiles.
+    fn publish_metrics(&self, counters: Counters) {
+        let mut view = crate::telemetry::metrics::DaemonView { counters, ..Default::default() };
+        // Every status and state is reported, 0 when none: a series that
+        // disappears reads as "no data" in a dashboard, not as zero.
+        for status in telltale_core::signal::Status::ALL {
+            view.signals.insert(status.name(), 0);
+        }
+        for s in self.signals.all() {
+            *view.signals.entry(s.status.name()).or_default() += 1;
+        }
+        for p in self.detector.profiles() {
+            view.profiles.insert(p.image.clone(), u64::try_from(p.behaviour_count()).unwrap_or(u64::MAX));
+            for t in EventType::ALL {
+                view.learning.push((p.image.clone(), t.name(), p.clock(t).state.name()));
+            }
+        }
+        self.telemetry.metrics.set_daemon(view);
+    }
+}
