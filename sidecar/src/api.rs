@@ -438,20 +438,12 @@ impl Telltale for Api {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let image = r.image.clone();
+        // The daemon audits the addition in the transaction that makes it.
         let answer =
             self.ask(|reply| Command::Add { image, observations, principal: principal.name.clone(), reply }).await?;
-        let request = serde_json::json!({"behaviours": r.behaviours.len()});
-        let audit = |outcome| {
-            Action::new(now_ms(), &principal.name, AssetType::SecurityProfile, &r.image, Verb::AddToProfile, outcome)
-        };
         let Some((added, already_known)) = answer else {
-            record(&self.commands, audit(Outcome::Failure).after(Some(request)));
             return Err(Status::not_found(format!("no profile for image {:?}", r.image)));
         };
-        record(
-            &self.commands,
-            audit(Outcome::Success).after(Some(serde_json::json!({"added": added, "already_known": already_known}))),
-        );
         Ok(Response::new(pb::AddToProfileResponse { added, already_known }))
     }
 

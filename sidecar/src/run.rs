@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
 use crate::daemon::source::HostDiscovery;
-use crate::daemon::{Daemon, DaemonError, Parts};
+use crate::daemon::{Daemon, DaemonError, Discovery, EventSource, Parts};
 use crate::sensor::{Sensor, SensorError, SensorOptions};
 use crate::store::{Store, StoreError};
 use crate::trace::{spawn_in, TraceError};
@@ -106,41 +106,6 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     } else {
         return Err(RunError::NoTarget);
     };
-    let telemetry = crate::telemetry::Telemetry::start(&cfg).await?;
-    let feeds = crate::bus::Feeds::new(cfg.api.stream_buffer);
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(crate::bus::INBOX);
-    let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let mut api_task = None;
-    let mut api_note = String::new();
-    if cfg.api.enabled {
-        let listener = crate::api::bind(&cfg.api).await?;
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        api_note = format!("; API on {addr}");
-        let api = crate::api::Api::new(
-            cmd_tx.clone(),
-            feeds.clone(),
-            cfg.data_dir.clone(),
-            closing.clone(),
-            telemetry.metrics.clone(),
-        );
-        let mut stop = closing.clone();
-        let tracer = telemetry.tracer();
-        api_task = Some(tokio::spawn(crate::api::serve(cfg.api.clone(), listener, api, tracer, async move {
-            let _ = stop.wait_for(|c| *c).await;
-        })));
-    }
-    drop(cmd_tx);
-    if let Some(addr) = telemetry.prometheus_addr() {
-        api_note.push_str(&format!("; metrics on http://{addr}/metrics"));
-    }
-    eprintln!(
-        "telltale: watching {} (cgroup id {}); data in {}{api_note}",
-        pod.root.path.display(),
-        pod.root.id,
-        cfg.data_dir.display()
-    );
-    let notifier =
-        tokio::spawn(crate::notify::deliver::run(cfg.data_dir.clone(), closing.clone(), telemetry.metrics.clone()));
     if let Some(mut c) = child {
         // Local mode: the command's end is news, not a reason to stop.
         tokio::spawn(async move {
@@ -157,42 +122,144 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
             _ = sigint.recv() => {}
         }
     };
-    let discovery = HostDiscovery { workload: pod, cfg: cfg.clone() };
-    let mut d = Daemon::new(Parts {
-        cfg,
-        store,
-        source: sensor,
-        discovery,
-        feeds,
-        telemetry,
-        out,
-        clock: Arc::new(telltale_core::clock::now_ms),
-    })?;
-    d.run(cmd_rx, stop).await?;
-    // Streams end, then the server drains; give it a few seconds.
-    let _ = closing_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(15), notifier).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "Notification delivery stopped with an error."),
-        Ok(Err(e)) => tracing::warn!(error = %e, "Notification task ended abnormally."),
-        Err(_) => tracing::warn!("Notification delivery did not stop in 15 s."),
-        Ok(Ok(Ok(()))) => {}
-    }
-    if let Some(mut task) = api_task {
-        match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(e)) => tracing::warn!(error = %e, "API task ended abnormally."),
-            Err(_) => {
-                // Aborted, not left running: it holds the tracer, whose
-                // span queue the trace export below waits to see closed.
-                task.abort();
-                tracing::warn!("API clients did not disconnect in 5 s; stopping anyway.");
-            }
+    let (root, data_dir) = (pod.root.clone(), cfg.data_dir.clone());
+    let banner = move |l: &Listening| {
+        let mut note = String::new();
+        if let Some(addr) = l.api {
+            note.push_str(&format!("; API on {addr}"));
         }
-    }
-    d.final_metrics()?;
-    d.into_telemetry().shutdown(Duration::from_secs(5)).await;
+        if let Some(addr) = l.metrics {
+            note.push_str(&format!("; metrics on http://{addr}/metrics"));
+        }
+        eprintln!(
+            "telltale: watching {} (cgroup id {}); data in {}{note}",
+            root.path.display(),
+            root.id,
+            data_dir.display()
+        );
+    };
+    let discovery = HostDiscovery { workload: pod, cfg: cfg.clone() };
+    let shell = Shell { cfg, store, out, clock: Arc::new(telltale_core::clock::now_ms) };
+    shell.serve(sensor, discovery, banner, stop).await?;
     if let Some(cg) = owned {
         cg.remove()?;
     }
     Ok(())
+}
+
+/// Where the daemon listens, once it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listening {
+    /// The gRPC API, if enabled.
+    pub api: Option<std::net::SocketAddr>,
+    /// The Prometheus endpoint, if enabled.
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// Everything around the daemon loop that does not depend on where events
+/// come from: telemetry, the API server, notification delivery, shutdown.
+pub struct Shell {
+    /// The configuration.
+    pub cfg: Config,
+    /// The open store.
+    pub store: Store,
+    /// Anomalies as JSON lines, if asked for.
+    pub out: Option<Box<dyn Write + Send>>,
+    /// The wall clock.
+    pub clock: crate::daemon::Clock,
+}
+
+impl std::fmt::Debug for Shell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shell").field("data_dir", &self.cfg.data_dir).finish_non_exhaustive()
+    }
+}
+
+impl Shell {
+    /// Serve events from `source` and containers from `discovery` until
+    /// `stop` resolves. `listening` is told where the API and metrics
+    /// listen before the first event is read. An API server that fails
+    /// while running stops the daemon with its error: a daemon that says
+    /// it serves must serve.
+    pub async fn serve<S: EventSource, D: Discovery>(
+        self,
+        source: S,
+        discovery: D,
+        listening: impl FnOnce(&Listening),
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        let Shell { cfg, store, out, clock } = self;
+        let telemetry = crate::telemetry::Telemetry::start(&cfg).await?;
+        let feeds = crate::bus::Feeds::new(cfg.api.stream_buffer);
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(crate::bus::INBOX);
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        let mut api_task = None;
+        let mut at = Listening { api: None, metrics: telemetry.prometheus_addr() };
+        if cfg.api.enabled {
+            let listener = crate::api::bind(&cfg.api).await?;
+            at.api = listener.local_addr().ok();
+            let api = crate::api::Api::new(
+                cmd_tx.clone(),
+                feeds.clone(),
+                cfg.data_dir.clone(),
+                closing.clone(),
+                telemetry.metrics.clone(),
+            );
+            let mut stop = closing.clone();
+            let tracer = telemetry.tracer();
+            api_task = Some(tokio::spawn(crate::api::serve(cfg.api.clone(), listener, api, tracer, async move {
+                let _ = stop.wait_for(|c| *c).await;
+            })));
+        }
+        drop(cmd_tx);
+        let notifier =
+            tokio::spawn(crate::notify::deliver::run(cfg.data_dir.clone(), closing.clone(), telemetry.metrics.clone()));
+        let mut d = Daemon::new(Parts { cfg, store, source, discovery, feeds, telemetry, out, clock })?;
+        listening(&at);
+        // Stop on request, or when the API server ends on its own (it only
+        // ends early on an error: TLS set-up, the listener...).
+        let api_failed = async {
+            match api_task.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut api_result = None;
+        let stopped = async {
+            tokio::select! {
+                () = stop => {}
+                r = api_failed => api_result = Some(r),
+            }
+        };
+        d.run(cmd_rx, stopped).await?;
+        let api_ended = api_result.is_some();
+        match api_result {
+            Some(Ok(Err(e))) => return Err(RunError::Api(e)),
+            Some(Err(e)) => tracing::warn!(error = %e, "API task ended abnormally."),
+            Some(Ok(Ok(()))) | None => {}
+        }
+        // Streams end, then the server drains; give it a few seconds.
+        let _ = closing_tx.send(true);
+        match tokio::time::timeout(Duration::from_secs(15), notifier).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "Notification delivery stopped with an error."),
+            Ok(Err(e)) => tracing::warn!(error = %e, "Notification task ended abnormally."),
+            Err(_) => tracing::warn!("Notification delivery did not stop in 15 s."),
+            Ok(Ok(Ok(()))) => {}
+        }
+        if let Some(mut task) = api_task.filter(|_| !api_ended) {
+            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+                Ok(Ok(r)) => r?,
+                Ok(Err(e)) => tracing::warn!(error = %e, "API task ended abnormally."),
+                Err(_) => {
+                    // Aborted, not left running: it holds the tracer, whose
+                    // span queue the trace export below waits to see closed.
+                    task.abort();
+                    tracing::warn!("API clients did not disconnect in 5 s; stopping anyway.");
+                }
+            }
+        }
+        d.final_metrics()?;
+        d.into_telemetry().shutdown(Duration::from_secs(5)).await;
+        Ok(())
+    }
 }
