@@ -2,6 +2,8 @@
 //! server and the real daemon loop, with typed events replayed instead of
 //! the kernel: runs without root or BTF.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
