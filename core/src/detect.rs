@@ -223,7 +223,7 @@ impl Detector {
             return Outcome { unattributed: true, ..Outcome::default() };
         };
         let warmup = now_ms - container.first_seen_ms < ms(self.cfg.warmup);
-        let time_ms = i64::try_from(event.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(now_ms);
+        let time_ms = crate::clock::unix_ms(event.time);
         let mut out = Outcome { known: true, ..Outcome::default() };
         for o in Observation::from_event(event) {
             match profile.observe(&o, &container.tag, now_ms, warmup) {

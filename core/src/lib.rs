@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clock;
 pub mod detect;
 pub mod event;
+pub mod field;
 pub mod notify;
 pub mod profile;
 pub mod query;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::field::FieldError;
 use crate::query::Query;
 use crate::signal::Signal;
 
@@ -73,21 +74,11 @@ impl Target {
     }
 }
 
-/// A rule that cannot be used, naming the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field `{field}`: {problem}")]
-pub struct RuleError {
-    /// The field.
-    pub field: String,
-    /// What is wrong.
-    pub problem: String,
+fn bad(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
+    FieldError::new(field, problem)
 }
 
-fn bad(field: impl Into<String>, problem: impl Into<String>) -> RuleError {
-    RuleError { field: field.into(), problem: problem.into() }
-}
-
-fn http_url(field: String, url: &str) -> Result<(), RuleError> {
+fn http_url(field: String, url: &str) -> Result<(), FieldError> {
     if !(url.starts_with("http://") || url.starts_with("https://"))
         || url.len() < 10
         || url.contains(char::is_whitespace)
@@ -99,7 +90,7 @@ fn http_url(field: String, url: &str) -> Result<(), RuleError> {
 
 impl Rule {
     /// Check a rule; the query error carries its column.
-    pub fn validate(&self) -> Result<Query, RuleError> {
+    pub fn validate(&self) -> Result<Query, FieldError> {
         if self.name.trim().is_empty() {
             return Err(bad("name", "is empty"));
         }

@@ -79,16 +79,33 @@ impl Lost {
     }
 }
 
-/// Access bits of a file behaviour (read=1, write=2, create=4, truncate=8).
-pub fn access_bits(access: &[Access]) -> u8 {
-    access.iter().fold(0, |b, a| {
-        b | match a {
-            Access::Read => 1,
-            Access::Write => 2,
-            Access::Create => 4,
-            Access::Truncate => 8,
+/// The access bits of a file behaviour (stored as they are: keep the values).
+pub mod access {
+    use crate::event::Access;
+
+    /// Opened for reading.
+    pub const READ: u8 = 1;
+    /// Opened for writing.
+    pub const WRITE: u8 = 2;
+    /// The open created the file.
+    pub const CREATE: u8 = 4;
+    /// The open truncated the file.
+    pub const TRUNCATE: u8 = 8;
+
+    /// The bit of one access mode.
+    pub fn bit(a: Access) -> u8 {
+        match a {
+            Access::Read => READ,
+            Access::Write => WRITE,
+            Access::Create => CREATE,
+            Access::Truncate => TRUNCATE,
         }
-    })
+    }
+}
+
+/// Access bits of a file behaviour ([`access`]).
+pub fn access_bits(modes: &[Access]) -> u8 {
+    modes.iter().fold(0, |b, a| b | access::bit(*a))
 }
 
 /// What a process did, as a profile sees it.

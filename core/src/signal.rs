@@ -73,7 +73,7 @@ impl Severity {
     fn of(o: &Observation) -> Severity {
         match &o.behaviour {
             Behaviour::Exec => Severity::High,
-            Behaviour::File { access, .. } if access & !1 == 0 => Severity::Low,
+            Behaviour::File { access, .. } if access & !crate::profile::access::READ == 0 => Severity::Low,
             _ => Severity::Medium,
         }
     }
@@ -247,8 +247,8 @@ pub fn add_command(image: &str, o: &Observation) -> Option<String> {
             "telltalectl profile add {} --file {} --access {} --process {}{parents}",
             quote(image),
             quote(pattern),
-            if access & 2 != 0 {
-                if access & 1 != 0 {
+            if access & crate::profile::access::WRITE != 0 {
+                if access & crate::profile::access::READ != 0 {
                     "rw"
                 } else {
                     "w"

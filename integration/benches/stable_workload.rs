@@ -47,9 +47,6 @@ fn fresh_counters(data: &std::path::Path, after_ms: i64) -> (u64, u64) {
     }
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 fn main() {
     if !kernel_tests_enabled("stable_workload") {
@@ -93,11 +90,11 @@ fn main() {
     let plain = OwnedCgroup::create("telltale-bench-plain").expect("cgroup");
     for _ in 0..rounds {
         base.push(open_loop(plain.cgroup(), &file, opens));
-        let (e0, k0) = fresh_counters(&data, now_ms());
+        let (e0, k0) = fresh_counters(&data, telltale_core::clock::now_ms());
         let t0 = Instant::now();
         traced.push(open_loop(&app, &file, opens));
         let secs = t0.elapsed().as_secs_f64();
-        let (e1, k1) = fresh_counters(&data, now_ms());
+        let (e1, k1) = fresh_counters(&data, telltale_core::clock::now_ms());
         rates.push((e1 - e0) as f64 / secs);
         println!(
             "round: {} events reached user space in {secs:.2} s ({} known repeats filtered in kernel)",
