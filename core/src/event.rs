@@ -181,7 +181,4 @@ impl std::fmt::Display for Protocol {
     }
 }
 
-/// Event builders for tests of the crates built on this one (the
-/// `fixtures` feature, enabled only as a dev-dependency).
-#[cfg(any(test, feature = "fixtures"))]
-pub mod fixtures;
+pub mod build;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use telltale_client::{behaviour, Benign, Client, NotificationRule, NotificationTarget, SignalUpdate, WatchFilter};
-use telltale_core::event::{fixtures, Event};
+use telltale_core::event::{build, Event};
 use telltale_core::workload::image::ImageRef;
 use telltale_integration::TempDir;
 use telltale_sidecar::api::token_sha256;
@@ -25,7 +25,7 @@ use tokio_stream::StreamExt;
 const WEB: u64 = 7;
 
 fn read(path: &str) -> Event {
-    fixtures::read(WEB, fixtures::process("/usr/bin/app", &["/bin/sh"]), path)
+    build::read(WEB, build::process("/usr/bin/app", &["/bin/sh"]), path)
 }
 
 struct Running {
@@ -90,7 +90,7 @@ async fn roles_streams_triage_and_audit_without_root() {
     let (vera, rita, adam) = (client(&r.addr, "tv").await, client(&r.addr, "tr").await, client(&r.addr, "ta").await);
 
     // Learn, then move the daemon's clock past the learning period.
-    r.replay.send(vec![fixtures::exec(WEB, fixtures::process("/usr/bin/app", &["/bin/sh"])), read("/etc/app.conf")]);
+    r.replay.send(vec![build::exec(WEB, build::process("/usr/bin/app", &["/bin/sh"])), read("/etc/app.conf")]);
     let learned = async {
         while vera.learning_status(Some("web")).await.map_or(true, |st| st[0].behaviours < 2) {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::{fixtures, EventKind};
+use crate::event::{build, EventKind};
 use crate::profile::lifecycle::State;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ fn cfg(warmup: u64) -> LearningConfig {
 }
 
 fn open(cgroup_id: u64, path: &str) -> Event {
-    fixtures::read(cgroup_id, fixtures::process("/bin/app", &[]), path)
+    build::read(cgroup_id, build::process("/bin/app", &[]), path)
 }
 
 fn image(s: &str) -> ImageRef {

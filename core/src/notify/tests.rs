@@ -15,9 +15,9 @@ fn rule(query: &str, targets: Vec<Target>) -> Rule {
 
 fn signal() -> Signal {
     use crate::detect::{Anomaly, Container};
-    use crate::event::{fixtures, EventKind};
+    use crate::event::{build, EventKind};
     use crate::profile::{Behaviour, Observation};
-    let mut e = fixtures::read(1, fixtures::process("/tmp/evil.sh", &["/bin/app"]), "");
+    let mut e = build::read(1, build::process("/tmp/evil.sh", &["/bin/app"]), "");
     e.kind = EventKind::Exec;
     let a = Anomaly {
         id: "a1".into(),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::{fixtures, Event};
+use crate::event::{build, Event};
 use crate::workload::image::ImageRef;
 
 fn container(id: &str) -> Container {
@@ -20,7 +20,7 @@ fn anomaly(c: &str, t: i64, event: Event, o: Observation) -> Anomaly {
 }
 
 fn file(c: &str, t: i64, path: &str) -> Anomaly {
-    let e = fixtures::read(1, fixtures::process("/bin/app", &["/bin/sh"]), path);
+    let e = build::read(1, build::process("/bin/app", &["/bin/sh"]), path);
     let o = Observation {
         lineage: vec!["/bin/sh".into(), "/bin/app".into()],
         behaviour: Behaviour::File { pattern: path.into(), access: 1 },
@@ -29,7 +29,7 @@ fn file(c: &str, t: i64, path: &str) -> Anomaly {
 }
 
 fn exec(c: &str, t: i64, path: &str) -> Anomaly {
-    let mut e = fixtures::read(1, fixtures::process(path, &["/bin/sh"]), "");
+    let mut e = build::read(1, build::process(path, &["/bin/sh"]), "");
     e.kind = EventKind::Exec;
     let o = Observation { lineage: vec!["/bin/sh".into(), path.into()], behaviour: Behaviour::Exec };
     anomaly(c, t, e, o)

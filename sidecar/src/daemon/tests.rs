@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use telltale_core::event::{fixtures, Event};
+use telltale_core::event::{build, Event};
 use telltale_core::notify::{Rule, Target};
 use telltale_core::profile::lifecycle::{LearningConfig, State};
 use telltale_core::signal::Status;
@@ -46,11 +46,11 @@ fn web() -> Found {
 }
 
 fn app() -> telltale_core::event::Process {
-    fixtures::process("/usr/bin/app", &["/bin/sh"])
+    build::process("/usr/bin/app", &["/bin/sh"])
 }
 
 fn read(path: &str) -> Event {
-    fixtures::read(WEB, app(), path)
+    build::read(WEB, app(), path)
 }
 
 struct Harness {
@@ -110,7 +110,7 @@ impl Harness {
 
     /// Learn the web app's start-up, then let 20 s pass: stable.
     fn learned(&mut self) {
-        self.events(vec![fixtures::exec(WEB, app()), read("/etc/app.conf"), read("/usr/lib/libc.so.6")]);
+        self.events(vec![build::exec(WEB, app()), read("/etc/app.conf"), read("/usr/lib/libc.so.6")]);
         self.at(20_000);
         self.d.tick().unwrap();
         let st = self.ask(|reply| Command::Status { image: Some("web".into()), reply });
@@ -336,7 +336,7 @@ async fn hand_added_behaviour_and_suppressions_go_through_the_same_commit() {
 #[tokio::test]
 async fn lost_records_are_charged_to_learning() {
     let mut h = Harness::open(tmp("lost"), 0).await;
-    h.events(vec![fixtures::exec(WEB, app())]);
+    h.events(vec![build::exec(WEB, app())]);
     h.replay.lose(telltale_core::profile::EventType::Exec, 3);
     h.at(1_000);
     h.d.tick().unwrap();

@@ -4,7 +4,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use telltale_core::audit::{Action, AssetType, Outcome, Verb};
 use telltale_core::detect::{Anomaly, Change, Container, Detector};
-use telltale_core::event::{fixtures, Event, EventKind};
+use telltale_core::event::{build, Event, EventKind};
 use telltale_core::profile::lifecycle::LearningConfig;
 use telltale_core::profile::{Behaviour, EventType, Observation};
 use telltale_core::signal::{SignalChange, Signals};
@@ -18,7 +18,7 @@ pub(super) fn tmp(tag: &str) -> PathBuf {
 }
 
 pub(super) fn open(path: &str) -> Event {
-    fixtures::read(5, fixtures::process("/bin/app", &["/bin/sh"]), path)
+    build::read(5, build::process("/bin/app", &["/bin/sh"]), path)
 }
 
 pub(super) fn cfg() -> LearningConfig {

@@ -241,7 +241,7 @@ mod tests {
 
     fn anomaly_of(kind: EventKind, behaviour: telltale_core::profile::Behaviour) -> Anomaly {
         let mut e =
-            telltale_core::event::fixtures::read(1, telltale_core::event::fixtures::process("/usr/bin/curl", &[]), "");
+            telltale_core::event::build::read(1, telltale_core::event::build::process("/usr/bin/curl", &[]), "");
         e.kind = kind;
         let observation = telltale_core::profile::Observation { lineage: vec!["/usr/bin/curl".into()], behaviour };
         Anomaly {
@@ -316,9 +316,9 @@ mod tests {
 
     #[test]
     fn an_exec_anomaly_becomes_a_child_span_with_semantic_attributes() {
-        let mut e = telltale_core::event::fixtures::read(
+        let mut e = telltale_core::event::build::read(
             1,
-            telltale_core::event::fixtures::process("/usr/bin/curl", &["/bin/sh"]),
+            telltale_core::event::build::process("/usr/bin/curl", &["/bin/sh"]),
             "",
         );
         e.kind = EventKind::Exec;

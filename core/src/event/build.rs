@@ -1,6 +1,6 @@
-//! Typed events for tests (here and, through the `fixtures` feature, in the
-//! crates built on this one). Each event's dedup key is derived from what
-//! it did, as the kernel derives it: the same behaviour, the same key.
+//! Typed events built by hand: what a replayed event source feeds the
+//! daemon instead of the kernel. Each event's dedup key is derived from
+//! what it did, as the kernel derives it: the same behaviour, the same key.
 
 use super::{Access, Event, EventKind, FileAccess, Process};
 
