@@ -47,7 +47,6 @@ fn fresh_counters(data: &std::path::Path, after_ms: i64) -> (u64, u64) {
     }
 }
 
-
 fn main() {
     if !kernel_tests_enabled("stable_workload") {
         return;
