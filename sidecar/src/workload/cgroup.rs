@@ -219,10 +219,14 @@ pub struct OwnedCgroup {
 
 impl OwnedCgroup {
     /// Create a fresh child of the hierarchy root named `prefix-<pid>-<n>`.
+    /// Cgroups of the same prefix left by a process that no longer runs
+    /// (killed with -9 before it could remove them) are removed first,
+    /// with whatever still runs in them.
     pub fn create(prefix: &str) -> Result<Self, CgroupError> {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let root = Cgroup::root()?;
+        remove_stale(&root, prefix);
         let name = format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         Ok(Self { cgroup: root.create_child(&name)?, removed: false })
     }
@@ -239,6 +243,33 @@ impl OwnedCgroup {
     }
 }
 
+/// The creator's pid if `name` is `prefix-<pid>-<n>`.
+fn owner_pid(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let (pid, n) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(pid) && digits(n)).then(|| pid.parse().ok()).flatten()
+}
+
+/// Remove `prefix-<pid>-<n>` children of `root` whose creator is gone.
+fn remove_stale(root: &Cgroup, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(&root.path) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner_pid(&name, prefix) else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let stale = Cgroup { path: entry.path(), id: 0, level: root.level + 1 };
+        match stale.kill_and_remove(Duration::from_secs(5)) {
+            Ok(()) => {
+                tracing::info!(cgroup = %stale.path.display(), pid, "Removed a cgroup left by a process that is gone.")
+            }
+            Err(e) => tracing::warn!(cgroup = %stale.path.display(), error = %e, "Could not remove a stale cgroup."),
+        }
+    }
+}
+
 impl Drop for OwnedCgroup {
     fn drop(&mut self) {
         if !self.removed {
@@ -252,6 +283,23 @@ impl Drop for OwnedCgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_pids_of_our_names_only() {
+        assert_eq!(owner_pid("telltale-run-4242-0", "telltale-run"), Some(4242));
+        assert_eq!(owner_pid("telltale-run-4242-17", "telltale-run"), Some(4242));
+        for other in [
+            "telltale-run",
+            "telltale-run-4242",
+            "telltale-run-x-0",
+            "telltale-runner-1-0",
+            "kubepods",
+            "telltale-run-1-0-0",
+            "telltale-run--0",
+        ] {
+            assert_eq!(owner_pid(other, "telltale-run"), None, "{other}");
+        }
+    }
 
     const HYBRID: &str = "\
 35 25 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
