@@ -10,7 +10,17 @@ use std::time::{Duration, Instant};
 use telltale_integration::{kernel_tests_enabled, telltale_bin, TempDir};
 use telltale_sidecar::workload::cgroup::Cgroup;
 
-fn run_local(dir: &TempDir, argv: &[&str]) -> Child {
+/// The daemon, killed if the test fails before it stops it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_local(dir: &TempDir, argv: &[&str]) -> Running {
     std::fs::write(
         dir.join("t.toml"),
         format!("data_dir = \"{}/data\"\nimage = \"local:v1\"\n[api]\nenabled = false\n", dir.str()),
@@ -28,7 +38,7 @@ fn run_local(dir: &TempDir, argv: &[&str]) -> Child {
     let mut line = String::new();
     BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("telltale: watching"), "{line}");
-    child
+    Running(child)
 }
 
 #[test]
@@ -39,10 +49,10 @@ fn a_cgroup_left_by_a_killed_daemon_is_removed_by_the_next() {
     let dir = TempDir::new("local-stale");
     let mut first = run_local(&dir, &["sleep", "300"]);
     let root = Cgroup::root().unwrap();
-    let left = root.path.join(format!("telltale-run-{}-0", first.id()));
+    let left = root.path.join(format!("telltale-run-{}-0", first.0.id()));
     assert!(left.is_dir(), "{} exists while the daemon runs", left.display());
-    first.kill().unwrap();
-    let _ = first.wait();
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
     let sleeper = std::fs::read_to_string(left.join("cgroup.procs")).unwrap();
     assert!(!sleeper.trim().is_empty(), "the command outlives a daemon killed with -9");
 
@@ -59,6 +69,6 @@ fn a_cgroup_left_by_a_killed_daemon_is_removed_by_the_next() {
         assert!(state == "gone" || state.starts_with('Z'), "process {pid} of the stale cgroup was killed: {state}");
     }
     // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
-    assert!(second.wait().unwrap().success());
+    unsafe { libc::kill(second.0.id() as i32, libc::SIGTERM) };
+    assert!(second.0.wait().unwrap().success());
 }
