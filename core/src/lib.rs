@@ -17,6 +17,7 @@ pub mod query;
 pub mod signal;
 pub mod status;
 pub mod suppress;
+pub mod text;
 pub mod workload;
 
 /// An error and its sources, joined with `: ` (for one-line messages).

@@ -94,6 +94,9 @@ impl Rule {
         if self.name.trim().is_empty() {
             return Err(bad("name", "is empty"));
         }
+        if self.name.chars().any(char::is_control) {
+            return Err(bad("name", format!("{} holds control characters", crate::text::bounded(&self.name, 64))));
+        }
         let q = Query::parse(&self.query).map_err(|e| bad("query", e.to_string()))?;
         if self.targets.is_empty() {
             return Err(bad("targets", "is empty: give at least one target"));
@@ -178,13 +181,14 @@ pub enum Message {
 }
 
 fn title(s: &Signal, created: bool) -> String {
+    let esc = |t: &str| crate::text::escape(t).into_owned();
     format!(
         "[telltale] {} {} signal in container {} ({}:{}): {} anomal{}",
         if created { "new" } else { "updated" },
         s.severity.name(),
-        s.container.name,
-        s.container.image,
-        s.container.tag,
+        esc(&s.container.name),
+        esc(&s.container.image),
+        esc(&s.container.tag),
         s.entries.len(),
         if s.entries.len() == 1 { "y" } else { "ies" }
     )
@@ -203,7 +207,7 @@ pub fn render(rule: &Rule, target: &Target, signal: &Signal, created: bool) -> M
                     {"type": "section", "text": {"type": "mrkdwn", "text": format!("*What happened*\n{}", o.what_happened)}},
                     {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Suggested next steps*\n{}", steps.join("\n"))}},
                     {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Anomaly events*\n```{}```", o.events.join("\n"))}},
-                    {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("rule {} · signal {} · rule_id:{}", rule.name, signal.id, signal.rule_id)}]},
+                    {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("rule {} · signal {} · rule_id:{}", crate::text::escape(&rule.name), crate::text::escape(&signal.id), signal.rule_id)}]},
                 ],
             });
             Message::Http { body: body.to_string() }
@@ -239,8 +243,8 @@ pub fn render(rule: &Rule, target: &Target, signal: &Signal, created: bool) -> M
                     o.what_happened,
                     steps.join("\n"),
                     events.join("\n"),
-                    rule.name,
-                    signal.id
+                    crate::text::escape(&rule.name),
+                    crate::text::escape(&signal.id)
                 ),
             }
         }

@@ -140,7 +140,13 @@ pub struct Overview {
     pub events: Vec<String>,
 }
 
+/// One line about an anomaly, for people: every name the workload chose is
+/// escaped ([`crate::text::escape`]).
 fn summary(a: &Anomaly) -> String {
+    crate::text::escape(&raw_summary(a)).into_owned()
+}
+
+fn raw_summary(a: &Anomaly) -> String {
     let p = &a.event.process;
     let lineage = a.observation.lineage.join(" -> ");
     match &a.event.kind {
@@ -193,25 +199,26 @@ impl Signal {
             k.dedup();
             k
         };
+        let esc = |s: &str| crate::text::escape(s).into_owned();
         let what_happened = format!(
             "Container {} ({}) of image {}:{} did {} thing(s) its security profile has never seen ({}). \
              Evaluate whether a person or a deployment explains them (a new release, a debug session); \
              if not, treat the container as compromised.",
-            c.name,
-            c.id,
-            c.image,
-            c.tag,
+            esc(&c.name),
+            esc(&c.id),
+            esc(&c.image),
+            esc(&c.tag),
             self.entries.len(),
             kinds.join(", ")
         );
         let mut next_steps = vec![
-            format!("Inspect the profile: telltalectl profile show {}", quote(&c.image)),
-            format!("If expected, add it to the profile and archive: telltalectl signals benign {}", self.id),
-            format!("If not expected, take it on and escalate: telltalectl signals review {}", self.id),
+            format!("Inspect the profile: telltalectl profile show {}", esc(&quote(&c.image))),
+            format!("If expected, add it to the profile and archive: telltalectl signals benign {}", esc(&self.id)),
+            format!("If not expected, take it on and escalate: telltalectl signals review {}", esc(&self.id)),
         ];
         for e in self.entries.iter().take(5) {
             if let Some(cmd) = add_command(&c.image, &e.observation) {
-                next_steps.push(format!("Add only this behaviour: {cmd}"));
+                next_steps.push(format!("Add only this behaviour: {}", esc(&cmd)));
             }
         }
         let more = self.anomaly_count.saturating_sub(self.entries.len() as u64);
@@ -223,13 +230,13 @@ impl Signal {
                     .ok()
                     .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
                     .unwrap_or_default();
-                format!("#{} {t} [{}] {}", e.sequence, e.event_type.name(), e.summary)
+                format!("#{} {t} [{}] {}", e.sequence, e.event_type.name(), esc(&e.summary))
             })
             .collect();
         if more > 0 {
             events.push(format!(
                 "... and {more} more anomalies: telltalectl watch --container {} --after {}",
-                quote(&self.container.id),
+                esc(&quote(&self.container.id)),
                 self.entries.last().map_or(0, |e| e.sequence)
             ));
         }

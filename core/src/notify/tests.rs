@@ -14,10 +14,14 @@ fn rule(query: &str, targets: Vec<Target>) -> Rule {
 }
 
 fn signal() -> Signal {
+    signal_running("/tmp/evil.sh")
+}
+
+fn signal_running(program: &str) -> Signal {
     use crate::detect::{Anomaly, Container};
     use crate::event::{build, EventKind};
     use crate::profile::{Behaviour, Observation};
-    let mut e = build::read(1, build::process("/tmp/evil.sh", &["/bin/app"]), "");
+    let mut e = build::read(1, build::process(program, &["/bin/app"]), "");
     e.kind = EventKind::Exec;
     let a = Anomaly {
         id: "a1".into(),
@@ -32,10 +36,7 @@ fn signal() -> Signal {
         ),
         event_type: crate::profile::EventType::Exec,
         profile_version: "v2".into(),
-        observation: Observation {
-            lineage: vec!["/bin/app".into(), "/tmp/evil.sh".into()],
-            behaviour: Behaviour::Exec,
-        },
+        observation: Observation { lineage: vec!["/bin/app".into(), program.into()], behaviour: Behaviour::Exec },
         event: e,
     };
     Signals::default().on_anomaly(1, &a).0
@@ -121,4 +122,55 @@ fn hmac_signature_and_backoff() {
 fn secrets_are_redacted_for_listing() {
     let r = rule("a:b", vec![webhook()]).redacted();
     assert!(matches!(&r.targets[0], Target::Webhook { secret: Some(s), .. } if s == "********"));
+}
+
+#[test]
+fn names_chosen_by_the_workload_cannot_forge_lines_or_drive_a_terminal() {
+    let evil = "/tmp/x\nSubject: you won\r\n\x1b]0;owned\x07\u{202e}gpj.sh";
+    let s = signal_running(evil);
+    let email = Target::Email {
+        server: "127.0.0.1:25".into(),
+        starttls: false,
+        username: None,
+        password: None,
+        from: "telltale@example.com".into(),
+        to: vec!["soc@example.com".into()],
+    };
+    let r = Rule { name: "soc\nBcc: attacker@example.com".into(), ..rule("a:b", vec![email.clone()]) };
+    assert_eq!(r.validate().unwrap_err().field, "name", "a rule name with a line break is refused");
+    let Message::Email { subject, body } = render(&r, &email, &s, true) else { panic!("an e-mail") };
+    assert!(!subject.contains('\n') && !subject.contains('\r'), "{subject:?}");
+    for line in body.lines() {
+        assert!(!line.starts_with("Subject:") && !line.starts_with("Bcc:"), "forged line {line:?} in {body}");
+        assert!(!line.chars().any(|c| c.is_control() || c == '\u{202e}'), "raw control character in {line:?}");
+    }
+    assert!(body.contains("/tmp/x\\nSubject: you won\\r\\n\\x1b]0;owned\\x07\\u{202e}gpj.sh"), "{body}");
+    for target in [Target::Slack { url: "https://hooks.example.com/x".into() }, webhook()] {
+        let Message::Http { body } = render(&r, &target, &s, true) else { panic!("HTTP") };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut texts = Vec::new();
+        collect_strings(&v, &mut texts);
+        assert!(!texts.is_empty());
+        for t in &texts {
+            // Newlines only where the message itself puts them.
+            assert!(!t.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'), "{t:?}");
+            assert!(t.lines().all(|l| !l.starts_with("Subject:") && !l.starts_with("Bcc:")), "{t:?}");
+        }
+    }
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                // Structured event data keeps the exact bytes; only prose is checked.
+                if k != "container" && k != "entries" && k != "rule" {
+                    collect_strings(x, out);
+                }
+            }
+        }
+        _ => {}
+    }
 }

@@ -7,6 +7,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::sensor::Counters;
 use telltale_core::event::{Event, EventKind};
+// Control and bidi characters escaped: a hostile path cannot forge output
+// lines or drive the terminal.
+use telltale_core::text::escape as clean;
 
 /// One JSON object and a newline.
 pub fn json_line(event: &Event) -> String {
@@ -14,15 +17,6 @@ pub fn json_line(event: &Event) -> String {
     let mut s = serde_json::to_string(event).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s
-}
-
-/// Escape control characters so a hostile path cannot forge output lines.
-pub fn clean(s: &str) -> Cow<'_, str> {
-    if s.chars().any(|c| c.is_control()) {
-        Cow::Owned(s.chars().flat_map(char::escape_default).collect())
-    } else {
-        Cow::Borrowed(s)
-    }
 }
 
 /// One readable line and a newline.
