@@ -1,0 +1,456 @@
+//! Real etcd processes for the tests (Debian's `etcd` binary), a TCP proxy
+//! that can cut one replica off, and small builders.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use telltale_core::profile::lifecycle::LearningConfig;
+use telltale_core::profile::{Behaviour, Observation};
+use telltale_fleet::{EtcdConfig, Fleet, FleetOptions, NewBehaviour, Update, Updates};
+
+/// The etcd binary: `$TELLTALE_ETCD_BIN`, else `etcd` on the PATH. A
+/// missing binary fails the test (never a skip).
+pub fn etcd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TELLTALE_ETCD_BIN") {
+        return PathBuf::from(p);
+    }
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "the fleet tests need a real etcd and none was found: install it \
+             (`apt-get install etcd-server`, which scripts/setup.sh does) or set TELLTALE_ETCD_BIN"
+        )
+    })
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+static TOKENS: AtomicU64 = AtomicU64::new(0);
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
+/// PEM files.
+#[derive(Clone)]
+pub struct Pki {
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Server certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// Client certificate and key.
+    pub client: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    /// Generate one under `dir`.
+    pub fn generate(dir: &Path) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let write = |name: &str, pem: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let leaf = |name: &str, names: Vec<String>, eku: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(names).unwrap();
+            p.extended_key_usages = vec![eku];
+            let cert = p.signed_by(&key, &ca).unwrap();
+            (write(&format!("{name}.pem"), &cert.pem()), write(&format!("{name}.key"), &key.serialize_pem()))
+        };
+        let server = leaf("server", vec!["127.0.0.1".into(), "localhost".into()], ExtendedKeyUsagePurpose::ServerAuth);
+        let client = leaf("client", vec!["telltale.local".into()], ExtendedKeyUsagePurpose::ClientAuth);
+        Pki { ca: write("ca.pem", &ca.pem()), server, client }
+    }
+
+    /// Client options of a raw etcd client with this client certificate.
+    pub fn client_options(&self) -> etcd_client::ConnectOptions {
+        let read = |p: &PathBuf| std::fs::read(p).unwrap();
+        etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)))
+                .identity(etcd_client::Identity::from_pem(read(&self.client.0), read(&self.client.1))),
+        )
+    }
+}
+
+/// One etcd member process; killed on drop (even when the test panics).
+pub struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    initial_cluster: String,
+    token: String,
+    tls: Option<Pki>,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn new(dir: &Path, name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: dir.join(format!("{name}.etcd")),
+            log: dir.join(format!("{name}.log")),
+            initial_cluster: String::new(),
+            token: String::new(),
+            tls: None,
+            child: None,
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// The client URL.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    fn client_options(&self) -> etcd_client::ConnectOptions {
+        self.tls.as_ref().map_or_else(etcd_client::ConnectOptions::new, Pki::client_options)
+    }
+
+    /// Start (or restart, on the same data dir and ports).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already runs", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("etcd log file");
+        let mut cmd = Command::new(etcd_bin());
+        // The Debian package's defaults file may export ETCD_* settings;
+        // flags and environment must not conflict.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen-client-urls")
+            .arg(self.endpoint())
+            .arg("--advertise-client-urls")
+            .arg(self.endpoint())
+            .arg("--listen-peer-urls")
+            .arg(self.peer_url())
+            .arg("--initial-advertise-peer-urls")
+            .arg(self.peer_url())
+            .arg("--initial-cluster")
+            .arg(&self.initial_cluster)
+            .arg("--initial-cluster-token")
+            .arg(&self.token)
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--heartbeat-interval")
+            .arg("50")
+            .arg("--election-timeout")
+            .arg("500")
+            .arg("--log-level")
+            .arg("warn");
+        if let Some(pki) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&pki.server.0)
+                .arg("--key-file")
+                .arg(&pki.server.1)
+                .arg("--trusted-ca-file")
+                .arg(&pki.ca)
+                .arg("--client-cert-auth");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(log.try_clone().expect("dup log"))).stderr(Stdio::from(log));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {:?}: {e}", etcd_bin()));
+        self.child = Some(child);
+    }
+
+    /// Kill the process (SIGKILL) and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The log so far (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// A raw etcd client of this member.
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint()], Some(self.client_options())).await.expect("etcd client")
+    }
+
+    /// Wait until the member answers a status request.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = etcd_client::Client::connect(
+                [self.endpoint()],
+                Some(self.client_options().with_timeout(Duration::from_secs(1))),
+            )
+            .await
+            {
+                // A write proves there is a leader and quorum.
+                if c.put("/ready-probe", "1", None).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd {} did not start:\n{}", self.name, self.log_tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Its member id (from its own status).
+    pub async fn member_id(&self) -> u64 {
+        let mut c = self.client().await;
+        c.status().await.expect("status").header().expect("header").member_id()
+    }
+
+    /// The leader's member id, as this member sees it.
+    pub async fn leader_id(&self) -> u64 {
+        let mut c = self.client().await;
+        c.status().await.expect("status").leader()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Members of one etcd cluster, with their data under a temporary
+/// directory (removed after the processes are killed).
+pub struct Cluster {
+    pub members: Vec<Member>,
+    // Dropped after `members` (field order): directories outlive processes.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Start `n` members and wait until they serve.
+    pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, false).await
+    }
+
+    /// Start `n` members serving clients over mutual TLS ([`Cluster::pki`]).
+    pub async fn start_tls(n: usize) -> Cluster {
+        Self::start_with(n, true).await
+    }
+
+    /// The PKI of a TLS cluster.
+    pub fn pki(&self) -> Pki {
+        self.members[0].tls.clone().expect("a TLS cluster")
+    }
+
+    async fn start_with(n: usize, tls: bool) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = tls.then(|| Pki::generate(dir.path()));
+        let mut members: Vec<Member> = (0..n).map(|i| Member::new(dir.path(), &format!("m{i}"))).collect();
+        let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        let token = format!("tt-{}-{}", std::process::id(), TOKENS.fetch_add(1, Ordering::Relaxed));
+        for m in &mut members {
+            m.initial_cluster = initial.join(",");
+            m.token.clone_from(&token);
+            m.tls.clone_from(&pki);
+            m.start();
+        }
+        for m in &members {
+            m.wait_ready().await;
+        }
+        Cluster { members, _dir: dir }
+    }
+
+    /// Client URLs of every member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    /// The first member's raw client.
+    pub async fn client(&self) -> etcd_client::Client {
+        self.members[0].client().await
+    }
+}
+
+/// A TCP proxy in front of an etcd member that can drop every connection
+/// and refuse new ones (a replica cut off from etcd while others go on).
+pub struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Proxy 127.0.0.1:<new port> → `target` (host:port).
+    pub async fn start(target: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (Arc::clone(&up), Arc::clone(&conns));
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns2.lock().expect("conns").push(h);
+            }
+        });
+        Proxy { port, up, conns, task }
+    }
+
+    /// Its client URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Drop every connection and refuse new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for h in self.conns.lock().expect("conns").drain(..) {
+            h.abort();
+        }
+    }
+
+    /// Accept connections again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
+
+/// Lifecycle durations for tests (fleet time is passed explicitly).
+pub fn learning() -> LearningConfig {
+    LearningConfig {
+        min_duration: Duration::from_secs(10),
+        stable_period: Duration::from_secs(5),
+        max_duration: Duration::from_secs(60),
+        warmup: Duration::from_secs(0),
+    }
+}
+
+/// A configuration for these endpoints with a test-local cluster name.
+pub fn config(endpoints: Vec<String>, cluster: &str) -> EtcdConfig {
+    EtcdConfig {
+        cluster: cluster.to_owned(),
+        batch_delay: Duration::from_millis(20),
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        ..EtcdConfig::new(endpoints)
+    }
+}
+
+/// Options of a replica with its queue under `dir`.
+pub fn options(dir: &Path, replica: &str) -> FleetOptions {
+    FleetOptions {
+        replica_id: replica.to_owned(),
+        queue_path: dir.join(format!("{replica}-queue.db")),
+        learning: learning(),
+    }
+}
+
+/// Connect a replica and wait until it watches live.
+pub async fn replica(cfg: &EtcdConfig, dir: &Path, name: &str) -> Fleet {
+    let f = Fleet::connect(cfg.clone(), options(dir, name)).await.expect("connect");
+    assert!(f.wait_connected(Duration::from_secs(20)).await, "{name} did not connect: {:?}", f.status());
+    f
+}
+
+/// `/usr/bin/<name>` launched by `/app/entrypoint`.
+pub fn exec(name: &str) -> Observation {
+    Observation { lineage: vec!["/app/entrypoint".to_owned(), format!("/usr/bin/{name}")], behaviour: Behaviour::Exec }
+}
+
+/// The entrypoint opening `path` with access bits `access`.
+pub fn file(path: &str, access: u8) -> Observation {
+    Observation {
+        lineage: vec!["/app/entrypoint".to_owned()],
+        behaviour: Behaviour::File { pattern: path.to_owned(), access },
+    }
+}
+
+/// The entrypoint resolving `name`.
+pub fn dns(name: &str) -> Observation {
+    Observation {
+        lineage: vec!["/app/entrypoint".to_owned()],
+        behaviour: Behaviour::Dns { name: name.to_owned(), qtype: "A".to_owned() },
+    }
+}
+
+/// Learned behaviours of `image` seen at `seen_ms`.
+pub fn learned(image: &str, seen_ms: i64, observations: &[Observation]) -> Vec<NewBehaviour> {
+    observations
+        .iter()
+        .map(|o| NewBehaviour {
+            image: image.to_owned(),
+            tag: "v1".to_owned(),
+            observation: o.clone(),
+            seen_ms,
+            manual: false,
+        })
+        .collect()
+}
+
+/// The next update matching `pred`, failing after `timeout`.
+pub async fn wait_update(updates: &mut Updates, timeout: Duration, mut pred: impl FnMut(&Update) -> bool) -> Update {
+    tokio::time::timeout(timeout, async {
+        loop {
+            match updates.recv().await {
+                Some(u) if pred(&u) => return u,
+                Some(_) => {}
+                None => panic!("the update stream ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no matching update within {timeout:?}"))
+}
+
+/// Wait until `cond` holds, failing after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every behaviour key of `image` in `cluster` (default prefix), with its
+/// version (1 = written once, never overwritten).
+pub async fn behaviour_keys(client: &mut etcd_client::Client, cluster: &str, image: &str) -> Vec<(String, i64)> {
+    let prefix = format!("/telltale/v1/{cluster}/profiles/{image}/b/");
+    let resp = client.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())).await.expect("range read");
+    resp.kvs().iter().map(|kv| (kv.key_str().expect("utf-8 key").to_owned(), kv.version())).collect()
+}
