@@ -6,6 +6,7 @@
 pub mod export;
 pub mod http;
 pub mod metrics;
+pub mod process;
 pub mod rpc;
 pub mod settings;
 pub mod spans;

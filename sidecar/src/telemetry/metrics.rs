@@ -253,6 +253,7 @@ impl prometheus_client::collector::Collector for PrometheusCollector {
 pub fn prometheus_text(metrics: &std::sync::Arc<Metrics>) -> Result<String, std::fmt::Error> {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(PrometheusCollector(metrics.clone())));
+    registry.register_collector(Box::new(super::process::ProcessCollector));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
