@@ -340,6 +340,8 @@ impl Telemetry {
     /// An anomaly (as streamed) of signal `signal_id`.
     pub fn anomaly(&self, a: &crate::bus::Sequenced, signal_id: &str) {
         self.metrics.anomaly(a.1.event_type.name(), &a.1.container.image);
+        let latency = time::OffsetDateTime::now_utc() - a.1.event.time;
+        self.metrics.detection_latency(a.1.event_type.name(), latency.as_seconds_f64());
         if let Some(q) = &self.spans {
             q.push(export::Item::Anomaly(a.clone(), signal_id.to_owned()));
         }

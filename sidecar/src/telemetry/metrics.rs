@@ -91,10 +91,38 @@ pub struct DaemonView {
     pub learning: Vec<(String, &'static str, &'static str)>,
 }
 
+/// Upper bounds (seconds) of the detection latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+
+/// Prometheus name of the detection latency histogram.
+pub const LATENCY_METRIC: &str = "telltale_detection_latency_seconds";
+
+/// Observations of one histogram series: a count per bucket (the last is
+/// `+Inf`), their sum and count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Per bucket of [`LATENCY_BUCKETS`], then `+Inf`; not cumulative.
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of the observed values.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, v: f64) {
+        let i = LATENCY_BUCKETS.iter().position(|b| v <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
 /// The shared metric values.
 #[derive(Debug, Default)]
 pub struct Metrics {
     daemon: Mutex<DaemonView>,
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
     anomalies: Mutex<BTreeMap<(&'static str, String), u64>>,
     notifications: Mutex<BTreeMap<(String, bool), u64>>,
     stream_clients: AtomicU64,
@@ -127,6 +155,17 @@ impl Metrics {
     /// Count an anomaly.
     pub fn anomaly(&self, event_type: &'static str, image: &str) {
         *lock(&self.anomalies).entry((event_type, image.to_owned())).or_default() += 1;
+    }
+
+    /// Time from the kernel event to the anomaly published, per event type.
+    /// Negative values (clock steps) count as 0.
+    pub fn detection_latency(&self, event_type: &'static str, seconds: f64) {
+        lock(&self.latency).entry(event_type).or_default().observe(seconds.max(0.0));
+    }
+
+    /// The latency histogram of each event type.
+    pub fn latencies(&self) -> BTreeMap<&'static str, Histogram> {
+        lock(&self.latency).clone()
     }
 
     /// Count a notification attempt.
@@ -245,6 +284,22 @@ impl prometheus_client::collector::Collector for PrometheusCollector {
                 }
             }
         }
+        let latencies = self.0.latencies();
+        if !latencies.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                LATENCY_METRIC,
+                "Time from the kernel event to its anomaly being published (committed, streamed), per event type.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (t, h) in latencies {
+                let bounds = LATENCY_BUCKETS.iter().copied().chain(std::iter::once(f64::INFINITY));
+                let buckets: Vec<(f64, u64)> = bounds.zip(h.buckets).collect();
+                family
+                    .encode_family(&[("type", t)])?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum, h.count, &buckets, None)?;
+            }
+        }
         Ok(())
     }
 }
@@ -321,6 +376,29 @@ mod tests {
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
         drop(client);
         assert!(prometheus_text(&m).unwrap().contains("telltale_api_stream_clients 0"));
+    }
+
+    #[test]
+    fn detection_latency_is_a_histogram_per_type() {
+        let m = std::sync::Arc::new(Metrics::default());
+        for v in [0.0015, 0.003, 0.003, 0.04, 9.0, -1.0] {
+            m.detection_latency("file", v);
+        }
+        m.detection_latency("exec", 0.0009);
+        let text = prometheus_text(&m).unwrap();
+        assert!(text.contains("# TYPE telltale_detection_latency_seconds histogram"), "{text}");
+        for line in [
+            "telltale_detection_latency_seconds_bucket{le=\"0.001\",type=\"file\"} 1",
+            "telltale_detection_latency_seconds_bucket{le=\"0.002\",type=\"file\"} 2",
+            "telltale_detection_latency_seconds_bucket{le=\"0.005\",type=\"file\"} 4",
+            "telltale_detection_latency_seconds_bucket{le=\"0.05\",type=\"file\"} 5",
+            "telltale_detection_latency_seconds_bucket{le=\"5.0\",type=\"file\"} 5",
+            "telltale_detection_latency_seconds_bucket{le=\"+Inf\",type=\"file\"} 6",
+            "telltale_detection_latency_seconds_count{type=\"file\"} 6",
+            "telltale_detection_latency_seconds_bucket{le=\"0.001\",type=\"exec\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]
