@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod contract;
 pub mod detect;
 pub mod event;
 pub mod field;

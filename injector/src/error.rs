@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Why `telltale inject-webhook` could not start or keep serving.
+/// Why `telltale-injector` could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
     /// A TLS file could not be read.

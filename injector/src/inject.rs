@@ -5,6 +5,17 @@
 //! crate's Kubernetes types do not know): every `add` whose parent may be
 //! missing or `null` (annotations, `env`, `volumes`) adds the whole map or
 //! array instead, and keys are escaped by `jsonptr` (`/` → `~1`).
+//!
+//! Paths, the port and the sidecar's environment come from
+//! [`telltale_core::contract`], which the daemon reads them back with.
+//!
+//! Service links: unless the pod says `enableServiceLinks` itself, the patch
+//! sets it to `false`. Kubernetes otherwise gives every container
+//! `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_…` variables for every Service of
+//! the namespace, and a Service named `telltale…` yields `TELLTALE_*`
+//! variables in the sidecar's configuration namespace (the daemon ignores
+//! those exact shapes too). A pod that relies on the links for its app says
+//! `enableServiceLinks: true` and keeps them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,28 +28,18 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
+use telltale_core::contract::{
+    self, env as cenv, API_DIR, API_PORT, API_PORT_NAME, CONTAINER_NAME_ENV, DATA_DIR, PODINFO_DIR, SERVICE_ACCOUNT_DIR,
+};
 
 use crate::annotations as a;
 use crate::overrides::{self, Overrides};
 use crate::Rejection;
 
+pub use crate::overrides::Settings;
+
 /// The sidecar container's name.
 pub const SIDECAR_NAME: &str = "telltale";
-/// Environment variable naming each app and init container (read by the
-/// sidecar from `/proc/<pid>/environ`).
-pub const CONTAINER_NAME_ENV: &str = "TELLTALE_CONTAINER_NAME";
-/// The sidecar's data directory.
-pub const DATA_DIR: &str = "/var/lib/telltale";
-/// Where the downward-API volume with the container map is mounted.
-pub const PODINFO_DIR: &str = "/etc/telltale/podinfo";
-/// Where the API token Secret is mounted.
-pub const API_DIR: &str = "/etc/telltale/api";
-/// The sidecar API's port.
-pub const API_PORT: i32 = 7443;
-/// The sidecar API port's name.
-pub const API_PORT_NAME: &str = "telltale-api";
-/// Where the service account token is mounted (the sidecar reads its pod from the API).
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// How the pod reached the webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,19 +49,6 @@ pub enum Mode {
     /// The namespace is labelled `telltale.dev/inject=enabled`: inject unless
     /// the pod says `telltale.dev/inject: "false"`.
     NamespaceOptIn,
-}
-
-/// The webhook's own defaults (from its flags).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Sidecar image unless the pod names one.
-    pub sidecar_image: String,
-    /// Secret with `tokens.toml` unless the pod names one (or `""`).
-    pub api_token_secret: Option<String>,
-    /// More environment of every sidecar (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
-    pub sidecar_env: Vec<(String, String)>,
-    /// Inject native sidecars unless the pod says otherwise.
-    pub native_sidecar: bool,
 }
 
 /// Why a pod is left as it is.
@@ -210,6 +198,10 @@ pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Reje
             patch.add(&["spec", "shareProcessNamespace"], Value::Bool(true));
         }
     }
+    // Service links (see the module docs): off unless the pod decided.
+    if spec.enable_service_links.is_none() {
+        patch.add(&["spec", "enableServiceLinks"], Value::Bool(false));
+    }
     if spec.host_network == Some(true) {
         warnings.push(format!(
             "telltale: the pod uses hostNetwork, so the sidecar API port {API_PORT} is on the node's network: \
@@ -324,7 +316,7 @@ fn volumes(n: &VolumeNames, o: &Overrides) -> Vec<Volume> {
         name: n.podinfo.clone(),
         downward_api: Some(DownwardAPIVolumeSource {
             items: Some(vec![DownwardAPIVolumeFile {
-                path: "containers".into(),
+                path: contract::CONTAINERS_FILE_NAME.into(),
                 field_ref: Some(ObjectFieldSelector {
                     api_version: None,
                     field_path: format!("metadata.annotations['{}']", a::CONTAINERS),
@@ -368,14 +360,8 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
             ..EnvVarSource::default()
         }),
     };
-    let mut env = vec![
-        value("TELLTALE_KUBERNETES__ENABLED", "true"),
-        field("TELLTALE_KUBERNETES__POD_NAME", "metadata.name"),
-        field("TELLTALE_KUBERNETES__NAMESPACE", "metadata.namespace"),
-        field("TELLTALE_KUBERNETES__POD_UID", "metadata.uid"),
-        value("TELLTALE_KUBERNETES__CONTAINERS_FILE", &format!("{PODINFO_DIR}/containers")),
-        value("TELLTALE_DATA_DIR", DATA_DIR),
-    ];
+    let mut env: Vec<EnvVar> = cenv::FIXED.iter().map(|(k, v)| value(k, v)).collect();
+    env.extend(cenv::POD_FIELDS.iter().map(|(k, path)| field(k, path)));
     env.extend(o.learning.iter().map(|(k, v)| value(k, v)));
     // A pod's learning annotation wins over the webhook's `--sidecar-env`
     // for the same variable (one entry each: a duplicate name in a
@@ -400,12 +386,11 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
     mounts.extend(token);
     let mut ports = None;
     if let Some(api) = &n.api {
-        env.push(value("TELLTALE_API__TOKENS_FILE", &format!("{API_DIR}/tokens.toml")));
-        env.push(value("TELLTALE_API__LISTEN", &format!("0.0.0.0:{API_PORT}")));
+        env.extend(cenv::WITH_API_TOKENS.iter().map(|(k, v)| value(k, v)));
         mounts.push(mount(api, API_DIR, true));
         ports = Some(vec![ContainerPort {
             name: Some(API_PORT_NAME.into()),
-            container_port: API_PORT,
+            container_port: i32::from(API_PORT),
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]);

@@ -3,9 +3,15 @@
 //!
 //! The crate is split the usual way: [`review`] turns an `admission.k8s.io/v1`
 //! `AdmissionReview` into its answer, [`inject`] decides what a pod gets and
-//! builds the JSONPatch, [`overrides`] and [`quantity`] validate the pod's
-//! `telltale.dev/*` annotations — all synchronous and free of I/O. [`server`]
-//! is the HTTPS edge (`telltale inject-webhook`).
+//! builds the JSONPatch, [`overrides`] (the webhook's [`Settings`] and the
+//! pod's `telltale.dev/*` annotations) and [`quantity`] validate what it is
+//! built from — all synchronous and free of I/O; imports point one way
+//! (`review` → `inject` → `overrides` → `quantity`). [`server`] is the HTTPS
+//! edge, run by the `telltale-injector` binary.
+//!
+//! What the sidecar reads back (paths, port, environment variable names,
+//! learning defaults) is [`telltale_core::contract`]: this crate and the
+//! daemon share it and do not depend on each other.
 //!
 //! Opt-in arrives on two URL paths, because an `AdmissionReview` does not
 //! carry the namespace's labels: the `MutatingWebhookConfiguration` sends pods
@@ -23,8 +29,8 @@ pub mod review;
 pub mod server;
 
 pub use error::{InjectError, Rejection};
-pub use inject::{Decision, Mode, Settings, SkipReason};
-pub use overrides::{SIDECAR_LEARNING_MAX_DURATION, SIDECAR_LEARNING_MIN_DURATION};
+pub use inject::{Decision, Mode, SkipReason};
+pub use overrides::Settings;
 pub use server::{serve, Server, WebhookArgs};
 
 /// Path for pods that opt in by their own annotation.
@@ -46,17 +52,18 @@ pub mod annotations {
     pub const INJECT: &str = "telltale.dev/inject";
     /// Written by the injector: the crate version that injected the pod.
     pub const INJECTED: &str = "telltale.dev/injected";
-    /// Written by the injector: compact JSON `{"container name": "image"}`.
-    pub const CONTAINERS: &str = "telltale.dev/containers";
+    /// Written by the injector: compact JSON `{"container name": "image"}`
+    /// (the sidecar reads it as a downward-API file).
+    pub const CONTAINERS: &str = telltale_core::contract::CONTAINERS_ANNOTATION;
     /// Sidecar image override.
     pub const IMAGE: &str = "telltale.dev/image";
-    /// Sidecar CPU request (Kubernetes quantity).
+    /// Sidecar CPU request (Kubernetes quantity, `1m`–`64`).
     pub const CPU_REQUEST: &str = "telltale.dev/cpu-request";
-    /// Sidecar CPU limit (Kubernetes quantity; none by default).
+    /// Sidecar CPU limit (Kubernetes quantity, `1m`–`64`; none by default).
     pub const CPU_LIMIT: &str = "telltale.dev/cpu-limit";
-    /// Sidecar memory request (Kubernetes quantity).
+    /// Sidecar memory request (Kubernetes quantity, `16Mi`–`64Gi`).
     pub const MEMORY_REQUEST: &str = "telltale.dev/memory-request";
-    /// Sidecar memory limit (Kubernetes quantity).
+    /// Sidecar memory limit (Kubernetes quantity, `16Mi`–`64Gi`).
     pub const MEMORY_LIMIT: &str = "telltale.dev/memory-limit";
     /// `learning.min_duration` (humantime duration).
     pub const LEARNING_MIN_DURATION: &str = "telltale.dev/learning-min-duration";
@@ -66,7 +73,9 @@ pub mod annotations {
     pub const LEARNING_STABLE_PERIOD: &str = "telltale.dev/learning-stable-period";
     /// `learning.warmup` (humantime duration).
     pub const LEARNING_WARMUP: &str = "telltale.dev/learning-warmup";
-    /// Keep the data directory on the node at this absolute path (hostPath, DirectoryOrCreate).
+    /// Keep the data directory on the node at this path (hostPath,
+    /// DirectoryOrCreate), a directory under `/var/lib/telltale/` only
+    /// ([`crate::overrides::DATA_HOST_ROOT`]).
     pub const DATA_HOST_PATH: &str = "telltale.dev/data-host-path";
     /// Name of the Secret holding `tokens.toml`; `""` disables the webhook's default.
     pub const API_TOKEN_SECRET: &str = "telltale.dev/api-token-secret";

@@ -1,12 +1,39 @@
-//! The pod's `telltale.dev/*` override annotations, validated.
+//! The webhook's defaults ([`Settings`]) and the pod's `telltale.dev/*`
+//! override annotations, validated: what one pod's sidecar gets.
+//!
+//! Hostile pods are expected: every annotation is checked against a range or
+//! an allow-list before it reaches the pod spec.
+//!
+//! - `data-host-path` must name a directory under [`DATA_HOST_ROOT`]
+//!   (`/var/lib/telltale/<name>[/<name>…]`, components of ASCII letters,
+//!   digits, `.`, `_` and `-`, never `.` or `..`): the sidecar's data volume
+//!   is writable, so a path like `/etc` or `/proc` would hand the pod a
+//!   writable view of the node.
+//! - CPU quantities must be within [`CPU_RANGE`] (`1m`–`64` cores), memory
+//!   quantities within [`MEMORY_RANGE`] (`16Mi`–`64Gi`); a quantity whose
+//!   value overflows (`1e400`) is refused as one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use telltale_core::contract;
+
 use crate::annotations as a;
-use crate::inject::Settings;
 use crate::quantity;
 use crate::Rejection;
+
+/// The webhook's own defaults (from its flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Sidecar image unless the pod names one.
+    pub sidecar_image: String,
+    /// Secret with `tokens.toml` unless the pod names one (or `""`).
+    pub api_token_secret: Option<String>,
+    /// More environment of every sidecar (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub sidecar_env: Vec<(String, String)>,
+    /// Inject native sidecars unless the pod says otherwise.
+    pub native_sidecar: bool,
+}
 
 /// Default sidecar CPU request.
 pub const DEFAULT_CPU_REQUEST: &str = "50m";
@@ -15,20 +42,25 @@ pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
 /// Default sidecar memory limit (no CPU limit by default: it only throttles).
 pub const DEFAULT_MEMORY_LIMIT: &str = "256Mi";
 
-/// The sidecar's default `learning.min_duration` (48 h); an annotated
-/// maximum alone must not fall below it. The sidecar's tests check that
-/// this equals its own default.
-pub const SIDECAR_LEARNING_MIN_DURATION: Duration = Duration::from_secs(48 * 3600);
-/// The sidecar's default `learning.max_duration` (120 h); an annotated
-/// minimum alone must not exceed it.
-pub const SIDECAR_LEARNING_MAX_DURATION: Duration = Duration::from_secs(120 * 3600);
+/// Smallest and largest CPU request or limit, in cores (`1m`–`64`).
+pub const CPU_RANGE: (f64, f64) = (0.001, 64.0);
+/// Smallest and largest memory request or limit, in bytes (`16Mi`–`64Gi`):
+/// the daemon does not start in less, and more is a typo or an attack on
+/// the node's capacity.
+pub const MEMORY_RANGE: (f64, f64) = (16.0 * 1024.0 * 1024.0, 64.0 * 1024.0 * 1024.0 * 1024.0);
+/// The node directory under which `telltale.dev/data-host-path` may point
+/// (the same path as the sidecar's data directory inside the container).
+pub const DATA_HOST_ROOT: &str = contract::DATA_DIR;
 
-/// The learning annotations and the sidecar environment variable each sets.
+/// The learning annotations and the sidecar environment variable each sets
+/// (an annotated minimum or maximum alone is checked against the sidecar's
+/// default for the other, [`contract::LEARNING_MIN_DURATION`] and
+/// [`contract::LEARNING_MAX_DURATION`]).
 pub const LEARNING: [(&str, &str); 4] = [
-    (a::LEARNING_MIN_DURATION, "TELLTALE_LEARNING__MIN_DURATION"),
-    (a::LEARNING_MAX_DURATION, "TELLTALE_LEARNING__MAX_DURATION"),
-    (a::LEARNING_STABLE_PERIOD, "TELLTALE_LEARNING__STABLE_PERIOD"),
-    (a::LEARNING_WARMUP, "TELLTALE_LEARNING__WARMUP"),
+    (a::LEARNING_MIN_DURATION, contract::env::LEARNING_MIN_DURATION),
+    (a::LEARNING_MAX_DURATION, contract::env::LEARNING_MAX_DURATION),
+    (a::LEARNING_STABLE_PERIOD, contract::env::LEARNING_STABLE_PERIOD),
+    (a::LEARNING_WARMUP, contract::env::LEARNING_WARMUP),
 ];
 
 /// Everything the annotations (or the webhook's flags) choose for one pod.
@@ -97,8 +129,8 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
     let min = parsed.get(a::LEARNING_MIN_DURATION).map(|d| (a::LEARNING_MIN_DURATION, *d));
     let max = parsed.get(a::LEARNING_MAX_DURATION).map(|d| (a::LEARNING_MAX_DURATION, *d));
     if min.is_some() || max.is_some() {
-        let (min_key, min) = min.unwrap_or(("the sidecar's default learning minimum", SIDECAR_LEARNING_MIN_DURATION));
-        let (max_key, max) = max.unwrap_or(("the sidecar's default learning maximum", SIDECAR_LEARNING_MAX_DURATION));
+        let (min_key, min) = min.unwrap_or(("the sidecar's default learning minimum", contract::LEARNING_MIN_DURATION));
+        let (max_key, max) = max.unwrap_or(("the sidecar's default learning maximum", contract::LEARNING_MAX_DURATION));
         if min > max {
             return Err(Rejection::Contradiction {
                 key: min_key,
@@ -154,18 +186,23 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
 
 fn resources(annotations: &BTreeMap<String, String>) -> Result<Resources, Rejection> {
     let get = |key: &str| get(annotations, key);
-    let quantity = |key: &'static str| -> Result<Option<(String, f64)>, Rejection> {
-        let Some(v) = get(key) else { return Ok(None) };
-        match quantity::value(v) {
-            Some(n) if n > 0.0 => Ok(Some((v.to_owned(), n))),
-            Some(_) => Err(invalid(key, v, "must be greater than zero".into())),
-            None => Err(invalid(key, v, "not a Kubernetes quantity like \"100m\" or \"256Mi\"".into())),
-        }
-    };
-    let cpu_request = quantity(a::CPU_REQUEST)?;
-    let cpu_limit = quantity(a::CPU_LIMIT)?;
-    let memory_request = quantity(a::MEMORY_REQUEST)?;
-    let memory_limit = quantity(a::MEMORY_LIMIT)?;
+    let quantity =
+        |key: &'static str, (min, max): (f64, f64), shown: &str| -> Result<Option<(String, f64)>, Rejection> {
+            let Some(v) = get(key) else { return Ok(None) };
+            let n = quantity::parse(v).map_err(|e| invalid(key, v, e.to_string()))?;
+            // A relative tolerance: `1000u` is `1m` even though 1000 × 1e-6 is
+            // not exactly 1e-3 in binary floating point.
+            let slack = 1e-9;
+            if n < min * (1.0 - slack) || n > max * (1.0 + slack) {
+                return Err(invalid(key, v, format!("must be within {shown}")));
+            }
+            Ok(Some((v.to_owned(), n)))
+        };
+    let (cpu, memory) = ("1m–64 (cores)", "16Mi–64Gi");
+    let cpu_request = quantity(a::CPU_REQUEST, CPU_RANGE, cpu)?;
+    let cpu_limit = quantity(a::CPU_LIMIT, CPU_RANGE, cpu)?;
+    let memory_request = quantity(a::MEMORY_REQUEST, MEMORY_RANGE, memory)?;
+    let memory_limit = quantity(a::MEMORY_LIMIT, MEMORY_RANGE, memory)?;
 
     let default = |q: &str| (q.to_owned(), quantity::value(q).unwrap_or(0.0));
     // A CPU limit alone below the default request lowers the request with it,
@@ -255,19 +292,30 @@ pub(crate) fn check_image(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An absolute host path without `..` components.
+/// A directory under [`DATA_HOST_ROOT`]: `/var/lib/telltale/<name>[/<name>…]`,
+/// each name of ASCII letters, digits, `.`, `_` and `-` and neither `.` nor
+/// `..`; no empty components (`//`, a trailing `/`), at most 255 bytes.
 fn check_host_path(v: &str) -> Result<(), String> {
-    if !v.starts_with('/') {
-        return Err("must be an absolute path".into());
+    let outside = || {
+        format!(
+            "must be a directory under {DATA_HOST_ROOT}/ (the data volume is writable: a host path elsewhere \
+             would let the pod write to the node)"
+        )
+    };
+    let rest = v.strip_prefix(DATA_HOST_ROOT).and_then(|r| r.strip_prefix('/')).ok_or_else(outside)?;
+    if v.len() > 255 {
+        return Err("longer than 255 bytes".into());
     }
-    if v.split('/').any(|c| c == "..") {
-        return Err("must not contain `..`".into());
-    }
-    if v.trim_end_matches('/').is_empty() {
-        return Err("must not be the root directory".into());
-    }
-    if v.chars().any(char::is_control) {
-        return Err("contains control characters".into());
+    for c in rest.split('/') {
+        if c.is_empty() {
+            return Err("has an empty path component (`//` or a trailing `/`)".into());
+        }
+        if c == "." || c == ".." {
+            return Err(format!("must not contain `{c}` components"));
+        }
+        if !c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return Err(format!("component {c:?} has characters other than letters, digits, `.`, `_` and `-`"));
+        }
     }
     Ok(())
 }
@@ -370,6 +418,7 @@ mod tests {
             (a::LEARNING_STABLE_PERIOD, "0s"),
             (a::DATA_HOST_PATH, "var/lib/telltale"),
             (a::DATA_HOST_PATH, "/var/../etc"),
+            (a::MEMORY_LIMIT, "1e400"),
             (a::API_TOKEN_SECRET, "Tokens_1"),
             (a::CAP_SYS_RESOURCE, "yes"),
             (a::CAP_SYS_ADMIN, "no"),
@@ -377,6 +426,85 @@ mod tests {
             let e = parse(&with(&[(key, value)]), &settings()).unwrap_err();
             let m = e.to_string();
             assert!(m.contains(key) && m.contains(&format!("{value:?}")), "{key}={value:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn data_host_path_stays_under_the_telltale_directory() {
+        for ok in ["/var/lib/telltale/shop-checkout", "/var/lib/telltale/ns_1/web.v2", "/var/lib/telltale/a/b/c"] {
+            let o = parse(&with(&[(a::DATA_HOST_PATH, ok)]), &settings()).unwrap();
+            assert_eq!(o.data_host_path.as_deref(), Some(ok));
+        }
+        let long = format!("/var/lib/telltale/{}", "a".repeat(240));
+        for bad in [
+            "/proc",
+            "/etc",
+            "/",
+            "/var/lib/telltale",
+            "/var/lib/telltale/",
+            "/var/lib/telltaleX/a",
+            "/var/lib/telltale/../../../etc",
+            "/var/lib/telltale/./x",
+            "/var/lib/telltale//x",
+            "/var/lib/telltale/x/",
+            "/var/lib/telltale/a b",
+            "/var/lib/telltale/a\nb",
+            "/var/lib/telltale/ä",
+            "/host/var/lib/telltale/x",
+            long.as_str(),
+        ] {
+            let e = parse(&with(&[(a::DATA_HOST_PATH, bad)]), &settings()).unwrap_err();
+            let m = e.to_string();
+            assert!(m.contains(a::DATA_HOST_PATH) && m.contains(&format!("{bad:?}")), "{bad:?}: {m}");
+        }
+        let m = parse(&with(&[(a::DATA_HOST_PATH, "/etc")]), &settings()).unwrap_err().to_string();
+        assert!(m.contains("under /var/lib/telltale/"), "{m}");
+    }
+
+    #[test]
+    fn quantities_must_be_within_their_ranges() {
+        for (key, ok) in [
+            (a::CPU_REQUEST, "1m"),
+            (a::CPU_REQUEST, "1000u"),
+            (a::CPU_LIMIT, "64"),
+            (a::CPU_LIMIT, "64000m"),
+            (a::MEMORY_REQUEST, "16Mi"),
+            (a::MEMORY_LIMIT, "64Gi"),
+            (a::MEMORY_LIMIT, "1e9"),
+        ] {
+            assert!(parse(&with(&[(key, ok)]), &settings()).is_ok(), "{key}={ok}");
+        }
+        for (key, bad, why) in [
+            (a::CPU_REQUEST, "0.5m", "1m–64"),
+            (a::CPU_REQUEST, "0", "1m–64"),
+            (a::CPU_REQUEST, "-1", "1m–64"),
+            (a::CPU_LIMIT, "65", "1m–64"),
+            (a::CPU_LIMIT, "1e3", "1m–64"),
+            (a::MEMORY_REQUEST, "15Mi", "16Mi–64Gi"),
+            (a::MEMORY_LIMIT, "65Gi", "16Mi–64Gi"),
+            (a::MEMORY_LIMIT, "1Ei", "16Mi–64Gi"),
+            (a::MEMORY_LIMIT, "1e400", "too large"),
+            (a::MEMORY_REQUEST, "9e308", "too large"),
+            (a::CPU_LIMIT, "1e99999999999", "too large"),
+        ] {
+            let m = parse(&with(&[(key, bad)]), &settings()).unwrap_err().to_string();
+            assert!(m.contains(key) && m.contains(&format!("{bad:?}")) && m.contains(why), "{key}={bad}: {m}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever memory limit a pod asks for, an accepted one is within
+        /// the range (and finite).
+        #[test]
+        fn accepted_memory_limits_are_in_range(
+            n in "[0-9]{1,25}(\\.[0-9]{1,5})?",
+            suffix in "(|[kMGTPE]|[KMGTPE]i|e[-+]?[0-9]{1,4})",
+        ) {
+            let q = format!("{n}{suffix}");
+            if let Ok(o) = parse(&with(&[(a::MEMORY_LIMIT, &q)]), &settings()) {
+                let v = quantity::parse(&o.resources.memory_limit).unwrap();
+                proptest::prop_assert!(v >= MEMORY_RANGE.0 * 0.999 && v <= MEMORY_RANGE.1 * 1.001, "{q} -> {v}");
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The HTTPS edge: `telltale inject-webhook`.
+//! The HTTPS edge: the `telltale-injector` binary's server.
 //!
 //! TLS by rustls (ring), HTTP/1.1 by hyper, routing by axum. Each
 //! connection runs in its own task with a handshake and header timeout; the
@@ -25,7 +25,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::inject::{Mode, Settings};
+use crate::inject::Mode;
+use crate::overrides::Settings;
 use crate::review::{self, AdmissionReview};
 use crate::{overrides, InjectError, HEALTH_PATH, NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH};
 
@@ -45,8 +46,13 @@ const MAX_CONNECTIONS: usize = 512;
 /// On SIGTERM, how long requests already being served may take to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `telltale inject-webhook` flags.
-#[derive(Debug, Clone, clap::Args)]
+/// `telltale-injector` flags (the binary's whole command line).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "telltale-injector",
+    version,
+    about = "Serve the mutating admission webhook that injects the telltale sidecar into opted-in pods."
+)]
 pub struct WebhookArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
@@ -82,11 +88,8 @@ pub struct WebhookArgs {
     pub native_sidecar: bool,
 }
 
-/// Variables the injector sets itself (a `--sidecar-env` may not replace them).
-const OWN_ENV: &[&str] =
-    &["TELLTALE_KUBERNETES__", "TELLTALE_DATA_DIR", "TELLTALE_API__TOKENS_FILE", "TELLTALE_API__LISTEN"];
-
-/// `KEY=VALUE` with a valid, not injector-owned, variable name.
+/// `KEY=VALUE` with a valid variable name that the injector does not set
+/// itself ([`telltale_core::contract::env::RESERVED`]).
 fn env_pair(raw: &str) -> Result<(String, String), String> {
     let (k, v) = raw.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_owned())?;
     let valid = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
@@ -94,7 +97,7 @@ fn env_pair(raw: &str) -> Result<(String, String), String> {
     if !valid {
         return Err(format!("{k:?} is not an environment variable name"));
     }
-    if OWN_ENV.iter().any(|own| if own.ends_with("__") { k.starts_with(own) } else { k == *own }) {
+    if telltale_core::contract::env::is_reserved(k) {
         return Err(format!("{k} is set by the injector itself"));
     }
     Ok((k.to_owned(), v.to_owned()))

@@ -62,17 +62,6 @@ fn assert_restricted(deployment: &Deployment) {
     }
 }
 
-#[derive(Debug, Parser)]
-struct Cli {
-    #[command(subcommand)]
-    command: Sub,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Sub {
-    InjectWebhook(WebhookArgs),
-}
-
 #[test]
 fn webhook_manifest_matches_the_server() {
     let docs = documents("webhook.yaml");
@@ -88,13 +77,14 @@ fn webhook_manifest_matches_the_server() {
     let service: Service = typed(&docs[3]);
     let config: MutatingWebhookConfiguration = typed(&docs[4]);
 
-    // The Deployment's command is a valid `telltale inject-webhook` invocation.
+    // The Deployment's command is a valid `telltale-injector` invocation.
     let template = deployment.spec.unwrap().template;
     let pod = template.spec.unwrap();
     let container = &pod.containers[0];
     let command = container.command.clone().unwrap();
-    assert_eq!(command[..2], ["telltale".to_owned(), "inject-webhook".to_owned()]);
-    let Sub::InjectWebhook(args) = Cli::try_parse_from(&command).unwrap().command;
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_telltale-injector")).file_name().unwrap();
+    assert_eq!(command[0], binary.to_str().unwrap(), "the command is this crate's binary");
+    let args = WebhookArgs::try_parse_from(&command).unwrap();
     let mount = container.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "tls").unwrap();
     assert!(args.tls_cert.starts_with(&mount.mount_path) && args.tls_key.starts_with(&mount.mount_path));
     let port = container.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some("https")).unwrap();
@@ -142,6 +132,23 @@ fn webhook_manifest_matches_the_server() {
         inject_ops.push(opt.operator.clone());
     }
     assert_eq!(inject_ops, ["NotIn", "In"], "each namespace matches exactly one webhook");
+}
+
+/// The image has both binaries the manifests run: `telltale` (the sidecar,
+/// the injected container's command) and `telltale-injector` (webhook.yaml).
+#[test]
+fn the_image_installs_the_injector_binary() {
+    let path = format!("{}/../deploy/Dockerfile", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect(&path);
+    let build = text.lines().find(|l| l.contains("cargo build")).expect("a cargo build line");
+    for (package, bin) in [("telltale-sidecar", "telltale"), ("telltale-injector", "telltale-injector")] {
+        assert!(build.contains(&format!("-p {package}")) && build.contains(&format!("--bin {bin} ")), "{build}");
+        let installed = format!("/usr/local/bin/{bin}");
+        assert!(
+            text.lines().any(|l| l.starts_with("COPY --from=build") && l.contains(&installed)),
+            "{bin} is copied into the image"
+        );
+    }
 }
 
 #[test]

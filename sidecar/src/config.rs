@@ -1,18 +1,121 @@
 //! Configuration: defaults ← TOML file ← environment (`TELLTALE_…`, nested
 //! with `__`) ← command-line flags (figment). Unknown keys and invalid values
 //! are rejected at start-up with a message naming the key.
+//!
+//! Hostile or mistaken input is refused before anything starts:
+//!
+//! - every numeric, size and duration key has a range ([`ranges`]): a value
+//!   outside it is refused by key name (no 4 TiB allocation for
+//!   `api.stream_buffer = 100000000000`);
+//! - `[api.tls]` files must exist and hold PEM: at least one certificate in
+//!   `cert` and `client_ca`, a private key in `key`;
+//! - two API tokens with the same hash are refused, naming both principals;
+//! - the variables Kubernetes sets for a Service named `telltale…` (service
+//!   links: `TELLTALE_PORT`, `TELLTALE_SERVICE_HOST`, …) are not read as
+//!   configuration ([`is_service_link`]).
+//!
+//! The defaults the injector relies on (data directory, API port, learning
+//! durations) are those of [`telltale_core::contract`].
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
+use telltale_core::contract;
 use telltale_core::profile::lifecycle::LearningConfig;
 
 /// Environment variables with the `TELLTALE_` prefix that are not
-/// configuration keys (they belong to tools and tests).
-const NOT_CONFIG: &[&str] = &["log", "skip_kernel_tests", "addr", "token", "vmlinux_h", "clang", "container_name"];
+/// configuration keys: the container name the injector sets on app
+/// containers, the log filter, and those of tools and tests.
+const NOT_CONFIG: &[&str] = &[
+    contract::CONTAINER_NAME_ENV,
+    contract::LOG_ENV,
+    "TELLTALE_SKIP_KERNEL_TESTS",
+    "TELLTALE_ADDR",
+    "TELLTALE_TOKEN",
+    "TELLTALE_VMLINUX_H",
+    "TELLTALE_CLANG",
+];
+
+/// Whether environment variable `var` has the shape of one Kubernetes sets
+/// for a Service whose name starts with `telltale` (service links, on unless
+/// a pod says `enableServiceLinks: false`): with `<SVC>` = `TELLTALE` or
+/// `TELLTALE_<MORE>`, the names `<SVC>_SERVICE_HOST`, `<SVC>_SERVICE_PORT`,
+/// `<SVC>_SERVICE_PORT_<PORT NAME>`, `<SVC>_PORT`, `<SVC>_PORT_<N>_<PROTO>`
+/// and `<SVC>_PORT_<N>_<PROTO>_{PROTO,PORT,ADDR}` (`<PROTO>` one of TCP, UDP,
+/// SCTP). Such a name has no `__`, so no nested key looks like one, and no
+/// top-level key (`data_dir`, `cgroup`, `image`, `anomalies_json`) has
+/// these shapes: ignoring them loses no configuration.
+pub fn is_service_link(var: &str) -> bool {
+    let var = var.to_ascii_uppercase();
+    if !var.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        return false;
+    }
+    let t: Vec<&str> = var.split('_').collect();
+    if t.first() != Some(&"TELLTALE") || t.iter().any(|s| s.is_empty()) {
+        return false;
+    }
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let proto = |s: &str| matches!(s, "TCP" | "UDP" | "SCTP");
+    // `t[..i]` is the service's name, the rest says what the variable is.
+    (1..t.len()).any(|i| match &t[i..] {
+        ["SERVICE", "HOST"] | ["SERVICE", "PORT", ..] | ["PORT"] => true,
+        ["PORT", n, p] | ["PORT", n, p, "PROTO" | "PORT" | "ADDR"] => number(n) && proto(p),
+        _ => false,
+    })
+}
+
+/// The accepted range of every numeric, size and duration key. A value
+/// outside is refused at start with a message naming the key and the range.
+pub mod ranges {
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    const DAY: u64 = 24 * 3600;
+    const fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+    const fn ms(m: u64) -> Duration {
+        Duration::from_millis(m)
+    }
+
+    /// `learning.min_duration`: 0 s – 365 days.
+    pub const LEARNING_MIN_DURATION: RangeInclusive<Duration> = secs(0)..=secs(365 * DAY);
+    /// `learning.stable_period`: 0 s – 365 days.
+    pub const LEARNING_STABLE_PERIOD: RangeInclusive<Duration> = secs(0)..=secs(365 * DAY);
+    /// `learning.max_duration`: 1 s – 365 days (and not below `min_duration`).
+    pub const LEARNING_MAX_DURATION: RangeInclusive<Duration> = secs(1)..=secs(365 * DAY);
+    /// `learning.warmup`: 0 s – 1 day.
+    pub const LEARNING_WARMUP: RangeInclusive<Duration> = secs(0)..=secs(DAY);
+    /// `api.anomaly_retention`: 1 minute – 10 years.
+    pub const API_ANOMALY_RETENTION: RangeInclusive<Duration> = secs(60)..=secs(3650 * DAY);
+    /// `api.max_request_bytes`: 1 KiB – 64 MiB.
+    pub const API_MAX_REQUEST_BYTES: RangeInclusive<usize> = 1024..=64 << 20;
+    /// `api.request_timeout`: 100 ms – 1 hour.
+    pub const API_REQUEST_TIMEOUT: RangeInclusive<Duration> = ms(100)..=secs(3600);
+    /// `api.stream_buffer` (live anomalies per stream, one broadcast slot
+    /// each): 1 – 1,048,576.
+    pub const API_STREAM_BUFFER: RangeInclusive<usize> = 1..=1 << 20;
+    /// `notifications.rate_limit`: 0 s (none) – 7 days.
+    pub const NOTIFICATIONS_RATE_LIMIT: RangeInclusive<Duration> = secs(0)..=secs(7 * DAY);
+    /// `telemetry.otlp.queue_size` (spans waiting): 1 – 262,144.
+    pub const OTLP_QUEUE_SIZE: RangeInclusive<usize> = 1..=1 << 18;
+    /// `telemetry.otlp.batch_size`: 1 – 16,384 (and not above `queue_size`).
+    pub const OTLP_BATCH_SIZE: RangeInclusive<usize> = 1..=1 << 14;
+    /// `telemetry.otlp.batch_delay`: 1 ms – 10 minutes.
+    pub const OTLP_BATCH_DELAY: RangeInclusive<Duration> = ms(1)..=secs(600);
+    /// `telemetry.otlp.metrics_interval`: 1 s – 1 day.
+    pub const OTLP_METRICS_INTERVAL: RangeInclusive<Duration> = secs(1)..=secs(DAY);
+    /// `telemetry.otlp.timeout`: 1 ms – 10 minutes.
+    pub const OTLP_TIMEOUT: RangeInclusive<Duration> = ms(1)..=secs(600);
+    /// `telemetry.otlp.sampling`: 0.0 – 1.0.
+    pub const OTLP_SAMPLING: RangeInclusive<f64> = 0.0..=1.0;
+}
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,7 +358,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7443)),
+            listen: contract::api_listen_loopback(),
             anomaly_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             max_request_bytes: 1 << 20,
             request_timeout: std::time::Duration::from_secs(30),
@@ -291,7 +394,9 @@ pub enum Role {
     Admin,
 }
 
-/// `[api.tls]`.
+/// `[api.tls]`. Checked at start: each file exists (at most 1 MiB) and
+/// holds PEM, at least one certificate in `cert` and `client_ca`, a private
+/// key in `key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -320,7 +425,7 @@ pub struct ContainerImage {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            data_dir: PathBuf::from("/var/lib/telltale"),
+            data_dir: PathBuf::from(contract::DATA_DIR),
             cgroup: None,
             image: None,
             anomalies_json: None,
@@ -394,9 +499,12 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(f));
         }
-        let env = Env::prefixed("TELLTALE_")
-            .split("__")
-            .filter(|k| !NOT_CONFIG.iter().any(|n| k.as_str().eq_ignore_ascii_case(n)));
+        // `k` is the variable without the prefix, nested parts already joined
+        // with `.` (so no nested key can look like a service link).
+        let env = Env::prefixed(contract::ENV_PREFIX).split(contract::ENV_NESTING).filter(|k| {
+            let var = format!("{}{}", contract::ENV_PREFIX, k.as_str());
+            !NOT_CONFIG.iter().any(|n| var.eq_ignore_ascii_case(n)) && !is_service_link(&var)
+        });
         fig = fig.merge(env).merge(Serialized::defaults(overrides));
         let mut cfg: Config = fig.extract().map_err(describe)?;
         cfg.load_tokens_file()?;
@@ -424,6 +532,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.check_ranges()?;
         let l = &self.learning;
         if l.min_duration > l.max_duration {
             return Err(ConfigError::Invalid(format!(
@@ -446,6 +555,10 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("key `api.tokens[{i}].principal` is empty")));
             }
         }
+        check_unique_tokens(&self.api.tokens)?;
+        if let Some(tls) = &self.api.tls {
+            check_tls(tls)?;
+        }
         if self.api.enabled
             && !self.api.listen.ip().is_loopback()
             && self.api.tokens.is_empty()
@@ -457,20 +570,11 @@ impl Config {
                 self.api.listen
             )));
         }
-        if self.api.stream_buffer == 0 {
-            return Err(ConfigError::Invalid("key `api.stream_buffer` must be at least 1".into()));
-        }
         let o = &self.telemetry.otlp;
-        if !(0.0..=1.0).contains(&o.sampling) {
+        if o.batch_size > o.queue_size {
             return Err(ConfigError::Invalid(format!(
-                "key `telemetry.otlp.sampling` = {} is not within 0.0–1.0",
-                o.sampling
-            )));
-        }
-        if o.queue_size == 0 || o.batch_size == 0 || o.batch_size > o.queue_size {
-            return Err(ConfigError::Invalid(format!(
-                "keys `telemetry.otlp.queue_size` ({}) and `batch_size` ({}) must be at least 1, batch_size no larger than queue_size",
-                o.queue_size, o.batch_size
+                "key `telemetry.otlp.batch_size` ({}) is larger than `telemetry.otlp.queue_size` ({})",
+                o.batch_size, o.queue_size
             )));
         }
         if let Some(e) = &o.endpoint {
@@ -479,9 +583,6 @@ impl Config {
                     "key `telemetry.otlp.endpoint` = {e:?}: expected an http:// or https:// URL"
                 )));
             }
-        }
-        if o.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::Invalid("key `telemetry.otlp.timeout` must be longer than 0s".into()));
         }
         o.header_map().map_err(ConfigError::Invalid)?;
         if let (Some(e), Some(_)) = (&o.endpoint, &o.tls) {
@@ -492,15 +593,125 @@ impl Config {
                 )));
             }
         }
-        if o.metrics_interval.is_zero() {
-            return Err(ConfigError::Invalid("key `telemetry.otlp.metrics_interval` must be longer than 0s".into()));
-        }
         if let Some(image) = &self.image {
             telltale_core::workload::image::ImageRef::parse(image)
                 .map_err(|e| ConfigError::Invalid(format!("key `image`: {e}")))?;
         }
         Ok(())
     }
+
+    /// Every numeric key against its [`ranges`] entry.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        use ranges as r;
+        let (l, a, o) = (&self.learning, &self.api, &self.telemetry.otlp);
+        for (key, value, range) in [
+            ("learning.min_duration", l.min_duration, r::LEARNING_MIN_DURATION),
+            ("learning.stable_period", l.stable_period, r::LEARNING_STABLE_PERIOD),
+            ("learning.max_duration", l.max_duration, r::LEARNING_MAX_DURATION),
+            ("learning.warmup", l.warmup, r::LEARNING_WARMUP),
+            ("api.anomaly_retention", a.anomaly_retention, r::API_ANOMALY_RETENTION),
+            ("api.request_timeout", a.request_timeout, r::API_REQUEST_TIMEOUT),
+            ("notifications.rate_limit", self.notifications.rate_limit, r::NOTIFICATIONS_RATE_LIMIT),
+            ("telemetry.otlp.batch_delay", o.batch_delay, r::OTLP_BATCH_DELAY),
+            ("telemetry.otlp.metrics_interval", o.metrics_interval, r::OTLP_METRICS_INTERVAL),
+        ]
+        .into_iter()
+        .chain(o.timeout.map(|t| ("telemetry.otlp.timeout", t, r::OTLP_TIMEOUT)))
+        {
+            within(key, value, &range, |d| humantime::format_duration(*d).to_string())?;
+        }
+        for (key, value, range) in [
+            ("api.max_request_bytes", a.max_request_bytes, r::API_MAX_REQUEST_BYTES),
+            ("api.stream_buffer", a.stream_buffer, r::API_STREAM_BUFFER),
+            ("telemetry.otlp.queue_size", o.queue_size, r::OTLP_QUEUE_SIZE),
+            ("telemetry.otlp.batch_size", o.batch_size, r::OTLP_BATCH_SIZE),
+        ] {
+            within(key, value, &range, usize::to_string)?;
+        }
+        within("telemetry.otlp.sampling", o.sampling, &r::OTLP_SAMPLING, f64::to_string)
+    }
+}
+
+/// `value` of `key` within `range`, or an error naming both.
+fn within<T: PartialOrd>(
+    key: &str,
+    value: T,
+    range: &RangeInclusive<T>,
+    show: impl Fn(&T) -> String,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid(format!(
+        "key `{key}` = {} is not within {}–{}",
+        show(&value),
+        show(range.start()),
+        show(range.end())
+    )))
+}
+
+/// No two tokens with the same hash: one token would authenticate two
+/// principals, and the last one's role would silently win.
+fn check_unique_tokens(tokens: &[ApiToken]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::BTreeMap::new();
+    for t in tokens {
+        if let Some(first) = seen.insert(t.sha256.to_ascii_lowercase(), t.principal.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "key `api.tokens`: principals {first:?} and {:?} have the same token (sha256 {}…, from [[api.tokens]] \
+                 or api.tokens_file): give each principal its own token",
+                t.principal,
+                t.sha256.get(..12).unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[api.tls]`: each file exists and holds PEM of the right kind (the
+/// server's certificate and key are paired up when the API binds).
+fn check_tls(tls: &TlsConfig) -> Result<(), ConfigError> {
+    let certificates = |key: &str, path: &Path| -> Result<(), ConfigError> {
+        let bytes = read_pem_file(key, path)?;
+        let certs = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::Invalid(format!("key `{key}` ({}): not valid PEM: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "key `{key}` ({}): no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+                path.display()
+            )));
+        }
+        Ok(())
+    };
+    certificates("api.tls.cert", &tls.cert)?;
+    let bytes = read_pem_file("api.tls.key", &tls.key)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        let why = match e {
+            rustls_pki_types::pem::Error::NoItemsFound => {
+                "no PEM private key (PKCS#8, PKCS#1 or SEC1) in the file".into()
+            }
+            e => format!("not valid PEM: {e}"),
+        };
+        ConfigError::Invalid(format!("key `api.tls.key` ({}): {why}", tls.key.display()))
+    })?;
+    if let Some(ca) = &tls.client_ca {
+        certificates("api.tls.client_ca", ca)?;
+    }
+    Ok(())
+}
+
+/// A TLS file's bytes (at most 1 MiB), or an error naming its key.
+fn read_pem_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    const MAX: u64 = 1 << 20;
+    let too_large = |len: u64| {
+        ConfigError::Invalid(format!("key `{key}` ({}): {len} bytes, larger than 1 MiB for PEM", path.display()))
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::Invalid(format!("key `{key}`: cannot read {}: {e}", path.display())))?;
+    if meta.len() > MAX {
+        return Err(too_large(meta.len()));
+    }
+    std::fs::read(path).map_err(|e| ConfigError::Invalid(format!("key `{key}`: cannot read {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -508,14 +719,33 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    use figment::Jail;
+
+    /// `f` in a figment [`Jail`]: every test that loads a configuration runs
+    /// in one, so a test that sets `TELLTALE_*` variables (restored when its
+    /// jail ends) never runs while another reads the environment.
+    #[allow(clippy::result_large_err)] // figment's own error type
+    fn jailed(f: impl FnOnce(&mut Jail)) {
+        Jail::expect_with(|jail| {
+            f(jail);
+            Ok(())
+        });
+    }
+
+    /// `f` with `text` as a configuration file, in a jail.
     fn with_file(text: &str, f: impl FnOnce(&Path)) {
-        // Tests run in parallel: one file per call.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("telltale-cfg-{}-{n}.toml", std::process::id()));
-        std::fs::write(&p, text).unwrap();
-        f(&p);
-        std::fs::remove_file(&p).unwrap();
+        jailed(|jail| {
+            let path = jail.directory().join("telltale.toml");
+            std::fs::write(&path, text).unwrap();
+            f(&path);
+        });
+    }
+
+    /// The error loading `toml` (which must be refused).
+    fn refused(toml: &str) -> String {
+        let mut e = String::new();
+        with_file(toml, |f| e = Config::load(Some(f), &Overrides::default()).unwrap_err().to_string());
+        e
     }
 
     #[test]
@@ -550,7 +780,11 @@ mod tests {
         });
         // The injector sets TELLTALE_CONTAINER_NAME on app containers; a
         // sidecar given it too must still start.
-        assert!(NOT_CONFIG.contains(&"container_name"));
+        jailed(|jail| {
+            jail.set_env(contract::CONTAINER_NAME_ENV, "app");
+            jail.set_env(contract::LOG_ENV, "debug");
+            Config::load(None, &Overrides::default()).unwrap();
+        });
     }
 
     #[test]
@@ -586,15 +820,22 @@ mod tests {
 
     #[test]
     fn defaults_mirror_the_reference_product() {
-        let c = Config::load(None, &Overrides::default()).unwrap();
+        let mut c = Config::default();
+        jailed(|_| c = Config::load(None, &Overrides::default()).unwrap());
         assert_eq!(c.learning.min_duration, Duration::from_secs(48 * 3600));
         assert_eq!(c.learning.stable_period, Duration::from_secs(48 * 3600));
         assert_eq!(c.learning.max_duration, Duration::from_secs(120 * 3600));
-        // The injector checks a lone learning annotation against these.
-        assert_eq!(c.learning.min_duration, telltale_injector::SIDECAR_LEARNING_MIN_DURATION);
-        assert_eq!(c.learning.max_duration, telltale_injector::SIDECAR_LEARNING_MAX_DURATION);
+        // The injector checks a lone learning annotation against the
+        // contract's values: they are these defaults.
+        assert_eq!(c.learning.min_duration, contract::LEARNING_MIN_DURATION);
+        assert_eq!(c.learning.max_duration, contract::LEARNING_MAX_DURATION);
         assert_eq!(c.learning.warmup, Duration::from_secs(180));
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/telltale"));
+        assert_eq!(c.data_dir, PathBuf::from(contract::DATA_DIR));
+        assert_eq!(c.api.listen, "127.0.0.1:7443".parse::<std::net::SocketAddr>().unwrap());
+        assert_eq!(c.api.listen.port(), contract::API_PORT);
+        // Every default is within its range.
+        c.check_ranges().unwrap();
     }
 
     #[test]
@@ -640,7 +881,285 @@ mod tests {
             let e = Config::load(Some(p), &Overrides::default()).unwrap_err().to_string();
             assert!(e.contains("api.tokens"), "{e}");
         });
-        let e = Config::load(Some(Path::new("/no/such/telltale.toml")), &Overrides::default()).unwrap_err();
-        assert!(e.to_string().contains("/no/such/telltale.toml"));
+        jailed(|_| {
+            let e = Config::load(Some(Path::new("/no/such/telltale.toml")), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("/no/such/telltale.toml"));
+        });
+    }
+
+    /// The environment the injector writes (names and fixed values from
+    /// `telltale_core::contract`, as `injector/tests/contract.rs` checks the
+    /// injector writes them) loads, and means what the injector meant.
+    #[test]
+    fn the_environment_the_injector_writes_loads() {
+        jailed(|jail| {
+            // The one value that differs: the token Secret's file, here a real one.
+            let tokens = jail.directory().join(contract::TOKENS_FILE_NAME);
+            let sha = "b".repeat(64);
+            std::fs::write(&tokens, format!("[[tokens]]\nprincipal = \"ops\"\nrole = \"admin\"\nsha256 = \"{sha}\"\n"))
+                .unwrap();
+            let mut set = Vec::new();
+            for (name, value) in contract::env::FIXED.iter().chain(&contract::env::WITH_API_TOKENS) {
+                let value = if *name == contract::env::API_TOKENS_FILE {
+                    tokens.display().to_string()
+                } else {
+                    (*value).to_owned()
+                };
+                jail.set_env(name, &value);
+                set.push(*name);
+            }
+            let pod = ["web-1", "shop", "0f8c5a54-2b3c-4d1e-9f00-6a7b8c9d0e1f"];
+            for ((name, _), value) in contract::env::POD_FIELDS.iter().zip(pod) {
+                jail.set_env(name, value);
+                set.push(*name);
+            }
+            for (name, value) in contract::env::LEARNING.iter().zip(["24h", "3d", "12h", "5m"]) {
+                jail.set_env(name, value);
+                set.push(*name);
+            }
+            let mut all: Vec<&str> = contract::env::all().collect();
+            all.sort_unstable();
+            set.sort_unstable();
+            assert_eq!(set, all, "every variable the injector may set is set here");
+            // What app containers get, should the sidecar see it too.
+            jail.set_env(contract::CONTAINER_NAME_ENV, "app");
+
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            let k = &c.kubernetes;
+            assert!(k.enabled);
+            assert_eq!(
+                (k.pod_name.as_deref(), k.namespace.as_deref(), k.pod_uid.as_deref()),
+                (Some(pod[0]), Some(pod[1]), Some(pod[2]))
+            );
+            assert_eq!(k.containers_file.as_deref(), Some(Path::new(contract::CONTAINERS_FILE)));
+            assert_eq!(c.data_dir, PathBuf::from(contract::DATA_DIR));
+            assert_eq!(c.api.listen, contract::API_LISTEN_ANY.parse::<std::net::SocketAddr>().unwrap());
+            assert_eq!(c.api.tokens.len(), 1, "the token file was read");
+            let l = &c.learning;
+            assert_eq!(
+                [l.min_duration, l.max_duration, l.stable_period, l.warmup].map(|d| d.as_secs()),
+                [24 * 3600, 72 * 3600, 12 * 3600, 300]
+            );
+        });
+    }
+
+    /// Kubernetes service links for Services named `telltale` and
+    /// `telltale-api` (what a pod gets with `enableServiceLinks` on).
+    const SERVICE_LINKS: &[(&str, &str)] = &[
+        ("TELLTALE_SERVICE_HOST", "10.96.0.10"),
+        ("TELLTALE_SERVICE_PORT", "7443"),
+        ("TELLTALE_SERVICE_PORT_TELLTALE_API", "7443"),
+        ("TELLTALE_PORT", "tcp://10.96.0.10:7443"),
+        ("TELLTALE_PORT_7443_TCP", "tcp://10.96.0.10:7443"),
+        ("TELLTALE_PORT_7443_TCP_PROTO", "tcp"),
+        ("TELLTALE_PORT_7443_TCP_PORT", "7443"),
+        ("TELLTALE_PORT_7443_TCP_ADDR", "10.96.0.10"),
+        ("TELLTALE_API_SERVICE_HOST", "10.96.0.11"),
+        ("TELLTALE_API_SERVICE_PORT", "443"),
+        ("TELLTALE_API_PORT", "tcp://10.96.0.11:443"),
+        ("TELLTALE_API_PORT_443_UDP", "udp://10.96.0.11:443"),
+        ("TELLTALE_API_PORT_443_UDP_ADDR", "10.96.0.11"),
+        ("TELLTALE_WEB_HOOK_PORT_9000_SCTP_PORT", "9000"),
+    ];
+
+    #[test]
+    fn kubernetes_service_links_do_not_stop_start_up() {
+        jailed(|jail| {
+            for (name, value) in SERVICE_LINKS {
+                jail.set_env(name, value);
+            }
+            assert_eq!(Config::load(None, &Overrides::default()).unwrap(), Config::default());
+            // A real key next to them still counts, and a misspelt one is still refused.
+            jail.set_env("TELLTALE_API__STREAM_BUFFER", "64");
+            assert_eq!(Config::load(None, &Overrides::default()).unwrap().api.stream_buffer, 64);
+            jail.set_env("TELLTALE_API__STREAM_BUFER", "64");
+            let e = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("stream_bufer"), "{e}");
+        });
+    }
+
+    #[test]
+    fn only_the_exact_service_link_shapes_are_ignored() {
+        for (name, _) in SERVICE_LINKS {
+            assert!(is_service_link(name), "{name}");
+            assert!(is_service_link(&name.to_ascii_lowercase()), "{name}, any case");
+        }
+        for name in [
+            "TELLTALE_DATA_DIR",
+            "TELLTALE_CGROUP",
+            "TELLTALE_IMAGE",
+            "TELLTALE_ANOMALIES_JSON",
+            "TELLTALE_API__LISTEN",
+            "TELLTALE_API__PORT",
+            "TELLTALE_TELEMETRY__PROMETHEUS__LISTEN",
+            "TELLTALE_PORT_7443",
+            "TELLTALE_PORT_7443_HTTP",
+            "TELLTALE_PORT_X_TCP",
+            "TELLTALE_PORT_7443_TCP_HOST",
+            "TELLTALE_PORTS",
+            "TELLTALE_SERVICE_HOSTNAME",
+            "TELLTALE_SERVICE",
+            "TELLTALE__PORT",
+            "TELLTALE_PORT_",
+            "OTHER_SERVICE_HOST",
+            "TELLTALEX_PORT",
+            "TELLTALE-X_PORT",
+        ] {
+            assert!(!is_service_link(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn size_and_duration_keys_have_ranges_named_in_the_error() {
+        for (toml, key) in [
+            ("[api]\nstream_buffer = 100000000000\n", "api.stream_buffer"),
+            ("[api]\nstream_buffer = 0\n", "api.stream_buffer"),
+            ("[api]\nmax_request_bytes = 10\n", "api.max_request_bytes"),
+            ("[api]\nmax_request_bytes = 1099511627776\n", "api.max_request_bytes"),
+            ("[api]\nrequest_timeout = \"1ms\"\n", "api.request_timeout"),
+            ("[api]\nrequest_timeout = \"30days\"\n", "api.request_timeout"),
+            ("[api]\nanomaly_retention = \"1s\"\n", "api.anomaly_retention"),
+            ("[api]\nanomaly_retention = \"100years\"\n", "api.anomaly_retention"),
+            ("[learning]\nmin_duration = \"400days\"\nmax_duration = \"500days\"\n", "learning.min_duration"),
+            ("[learning]\nmax_duration = \"0s\"\nmin_duration = \"0s\"\n", "learning.max_duration"),
+            ("[learning]\nstable_period = \"2years\"\n", "learning.stable_period"),
+            ("[learning]\nwarmup = \"2days\"\n", "learning.warmup"),
+            ("[notifications]\nrate_limit = \"30days\"\n", "notifications.rate_limit"),
+            ("[telemetry.otlp]\nqueue_size = 0\n", "telemetry.otlp.queue_size"),
+            ("[telemetry.otlp]\nqueue_size = 100000000\n", "telemetry.otlp.queue_size"),
+            ("[telemetry.otlp]\nbatch_size = 0\n", "telemetry.otlp.batch_size"),
+            ("[telemetry.otlp]\nbatch_size = 100000\nqueue_size = 200000\n", "telemetry.otlp.batch_size"),
+            ("[telemetry.otlp]\nbatch_delay = \"0s\"\n", "telemetry.otlp.batch_delay"),
+            ("[telemetry.otlp]\nbatch_delay = \"1h\"\n", "telemetry.otlp.batch_delay"),
+            ("[telemetry.otlp]\nmetrics_interval = \"0s\"\n", "telemetry.otlp.metrics_interval"),
+            ("[telemetry.otlp]\nmetrics_interval = \"100ms\"\n", "telemetry.otlp.metrics_interval"),
+            ("[telemetry.otlp]\ntimeout = \"1h\"\n", "telemetry.otlp.timeout"),
+            ("[telemetry.otlp]\nsampling = -0.5\n", "telemetry.otlp.sampling"),
+            ("[telemetry.otlp]\nsampling = nan\n", "telemetry.otlp.sampling"),
+        ] {
+            let e = refused(toml);
+            assert!(e.contains(&format!("key `{key}`")) && e.contains("is not within"), "{toml}: {e}");
+        }
+        // The limits themselves are accepted; the example in the issue names its range.
+        with_file("[api]\nstream_buffer = 1048576\nmax_request_bytes = 67108864\n[learning]\nwarmup = \"0s\"\n", |f| {
+            let c = Config::load(Some(f), &Overrides::default()).unwrap();
+            assert_eq!((c.api.stream_buffer, c.api.max_request_bytes), (1 << 20, 64 << 20));
+        });
+        let e = refused("[api]\nstream_buffer = 100000000000\n");
+        assert!(e.contains("100000000000") && e.contains("1–1048576"), "{e}");
+    }
+
+    #[test]
+    fn the_same_token_twice_is_refused_naming_both_principals() {
+        let sha = "c".repeat(64);
+        let toml = format!(
+            "[[api.tokens]]\nprincipal = \"alice\"\nrole = \"viewer\"\nsha256 = \"{sha}\"\n\
+             [[api.tokens]]\nprincipal = \"mallory\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+            sha.to_ascii_uppercase()
+        );
+        let e = refused(&toml);
+        assert!(e.contains("api.tokens") && e.contains("\"alice\"") && e.contains("\"mallory\""), "{e}");
+        // Across the inline tokens and the tokens file too.
+        jailed(|jail| {
+            let file = jail.directory().join("tokens.toml");
+            std::fs::write(&file, format!("[[tokens]]\nprincipal = \"ci\"\nrole = \"admin\"\nsha256 = \"{sha}\"\n"))
+                .unwrap();
+            let toml = format!(
+                "[api]\ntokens_file = {:?}\n[[api.tokens]]\nprincipal = \"alice\"\nrole = \"viewer\"\nsha256 = \"{sha}\"\n",
+                file.display().to_string()
+            );
+            let path = jail.directory().join("telltale.toml");
+            std::fs::write(&path, toml).unwrap();
+            let e = Config::load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("\"alice\"") && e.contains("\"ci\""), "{e}");
+        });
+        // Different tokens are fine.
+        with_file(
+            &format!(
+                "[[api.tokens]]\nprincipal = \"alice\"\nrole = \"viewer\"\nsha256 = \"{sha}\"\n\
+                 [[api.tokens]]\nprincipal = \"bob\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+                "d".repeat(64)
+            ),
+            |f| assert_eq!(Config::load(Some(f), &Overrides::default()).unwrap().api.tokens.len(), 2),
+        );
+    }
+
+    /// A self-signed P-256 certificate and its key, made for these tests only.
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBhzCCAS2gAwIBAgIUOz6o6XleqPqBEyz4Ki+bVacAN68wCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNdGVsbHRhbGUtdGVzdDAgFw0yNjEyMDIxOTAwNTBaGA8yMTI2
+MTEwODE5MDA1MFowGDEWMBQGA1UEAwwNdGVsbHRhbGUtdGVzdDBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABNq8eBSuoP0jE6Vs/UJZeVg7M3Z2cIHD2Lr/vpFfSSdp
+TKyEVau57Ye8EwDI2nBkZOUsOUrCgq4+FtJrGvKgj7ejUzBRMB0GA1UdDgQWBBQM
+0DYdCmi/NO9hOGwtYJLdXWOccTAfBgNVHSMEGDAWgBQM0DYdCmi/NO9hOGwtYJLd
+XWOccTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIGCXMzgkzKvC
+aCg4uzfEF0cJRaEVyhpzsK6RiiyapS6SAiEA+92Eo2Lk0wjp16o11CBJmGhfeYsT
+BKKJxP/d7KyXBp8=
+-----END CERTIFICATE-----
+";
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg5z6Cb5udq6ZVDMgC
+aI0Ym/bDi8g8jHM1DiQiWgN79o+hRANCAATavHgUrqD9IxOlbP1CWXlYOzN2dnCB
+w9i6/76RX0knaUyshFWrue2HvBMAyNpwZGTlLDlKwoKuPhbSaxryoI+3
+-----END PRIVATE KEY-----
+";
+
+    #[test]
+    fn api_tls_files_must_exist_and_hold_pem() {
+        jailed(|jail| {
+            let dir = jail.directory().to_owned();
+            let write = |name: &str, text: &str| {
+                let p = dir.join(name);
+                std::fs::write(&p, text).unwrap();
+                p.display().to_string()
+            };
+            let (cert, key) = (write("tls.crt", TEST_CERT), write("tls.key", TEST_KEY));
+            let garbage = write("garbage.pem", "not PEM at all\n");
+            let truncated = write("truncated.pem", &TEST_CERT[..200]);
+            let missing = dir.join("missing.pem").display().to_string();
+            let load = |cert: &str, key: &str, ca: Option<&str>| {
+                let ca = ca.map(|c| format!("client_ca = {c:?}\n")).unwrap_or_default();
+                let path = dir.join("telltale.toml");
+                std::fs::write(&path, format!("[api.tls]\ncert = {cert:?}\nkey = {key:?}\n{ca}")).unwrap();
+                Config::load(Some(&path), &Overrides::default()).map_err(|e| e.to_string())
+            };
+            let c = load(&cert, &key, Some(&cert)).unwrap();
+            assert!(c.api.tls.is_some());
+            for (cert_, key_, ca, named) in [
+                (&missing, &key, None, "api.tls.cert"),
+                (&garbage, &key, None, "api.tls.cert"),
+                (&truncated, &key, None, "api.tls.cert"),
+                (&key, &key, None, "api.tls.cert"),
+                (&cert, &missing, None, "api.tls.key"),
+                (&cert, &garbage, None, "api.tls.key"),
+                (&cert, &cert, None, "api.tls.key"),
+                (&cert, &key, Some(&missing), "api.tls.client_ca"),
+                (&cert, &key, Some(&garbage), "api.tls.client_ca"),
+            ] {
+                let e = load(cert_, key_, ca.map(String::as_str)).unwrap_err();
+                assert!(e.contains(&format!("key `{named}`")), "{cert_} {key_} {ca:?}: {e}");
+            }
+            let e = load(&missing, &key, None).unwrap_err();
+            assert!(e.contains("missing.pem"), "the file is named: {e}");
+            let e = load(&cert, &garbage, None).unwrap_err();
+            assert!(e.contains("no PEM private key"), "{e}");
+        });
+    }
+
+    proptest::proptest! {
+        /// Any stream buffer size (TOML integers are i64) loads exactly when
+        /// it is within its range.
+        #[test]
+        fn stream_buffer_loads_iff_in_range(n in proptest::prop_oneof![0usize..=4096, (1usize << 20) - 2..=(1 << 20) + 2, 0usize..=i64::MAX as usize]) {
+            let mut result = None;
+            with_file(&format!("[api]\nstream_buffer = {n}\n"), |f| result = Some(Config::load(Some(f), &Overrides::default())));
+            let result = result.unwrap();
+            if ranges::API_STREAM_BUFFER.contains(&n) {
+                proptest::prop_assert_eq!(result.unwrap().api.stream_buffer, n);
+            } else {
+                let e = result.unwrap_err().to_string();
+                proptest::prop_assert!(e.contains("api.stream_buffer"), "{}", e);
+            }
+        }
     }
 }

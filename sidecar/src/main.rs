@@ -85,15 +85,13 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         ready: bool,
     },
-    /// Serve the mutating admission webhook that injects the sidecar into opted-in pods.
-    InjectWebhook(telltale_injector::WebhookArgs),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TELLTALE_LOG")
+            tracing_subscriber::EnvFilter::try_from_env(telltale_core::contract::LOG_ENV)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
@@ -136,16 +134,6 @@ fn main() -> ExitCode {
                 return ready_main(&cfg);
             }
             status_main(&cfg, json)
-        }
-        Command::InjectWebhook(args) => {
-            let runtime = match runtime() {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
-            match runtime.block_on(telltale_injector::serve(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e, 1),
-            }
         }
     }
 }

@@ -30,9 +30,9 @@ pub struct LearningConfig {
 impl Default for LearningConfig {
     fn default() -> Self {
         Self {
-            min_duration: Duration::from_secs(48 * 3600),
+            min_duration: crate::contract::LEARNING_MIN_DURATION,
             stable_period: Duration::from_secs(48 * 3600),
-            max_duration: Duration::from_secs(120 * 3600),
+            max_duration: crate::contract::LEARNING_MAX_DURATION,
             warmup: Duration::from_secs(180),
         }
     }

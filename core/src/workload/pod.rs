@@ -281,7 +281,7 @@ impl ProcCgroup {
 
 /// The environment variable the injector sets on every app and init
 /// container: the container's name.
-pub const CONTAINER_NAME_ENV: &str = "TELLTALE_CONTAINER_NAME";
+pub const CONTAINER_NAME_ENV: &str = crate::contract::CONTAINER_NAME_ENV;
 
 /// A Kubernetes container name: a DNS-1123 label.
 pub fn valid_container_name(s: &str) -> bool {

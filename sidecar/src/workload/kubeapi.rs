@@ -11,7 +11,7 @@ use std::time::Duration;
 use telltale_core::workload::pod::ApiContainer;
 
 /// Where Kubernetes mounts the service account's credentials.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub const SERVICE_ACCOUNT_DIR: &str = telltale_core::contract::SERVICE_ACCOUNT_DIR;
 
 /// A failed API read.
 #[derive(Debug, thiserror::Error)]
