@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod otlp;
+pub mod replay;
 
 use std::ffi::OsString;
 use std::process::ExitStatus;

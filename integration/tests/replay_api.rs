@@ -5,80 +5,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use telltale_client::{behaviour, Benign, Client, NotificationRule, NotificationTarget, SignalUpdate, WatchFilter};
-use telltale_core::event::{build, Event};
-use telltale_core::workload::image::ImageRef;
-use telltale_integration::TempDir;
+use telltale_integration::replay::{exec, read, Running};
 use telltale_sidecar::api::token_sha256;
-use telltale_sidecar::config::Config;
-use telltale_sidecar::daemon::source::{FixedContainers, Replay, ReplaySource};
-use telltale_sidecar::run::{Listening, Shell};
-use telltale_sidecar::store::Store;
-use telltale_sidecar::workload::cgroup::Cgroup;
-use telltale_sidecar::workload::discover::Found;
 use tokio_stream::StreamExt;
-
-const WEB: u64 = 7;
-
-fn read(path: &str) -> Event {
-    build::read(WEB, build::process("/usr/bin/app", &["/bin/sh"]), path)
-}
-
-struct Running {
-    addr: String,
-    replay: Replay,
-    clock: Arc<AtomicI64>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), telltale_sidecar::run::RunError>>,
-    _dir: TempDir,
-}
-
-async fn start() -> Running {
-    let dir = TempDir::new("replay-api");
-    let mut toml = format!(
-        "data_dir = \"{}/data\"\n[learning]\nmin_duration = \"10s\"\nstable_period = \"5s\"\nmax_duration = \"60s\"\nwarmup = \"0s\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
-        dir.str()
-    );
-    for (who, role, token) in [("vera", "viewer", "tv"), ("rita", "responder", "tr"), ("adam", "admin", "ta")] {
-        toml.push_str(&format!(
-            "[[api.tokens]]\nprincipal = \"{who}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
-            token_sha256(token)
-        ));
-    }
-    let path = dir.join("telltale.toml");
-    std::fs::write(&path, toml).unwrap();
-    let cfg = Config::load(Some(&path), &Default::default()).unwrap();
-    let store = Store::open(&cfg.data_dir).unwrap();
-    let (source, replay) = ReplaySource::new();
-    let web = Found {
-        cgroup: Cgroup { path: "/sys/fs/cgroup/pod/web".into(), id: WEB, level: 2 },
-        id: "c-web".into(),
-        name: "web".into(),
-        image: ImageRef::parse("registry.example.com/shop/web:v1").unwrap(),
-    };
-    let clock = Arc::new(AtomicI64::new(0));
-    let read_clock = clock.clone();
-    let shell = Shell { cfg, store, out: None, clock: Arc::new(move || read_clock.load(Ordering::SeqCst)) };
-    let (at_tx, at_rx) = tokio::sync::oneshot::channel::<Listening>();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(shell.serve(
-        source,
-        FixedContainers::new(vec![web]),
-        move |l| {
-            let _ = at_tx.send(*l);
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let at = tokio::time::timeout(Duration::from_secs(10), at_rx).await.unwrap().unwrap();
-    let addr = format!("http://{}", at.api.expect("the API listens"));
-    Running { addr, replay, clock, stop: Some(stop), task, _dir: dir }
-}
 
 async fn client(addr: &str, token: &str) -> Client {
     Client::builder(addr).token(token).connect().await.unwrap()
@@ -86,18 +18,26 @@ async fn client(addr: &str, token: &str) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_streams_triage_and_audit_without_root() {
-    let mut r = start().await;
-    let (vera, rita, adam) = (client(&r.addr, "tv").await, client(&r.addr, "tr").await, client(&r.addr, "ta").await);
+    let mut tokens = String::from("[api]\nlisten = \"127.0.0.1:0\"\n");
+    for (who, role, token) in [("vera", "viewer", "tv"), ("rita", "responder", "tr"), ("adam", "admin", "ta")] {
+        tokens.push_str(&format!(
+            "[[api.tokens]]\nprincipal = \"{who}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+            token_sha256(token)
+        ));
+    }
+    let r = Running::start("replay-api", &tokens).await;
+    let addr = r.api();
+    let (vera, rita, adam) = (client(&addr, "tv").await, client(&addr, "tr").await, client(&addr, "ta").await);
 
     // Learn, then move the daemon's clock past the learning period.
-    r.replay.send(vec![build::exec(WEB, build::process("/usr/bin/app", &["/bin/sh"])), read("/etc/app.conf")]);
+    r.replay.send(vec![exec(), read("/etc/app.conf")]);
     let learned = async {
         while vera.learning_status(Some("web")).await.map_or(true, |st| st[0].behaviours < 2) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(10), learned).await.expect("the replayed events are learned");
-    r.clock.store(20_000, Ordering::SeqCst);
+    r.at_ms(20_000);
     let stable = async {
         loop {
             let st = vera.learning_status(Some("web")).await.unwrap();
@@ -110,14 +50,14 @@ async fn roles_streams_triage_and_audit_without_root() {
     tokio::time::timeout(Duration::from_secs(10), stable).await.expect("stable after the clock passed 20 s");
 
     // Nobody without a valid token gets in.
-    let anon = Client::builder(&r.addr).connect().await.unwrap();
+    let anon = Client::builder(&addr).connect().await.unwrap();
     assert_eq!(anon.learning_status(None).await.unwrap_err().code(), Some(tonic::Code::Unauthenticated));
-    let wrong = client(&r.addr, "nope").await;
+    let wrong = client(&addr, "nope").await;
     assert_eq!(wrong.signals("").await.unwrap_err().code(), Some(tonic::Code::Unauthenticated));
 
     // A viewer streams what the replayed events raise.
     let mut stream = vera.stream_anomalies(&WatchFilter::default(), 0).await.unwrap();
-    r.clock.store(21_000, Ordering::SeqCst);
+    r.at_ms(21_000);
     r.replay.send(vec![read("/etc/shadow"), read("/etc/app.conf")]);
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
     let telltale_client::AnomalyStreamItem::Anomaly(a) = first else { panic!("an anomaly, not {first:?}") };
@@ -177,6 +117,5 @@ async fn roles_streams_triage_and_audit_without_root() {
     assert!(!own.is_empty() && own.iter().all(|e| e.principal == "vera"), "{own:#?}");
     assert!(adam.verify_audit().await.unwrap().ok);
 
-    let _ = r.stop.take().unwrap().send(());
-    tokio::time::timeout(Duration::from_secs(30), r.task).await.unwrap().unwrap().unwrap();
+    r.stop().await;
 }
