@@ -1,5 +1,6 @@
-//! Domain ↔ proto, in one place. Exhaustive destructuring: a new field on
-//! either side breaks the build here, not the wire.
+//! Domain ↔ proto, in one place, private to the API. Exhaustive
+//! destructuring: a new field on either side breaks the build here, not
+//! the wire. Input quoted in a refusal goes through [`echo`].
 
 use std::net::IpAddr;
 
@@ -7,23 +8,16 @@ use telltale_proto::v1 as pb;
 
 use telltale_core::detect::{Anomaly, Container};
 use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
+use telltale_core::field::FieldError;
 use telltale_core::profile::generalize::path_pattern;
 use telltale_core::profile::lifecycle::State;
 use telltale_core::profile::{Behaviour, EventType, Node, Observation, Profile};
 use telltale_core::status::{ProfileStatus, TypeStatus};
 
-/// A request field that is not acceptable, named by its path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field `{field}`: {problem}")]
-pub struct FieldError {
-    /// e.g. `behaviours[0].lineage[1]`.
-    pub field: String,
-    /// What is wrong.
-    pub problem: String,
-}
+use super::error::echo;
 
 fn bad(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
-    FieldError { field: field.into(), problem: problem.into() }
+    FieldError::new(field, problem)
 }
 
 /// Proto event type.
@@ -370,7 +364,7 @@ pub fn from_rule(r: &pb::NotificationRule) -> Result<telltale_core::notify::Rule
         targets,
         notify_on_update: *notify_on_update,
     };
-    rule.validate().map_err(|e| bad(e.field, e.problem))?;
+    rule.validate()?;
     Ok(rule)
 }
 
@@ -400,7 +394,11 @@ pub fn from_suppression(r: &pb::Suppression) -> Result<telltale_core::suppress::
         process: process.clone(),
         detail: detail.clone(),
     };
-    s.validate().map_err(|e| bad("suppression", e))?;
+    // Core says `field `name`: is empty`: keep its field name.
+    s.validate().map_err(|e| match e.strip_prefix("field `").and_then(|rest| rest.split_once("`: ")) {
+        Some((field, problem)) => bad(field, problem),
+        None => bad("suppression", e),
+    })?;
     Ok(s)
 }
 
@@ -501,7 +499,7 @@ fn absolute_path(field: String, p: &str) -> Result<(), FieldError> {
         return Err(bad(field, "is empty"));
     }
     if !p.starts_with('/') {
-        return Err(bad(field, format!("{p:?} is not an absolute path")));
+        return Err(bad(field, format!("{} is not an absolute path", echo(p))));
     }
     if p.len() > 4096 || p.contains('\0') {
         return Err(bad(field, "is longer than 4096 bytes or contains NUL"));
@@ -545,11 +543,11 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
                 return Err(bad(format!("{field}.dns.name"), "is empty"));
             }
             if n.len() > 253 || n.split('.').any(|l| l.is_empty() || l.len() > 63) {
-                return Err(bad(format!("{field}.dns.name"), format!("{name:?} is not a valid DNS name")));
+                return Err(bad(format!("{field}.dns.name"), format!("{} is not a valid DNS name", echo(name))));
             }
             let t = if r#type.is_empty() { "A".to_owned() } else { r#type.to_ascii_uppercase() };
             if t.parse::<hickory_proto::rr::RecordType>().is_err() {
-                return Err(bad(format!("{field}.dns.type"), format!("unknown query type {type:?}", type = r#type)));
+                return Err(bad(format!("{field}.dns.type"), format!("unknown query type {}", echo(r#type))));
             }
             Behaviour::Dns { name: n, qtype: t }
         }
@@ -563,12 +561,12 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
                 .map_err(|_| bad(format!("{field}.connect.port"), format!("{port} is not a port (1-65535)")))?;
             if address.contains('/') {
                 let network: ipnet::IpNet = address.parse().map_err(|e| {
-                    bad(format!("{field}.connect.address"), format!("{address:?} is not a CIDR range: {e}"))
+                    bad(format!("{field}.connect.address"), format!("{} is not a CIDR range: {e}", echo(address)))
                 })?;
                 Behaviour::ConnectRange { protocol: proto, network: network.trunc(), port: port16 }
             } else {
                 let ip: IpAddr = address.parse().map_err(|e| {
-                    bad(format!("{field}.connect.address"), format!("{address:?} is not an IP address: {e}"))
+                    bad(format!("{field}.connect.address"), format!("{} is not an IP address: {e}", echo(address)))
                 })?;
                 if port16 == 0 {
                     return Err(bad(format!("{field}.connect.port"), "0 (any port) needs a CIDR range"));
@@ -691,5 +689,36 @@ mod tests {
             let e = behaviour_to_add(3, &b).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
+    }
+
+    #[test]
+    fn refusals_quote_input_bounded_and_escaped() {
+        let huge = format!("evil\n{}", "x".repeat(900 * 1024));
+        let cases = [
+            add(&[&format!("rel/{huge}")], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})),
+            add(&["/bin/a"], pb::behaviour::Kind::Dns(pb::DnsBehaviour { name: huge.clone(), r#type: String::new() })),
+            add(
+                &["/bin/a"],
+                pb::behaviour::Kind::Dns(pb::DnsBehaviour { name: "a.example".into(), r#type: huge.clone() }),
+            ),
+            add(
+                &["/bin/a"],
+                pb::behaviour::Kind::Connect(pb::ConnectBehaviour { protocol: 1, address: huge.clone(), port: 80 }),
+            ),
+        ];
+        for b in cases {
+            let e = behaviour_to_add(0, &b).unwrap_err();
+            assert!(e.problem.len() < 400, "{} bytes", e.problem.len());
+            assert!(e.problem.contains("bytes in all)\""), "{}", e.problem);
+            assert!(!e.problem.contains('\n'), "{}", e.problem);
+        }
+    }
+
+    #[test]
+    fn suppression_refusals_name_core_s_field() {
+        let s = pb::Suppression { name: "mute".into(), ..pb::Suppression::default() };
+        let e = from_suppression(&s).unwrap_err();
+        assert_eq!(e.field, "detail");
+        assert_eq!(e.problem, "a suppression must narrow by image, process or detail");
     }
 }
