@@ -106,11 +106,23 @@ impl Rule {
                 Target::Slack { url } => http_url(format!("targets[{i}].slack.url"), url)?,
                 Target::Webhook { url, headers, .. } => {
                     http_url(format!("targets[{i}].webhook.url"), url)?;
-                    for k in headers.keys() {
+                    for (k, v) in headers {
                         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                             return Err(bad(
                                 format!("targets[{i}].webhook.headers"),
-                                format!("{k:?} is not a header name"),
+                                format!("{} is not a header name", crate::text::bounded(k, 64)),
+                            ));
+                        }
+                        // RFC 9110 field values: visible ASCII, spaces and tabs; never
+                        // CR or LF (a request could never be sent, so it would be
+                        // retried forever).
+                        if !v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+                            return Err(bad(
+                                format!("targets[{i}].webhook.headers.{k}"),
+                                format!(
+                                    "{} is not a header value (control characters or non-ASCII)",
+                                    crate::text::bounded(v, 64)
+                                ),
                             ));
                         }
                     }

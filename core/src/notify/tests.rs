@@ -43,6 +43,21 @@ fn signal_running(program: &str) -> Signal {
 }
 
 #[test]
+fn header_values_with_line_breaks_are_refused_at_creation() {
+    let with = |v: &str| Target::Webhook {
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: None,
+        headers: [("X-Team".to_owned(), v.to_owned())].into_iter().collect(),
+    };
+    assert!(rule("a:b", vec![with("red team\tok")]).validate().is_ok());
+    for bad in ["red\r\nX-Injected: 1", "red\n", "caf\u{e9}", "\0"] {
+        let e = rule("a:b", vec![with(bad)]).validate().unwrap_err();
+        assert_eq!(e.field, "targets[0].webhook.headers.X-Team", "{bad:?}");
+        assert!(!e.problem.contains('\n') && !e.problem.contains('\r'), "{e}");
+    }
+}
+
+#[test]
 fn validation_names_the_field() {
     assert!(rule("severity:high", vec![webhook()]).validate().is_ok());
     let e = rule("severity:(", vec![webhook()]).validate().unwrap_err();
