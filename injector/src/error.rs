@@ -100,13 +100,4 @@ pub enum Rejection {
 }
 
 /// `e` and its sources, joined by `: ` (for messages that leave the process).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use telltale_core::error_chain as chain;
