@@ -31,6 +31,19 @@ pub fn etcd_bin() -> PathBuf {
     })
 }
 
+/// A loopback address of its own for each etcd member (all of 127/8 is
+/// loopback on Linux), so members listen on the fixed etcd ports and no
+/// released-then-reused ephemeral port can collide ("address already in
+/// use" when another test's connection took a port picked with bind(0)).
+fn member_ip() -> Ipv4Addr {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = u64::from(std::process::id());
+    // Bytes 2..4 of the address: this process, then a counter.
+    let b = |v: u64| u8::try_from(v).unwrap_or(0);
+    Ipv4Addr::new(127, b(100 + pid % 100), b(n / 250 % 250), b(n % 250 + 1))
+}
+
 /// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind port 0");
@@ -39,7 +52,7 @@ pub fn free_port() -> u16 {
 
 static TOKENS: AtomicU64 = AtomicU64::new(0);
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
+/// A CA, a server certificate for the members' addresses and a client certificate, as
 /// PEM files.
 #[derive(Clone)]
 pub struct Pki {
@@ -53,7 +66,7 @@ pub struct Pki {
 
 impl Pki {
     /// Generate one under `dir`.
-    pub fn generate(dir: &Path) -> Pki {
+    pub fn generate(dir: &Path, ips: &[Ipv4Addr]) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -70,7 +83,8 @@ impl Pki {
             let cert = p.signed_by(&key, &ca).unwrap();
             (write(&format!("{name}.pem"), &cert.pem()), write(&format!("{name}.key"), &key.serialize_pem()))
         };
-        let server = leaf("server", vec!["127.0.0.1".into(), "localhost".into()], ExtendedKeyUsagePurpose::ServerAuth);
+        let names = ips.iter().map(ToString::to_string).chain(["127.0.0.1".into(), "localhost".into()]).collect();
+        let server = leaf("server", names, ExtendedKeyUsagePurpose::ServerAuth);
         let client = leaf("client", vec!["telltale.local".into()], ExtendedKeyUsagePurpose::ClientAuth);
         Pki { ca: write("ca.pem", &ca.pem()), server, client }
     }
@@ -89,8 +103,7 @@ impl Pki {
 /// One etcd member process; killed on drop (even when the test panics).
 pub struct Member {
     name: String,
-    client_port: u16,
-    peer_port: u16,
+    ip: Ipv4Addr,
     data_dir: PathBuf,
     log: PathBuf,
     initial_cluster: String,
@@ -103,8 +116,7 @@ impl Member {
     fn new(dir: &Path, name: &str) -> Self {
         Self {
             name: name.to_owned(),
-            client_port: free_port(),
-            peer_port: free_port(),
+            ip: member_ip(),
             data_dir: dir.join(format!("{name}.etcd")),
             log: dir.join(format!("{name}.log")),
             initial_cluster: String::new(),
@@ -115,13 +127,13 @@ impl Member {
     }
 
     fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("http://{}:2380", self.ip)
     }
 
     /// The client URL.
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.client_port)
+        format!("{scheme}://{}:2379", self.ip)
     }
 
     fn client_options(&self) -> etcd_client::ConnectOptions {
@@ -263,8 +275,9 @@ impl Cluster {
 
     async fn start_with(n: usize, tls: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let pki = tls.then(|| Pki::generate(dir.path()));
         let mut members: Vec<Member> = (0..n).map(|i| Member::new(dir.path(), &format!("m{i}"))).collect();
+        let ips: Vec<Ipv4Addr> = members.iter().map(|m| m.ip).collect();
+        let pki = tls.then(|| Pki::generate(dir.path(), &ips));
         let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
         let token = format!("tt-{}-{}", std::process::id(), TOKENS.fetch_add(1, Ordering::Relaxed));
         for m in &mut members {
