@@ -96,9 +96,7 @@ impl Pod {
     pub fn run_until_exit(&self, action: impl FnOnce(), timeout: Duration) -> (std::process::ExitStatus, String) {
         let mut child = self.run_command(&[]).spawn().expect("telltale run");
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut first = String::new();
-        stderr.read_line(&mut first).expect("read");
-        assert!(first.contains("telltale: watching"), "daemon did not start: {first}");
+        let first = read_until_watching(&mut stderr);
         let rest = std::thread::spawn(move || {
             let mut all = String::new();
             let _ = std::io::Read::read_to_string(&mut stderr, &mut all);
@@ -124,11 +122,10 @@ impl Pod {
     pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let mut child = self.run_command(env).spawn().expect("telltale run");
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        stderr.read_line(&mut line).expect("read");
-        assert!(line.contains("telltale: watching"), "daemon did not start: {line}");
+        let line = read_until_watching(&mut stderr);
+        let last = line.lines().last().unwrap_or_default();
         let after =
-            |marker: &str| line.trim().split(marker).nth(1).and_then(|r| r.split(';').next()).map(str::to_owned);
+            |marker: &str| last.trim().split(marker).nth(1).and_then(|r| r.split(';').next()).map(str::to_owned);
         let api = after("; API on ").map(|a| format!("http://{a}"));
         let metrics = after("; metrics on ");
         // Keep draining stderr so the daemon never blocks on it.
@@ -194,6 +191,22 @@ impl Pod {
             }
             last = a.len();
         }
+    }
+}
+
+/// Read the daemon's stderr up to its "telltale: watching" line (log lines,
+/// such as a retried notification from an earlier run's outbox, may come
+/// first); everything read so far, that line last. Panics on EOF.
+fn read_until_watching(stderr: &mut impl BufRead) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read");
+        all.push_str(&line);
+        if line.contains("telltale: watching") {
+            return all;
+        }
+        assert!(n > 0 && all.len() < 1 << 20, "daemon did not start: {all}");
     }
 }
 
