@@ -305,9 +305,28 @@ impl Detector {
         observations: &[Observation],
         now_ms: i64,
     ) -> Option<(u32, u32, Vec<Change>)> {
+        let mut changes = Vec::new();
+        if !self.profiles.contains_key(image) {
+            // A profile that does not exist yet is created only for a request
+            // that names the process node (exec) of every lineage it adds to,
+            // as an imported profile document does (`telltalectl profile
+            // import`): a file, DNS name or endpoint alone needs a profile.
+            let execs: HashSet<&Vec<String>> =
+                observations.iter().filter(|o| o.behaviour == Behaviour::Exec).map(|o| &o.lineage).collect();
+            if observations.is_empty() || !observations.iter().all(|o| execs.contains(&o.lineage)) {
+                return None;
+            }
+            let mut p = Profile::new(image, now_ms);
+            p.tags.insert("latest".to_owned());
+            changes.push(Change::Profile { image: image.to_owned(), tags: p.tags.iter().cloned().collect() });
+            for t in EventType::ALL {
+                changes.push(Change::Clock { image: image.to_owned(), event_type: t, clock: *p.clock(t) });
+            }
+            self.profiles.insert(image.to_owned(), p);
+        }
         let profile = self.profiles.get_mut(image)?;
         let tag = profile.tags.iter().next_back().cloned().unwrap_or_else(|| "latest".to_owned());
-        let (mut added, mut known, mut changes) = (0, 0, Vec::new());
+        let (mut added, mut known) = (0, 0);
         for o in observations {
             if profile.add_manual(o, &tag, now_ms) {
                 added += 1;

@@ -8,6 +8,7 @@
 //! generalized ([`generalize`]); executables, DNS names and endpoints are
 //! exact.
 
+pub mod document;
 pub mod generalize;
 pub mod lifecycle;
 

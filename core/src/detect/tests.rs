@@ -143,3 +143,37 @@ fn suppressed_anomalies_are_learned_not_reported() {
     assert!(d.on_event(&open(100, "/etc/app/secrets.yml"), 21_001).changes.is_empty(), "now known");
     assert_eq!(anomalies(&d.on_event(&open(100, "/etc/shadow"), 21_002).changes).len(), 1);
 }
+
+#[test]
+fn adding_to_an_unknown_profile_creates_it_only_with_the_process_nodes() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    let node =
+        |l: &[&str]| Observation { lineage: l.iter().map(|s| (*s).to_owned()).collect(), behaviour: Behaviour::Exec };
+    let read = |l: &[&str], p: &str| Observation {
+        lineage: l.iter().map(|s| (*s).to_owned()).collect(),
+        behaviour: Behaviour::File { pattern: p.into(), access: crate::profile::access::READ },
+    };
+    // A file of a process the request does not name: no profile to add it to.
+    assert!(d.add_to_profile("web", &[read(&["/bin/app"], "/etc/x")], 1_000).is_none());
+    assert!(d.add_to_profile("web", &[], 1_000).is_none());
+    assert!(d.profile("web").is_none());
+    // A complete fragment (an imported document): the profile is created,
+    // persisted first, then its behaviours.
+    let (added, known, changes) =
+        d.add_to_profile("web", &[node(&["/bin/app"]), read(&["/bin/app"], "/etc/x")], 1_000).unwrap();
+    assert_eq!((added, known), (2, 0));
+    assert_eq!(changes[0], Change::Profile { image: "web".into(), tags: vec!["latest".into()] });
+    assert!(changes[1..5].iter().all(|c| matches!(c, Change::Clock { clock, .. } if clock.state == State::Learning)));
+    let behaviours = changes.iter().filter(|c| matches!(c, Change::Behaviour { .. })).count();
+    assert_eq!(behaviours, 2);
+    // It learns like any new profile: quiet (hand-added behaviour does not
+    // restart the quiet period), then stable; then new behaviour is an anomaly.
+    d.tick(20_000, &Default::default());
+    assert_eq!(d.profile("web").unwrap().clock(EventType::File).state, State::Stable);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 20_000), 20_000);
+    let o = d.on_event(&open(100, "/etc/x"), 21_000);
+    assert!(o.known && o.changes.is_empty(), "imported: known");
+    assert_eq!(anomalies(&d.on_event(&open(100, "/etc/y"), 21_000).changes).len(), 1);
+    // Now that it exists, a lone file is added as before.
+    assert_eq!(d.add_to_profile("web", &[read(&["/bin/app"], "/etc/y")], 22_000).map(|(a, k, _)| (a, k)), Some((1, 0)));
+}

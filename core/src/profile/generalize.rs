@@ -169,6 +169,59 @@ pub fn sibling_pattern(pattern: &str) -> Option<String> {
     Some(format!("{dir}/{prefix}{sep_char}{{*}}{ext}"))
 }
 
+/// The placeholders [`path_pattern`] writes (rules 1–4).
+pub const PLACEHOLDERS: [&str; 7] = ["{pid}", "{tid}", "{uuid}", "{date}", "{num}", "{hex}", "{rand}"];
+
+/// Why a text is not a file pattern as [`path_pattern`] writes them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Patterns are absolute paths.
+    #[error("is not an absolute path (it must start with `/`)")]
+    NotAbsolute,
+    /// A NUL byte, which no path can hold.
+    #[error("contains a NUL byte")]
+    Nul,
+    /// A `{` that starts none of the placeholders.
+    #[error("has `{{` at byte {0} that starts no placeholder (use one of {{pid}} {{tid}} {{uuid}} {{date}} {{num}} {{hex}} {{rand}}, or `{{{{` for a literal brace)")]
+    Placeholder(usize),
+    /// A collapsed sibling shape (`report-{*}.csv`): the profile makes
+    /// those from the files it names.
+    #[error("has `{{*}}` at byte {0}: collapsed sibling shapes are not patterns of their own (list the files)")]
+    SiblingShape(usize),
+    /// A lone `}`.
+    #[error("has a lone `}}` at byte {0} (write `}}}}` for a literal brace)")]
+    LoneBrace(usize),
+}
+
+/// Check that `pattern` is a file pattern as profiles store it: absolute,
+/// braces only as [`PLACEHOLDERS`] or doubled (a literal brace, rule 5).
+/// Collapsed sibling shapes (`{*}`, rule 6) are not patterns of their own.
+pub fn check_pattern(pattern: &str) -> Result<(), PatternError> {
+    if !pattern.starts_with('/') {
+        return Err(PatternError::NotAbsolute);
+    }
+    if pattern.contains('\0') {
+        return Err(PatternError::Nul);
+    }
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
+            b'{' if pattern[i..].starts_with("{*}") => return Err(PatternError::SiblingShape(i)),
+            b'{' => {
+                let rest = &pattern[i..];
+                let p = PLACEHOLDERS.iter().find(|p| rest.starts_with(*p)).ok_or(PatternError::Placeholder(i))?;
+                i += p.len();
+            }
+            b'}' if bytes.get(i + 1) == Some(&b'}') => i += 2,
+            b'}' => return Err(PatternError::LoneBrace(i)),
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +290,23 @@ mod tests {
     fn literal_braces_cannot_forge_a_pattern() {
         assert_eq!(path_pattern("/tmp/{num}"), "/tmp/{{num}}");
         assert_ne!(path_pattern("/tmp/{num}"), path_pattern("/tmp/123"));
+    }
+
+    #[test]
+    fn patterns_are_checked() {
+        for p in
+            ["/etc/passwd", "/proc/{pid}/task/{tid}/stat", "/tmp/tmp.{rand}", "/var/log/app-{date}.log", "/x/{{num}}"]
+        {
+            assert_eq!(check_pattern(p), Ok(()), "{p}");
+        }
+        for p in ["/etc/passwd", "/proc/1234/status", "/tmp/{num}", "/tmp/tmp.aB3dE9fGh1", "/a/}{/b"] {
+            assert_eq!(check_pattern(&path_pattern(p)), Ok(()), "every generalized path is a pattern: {p}");
+        }
+        assert_eq!(check_pattern("etc/passwd"), Err(PatternError::NotAbsolute));
+        assert_eq!(check_pattern("/x/{nums}"), Err(PatternError::Placeholder(3)));
+        assert_eq!(check_pattern("/srv/report-{*}.csv"), Err(PatternError::SiblingShape(12)));
+        assert_eq!(check_pattern("/srv/{{*}}"), Ok(()), "a literal `{{*}}`");
+        assert_eq!(check_pattern("/x/a}b"), Err(PatternError::LoneBrace(4)));
+        assert_eq!(check_pattern("/x/\0"), Err(PatternError::Nul));
     }
 }
