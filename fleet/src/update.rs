@@ -74,6 +74,11 @@ impl Updates {
     pub async fn recv(&mut self) -> Option<Update> {
         self.inner.as_mut().recv().await
     }
+
+    /// The next update if one is waiting now (to apply a burst as one batch).
+    pub fn try_recv(&mut self) -> Option<Update> {
+        self.inner.as_mut().try_recv().ok()
+    }
 }
 
 impl Stream for Updates {
