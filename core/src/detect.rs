@@ -146,6 +146,8 @@ pub struct Detector {
     /// (container, lineage) of execs a suppression covered: what those
     /// processes do is covered too.
     suppressed: HashSet<(String, Vec<String>)>,
+    /// States change only by [`Detector::adopt_clock`] (fleet profiles).
+    external_lifecycle: bool,
 }
 
 impl Detector {
@@ -159,6 +161,7 @@ impl Detector {
             next_id: 0,
             suppressions: Vec::new(),
             suppressed: HashSet::new(),
+            external_lifecycle: false,
         }
     }
 
@@ -195,17 +198,73 @@ impl Detector {
     /// Register a container (a new image gets a new profile, learning from now).
     pub fn add_container(&mut self, c: Container, now_ms: i64) -> Vec<Change> {
         let mut changes = Vec::new();
-        let profile = self.profiles.entry(c.image.clone()).or_insert_with(|| {
-            let p = Profile::new(&c.image, now_ms);
+        self.profile_with_tag(&c.image, Some(&c.tag), now_ms, &mut changes);
+        self.containers.insert(c.cgroup_id, c);
+        changes
+    }
+
+    /// The profile of `image`, created (learning from `now_ms`) if missing,
+    /// with `tag` among its tags; what that changed goes to `changes`.
+    fn profile_with_tag(
+        &mut self,
+        image: &str,
+        tag: Option<&str>,
+        now_ms: i64,
+        changes: &mut Vec<Change>,
+    ) -> &mut Profile {
+        let before = changes.len();
+        let profile = self.profiles.entry(image.to_owned()).or_insert_with(|| {
+            let p = Profile::new(image, now_ms);
             for t in EventType::ALL {
-                changes.push(Change::Clock { image: c.image.clone(), event_type: t, clock: *p.clock(t) });
+                changes.push(Change::Clock { image: image.to_owned(), event_type: t, clock: *p.clock(t) });
             }
             p
         });
-        if profile.tags.insert(c.tag.clone()) || !changes.is_empty() {
-            changes.push(Change::Profile { image: c.image.clone(), tags: profile.tags.iter().cloned().collect() });
+        if tag.is_some_and(|t| profile.tags.insert(t.to_owned())) || changes.len() > before {
+            changes.push(Change::Profile { image: image.to_owned(), tags: profile.tags.iter().cloned().collect() });
         }
-        self.containers.insert(c.cgroup_id, c);
+        profile
+    }
+
+    /// The lifecycle is decided elsewhere (the fleet's clocks): [`tick`]
+    /// then only counts lost events, and states change by [`adopt_clock`].
+    ///
+    /// [`tick`]: Detector::tick
+    /// [`adopt_clock`]: Detector::adopt_clock
+    pub fn set_external_lifecycle(&mut self, external: bool) {
+        self.external_lifecycle = external;
+    }
+
+    /// Take in a behaviour another replica of the fleet stored: added to
+    /// the image's profile (created if missing) without restarting the
+    /// quiet period; nothing if already known.
+    pub fn adopt_behaviour(&mut self, image: &str, o: &Observation, tag: &str, first_seen_ms: i64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let profile = self.profile_with_tag(image, Some(tag), first_seen_ms, &mut changes);
+        if profile.add_manual(o, tag, first_seen_ms) {
+            changes.push(Change::Behaviour {
+                image: image.to_owned(),
+                observation: o.clone(),
+                tag: tag.to_owned(),
+                now_ms: first_seen_ms,
+            });
+            let t = o.event_type();
+            changes.push(Change::Clock { image: image.to_owned(), event_type: t, clock: *profile.clock(t) });
+        }
+        changes
+    }
+
+    /// Take in the fleet's clock of an image's type (its state, learning
+    /// start and last new behaviour); the profile is created if missing.
+    pub fn adopt_clock(&mut self, image: &str, t: EventType, clock: Clock, now_ms: i64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let profile = match self.profiles.get_mut(image) {
+            Some(p) => p,
+            None => self.profile_with_tag(image, None, now_ms, &mut changes),
+        };
+        if profile.adopt_clock(t, clock) {
+            changes.push(Change::Clock { image: image.to_owned(), event_type: t, clock: *profile.clock(t) });
+        }
         changes
     }
 
@@ -355,7 +414,7 @@ impl Detector {
         let mut changes = Vec::new();
         for p in self.profiles.values_mut() {
             p.add_lost_events(lost);
-            let changed = p.tick(now_ms, &self.cfg);
+            let changed = if self.external_lifecycle { Vec::new() } else { p.tick(now_ms, &self.cfg) };
             for t in EventType::ALL {
                 if lost.get(t) > 0 || changed.contains(&t) {
                     changes.push(Change::Clock { image: p.image.clone(), event_type: t, clock: *p.clock(t) });

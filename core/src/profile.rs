@@ -336,6 +336,50 @@ impl Profile {
         added
     }
 
+    /// Every behaviour in the profile: the exec of each process node, then
+    /// its file patterns (with their access bits), DNS questions,
+    /// endpoints and endpoint ranges. Adding them all to an empty profile
+    /// gives this profile's tree back.
+    pub fn observations(&self) -> Vec<Observation> {
+        let mut out = Vec::new();
+        let mut lineages: Vec<&Vec<String>> = self.nodes.keys().collect();
+        // Ancestors first (shorter lineages), then by path: a stable order.
+        lineages.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+        for lineage in lineages {
+            let node = &self.nodes[lineage];
+            let obs = |behaviour| Observation { lineage: lineage.clone(), behaviour };
+            out.push(obs(Behaviour::Exec));
+            let mut files: Vec<_> = node.files.iter().collect();
+            files.sort();
+            out.extend(files.into_iter().map(|(p, a)| obs(Behaviour::File { pattern: p.clone(), access: *a })));
+            let mut dns: Vec<_> = node.dns.iter().collect();
+            dns.sort();
+            out.extend(dns.into_iter().map(|(n, q)| obs(Behaviour::Dns { name: n.clone(), qtype: q.clone() })));
+            let mut eps: Vec<_> = node.endpoints.iter().collect();
+            eps.sort();
+            out.extend(
+                eps.into_iter().map(|(p, a, port)| obs(Behaviour::Connect { protocol: *p, address: *a, port: *port })),
+            );
+            out.extend(
+                node.endpoint_ranges
+                    .iter()
+                    .map(|(p, n, port)| obs(Behaviour::ConnectRange { protocol: *p, network: *n, port: *port })),
+            );
+        }
+        out
+    }
+
+    /// Take another replica's clock of a type (the fleet decides the
+    /// lifecycle), keeping this profile's own behaviour and lost-event
+    /// counts. Returns true if the clock changed.
+    pub fn adopt_clock(&mut self, t: EventType, c: Clock) -> bool {
+        let local = &mut self.clocks[t.index()];
+        let next = Clock { behaviours: local.behaviours, lost_events: local.lost_events, ..c };
+        let changed = *local != next;
+        *local = next;
+        changed
+    }
+
     /// Judge an observation, learning it unless it is an anomaly.
     /// `warmup`: the container is new, its start-up behaviour is learned.
     pub fn observe(&mut self, o: &Observation, tag: &str, now_ms: i64, warmup: bool) -> Verdict {

@@ -113,6 +113,8 @@ pub mod ranges {
     pub const OTLP_METRICS_INTERVAL: RangeInclusive<Duration> = secs(1)..=secs(DAY);
     /// `telemetry.otlp.timeout`: 1 ms – 10 minutes.
     pub const OTLP_TIMEOUT: RangeInclusive<Duration> = ms(1)..=secs(600);
+    /// `profiles.startup_timeout`: 0 s (do not wait) – 10 minutes.
+    pub const PROFILES_STARTUP_TIMEOUT: RangeInclusive<Duration> = secs(0)..=secs(600);
     /// `telemetry.otlp.sampling`: 0.0 – 1.0.
     pub const OTLP_SAMPLING: RangeInclusive<f64> = 0.0..=1.0;
 }
@@ -145,6 +147,50 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// OpenTelemetry export and the Prometheus endpoint.
     pub telemetry: TelemetryConfig,
+    /// Where security profiles are kept: this pod only, or the fleet (etcd).
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
+}
+
+/// `[profiles]`: the profile backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesConfig {
+    /// `local` (this sidecar's SQLite store only) or `etcd` (one profile per
+    /// short image name for every replica; the local store is the cache).
+    pub store: ProfileStore,
+    /// How to reach etcd (`[profiles.etcd]`; needed when `store = "etcd"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<telltale_fleet::EtcdConfig>,
+    /// At start, how long to wait for the fleet's profiles before judging
+    /// events with the local cache (events wait in the ring buffer meanwhile).
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: std::time::Duration,
+    /// This replica's name in the fleet (written with what it stores):
+    /// the pod name by default, else the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<String>,
+}
+
+impl Default for ProfilesConfig {
+    fn default() -> Self {
+        Self {
+            store: ProfileStore::Local,
+            etcd: None,
+            startup_timeout: std::time::Duration::from_secs(5),
+            replica_id: None,
+        }
+    }
+}
+
+/// `profiles.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileStore {
+    /// This sidecar's own store.
+    Local,
+    /// Fleet-wide profiles in etcd.
+    Etcd,
 }
 
 /// `[telemetry]`.
@@ -435,6 +481,7 @@ impl Default for Config {
             notifications: NotificationsConfig::default(),
             kubernetes: KubernetesConfig::default(),
             telemetry: TelemetryConfig::default(),
+            profiles: ProfilesConfig::default(),
         }
     }
 }
@@ -597,7 +644,53 @@ impl Config {
             telltale_core::workload::image::ImageRef::parse(image)
                 .map_err(|e| ConfigError::Invalid(format!("key `image`: {e}")))?;
         }
+        self.check_profiles()
+    }
+
+    /// `[profiles]`: an etcd store needs its `[profiles.etcd]` section, and
+    /// that section only makes sense with it.
+    fn check_profiles(&self) -> Result<(), ConfigError> {
+        let p = &self.profiles;
+        match (p.store, &p.etcd) {
+            (ProfileStore::Etcd, None) => {
+                return Err(ConfigError::Invalid(
+                    "key `profiles.store` = \"etcd\" needs a [profiles.etcd] section with `endpoints`".into(),
+                ))
+            }
+            (ProfileStore::Local, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "key `profiles.etcd` is set but `profiles.store` is \"local\": set store = \"etcd\" or remove it"
+                        .into(),
+                ))
+            }
+            (ProfileStore::Etcd, Some(e)) => {
+                e.validate()
+                    .map_err(|e| ConfigError::Invalid(format!("key `profiles.etcd.{}`: {}", e.key, e.reason)))?;
+            }
+            (ProfileStore::Local, None) => {}
+        }
+        if !ranges::PROFILES_STARTUP_TIMEOUT.contains(&p.startup_timeout) {
+            return Err(ConfigError::Invalid(format!(
+                "key `profiles.startup_timeout` = {} is out of range (0s – 10m)",
+                humantime::format_duration(p.startup_timeout)
+            )));
+        }
+        if let Some(id) = &p.replica_id {
+            if id.is_empty() || id.len() > 253 || id.chars().any(char::is_control) {
+                return Err(ConfigError::Invalid(
+                    "key `profiles.replica_id`: 1–253 characters, no control characters".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// This replica's name in the fleet.
+    pub fn replica_id(&self) -> String {
+        if let Some(id) = self.profiles.replica_id.clone().or_else(|| self.kubernetes.pod_name.clone()) {
+            return id;
+        }
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "telltale".into())
     }
 
     /// Every numeric key against its [`ranges`] entry.

@@ -6,6 +6,7 @@
 //! [`commands`] answer the API's requests through the same path.
 
 pub mod commands;
+pub mod fleet;
 pub mod pipeline;
 pub mod source;
 
@@ -58,6 +59,14 @@ pub enum DaemonError {
     },
 }
 
+/// The next fleet update; pending forever without a fleet.
+async fn fleet_update(fleet: &mut Option<fleet::FleetLink>) -> telltale_fleet::Update {
+    match fleet {
+        Some(f) => f.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Milliseconds since the epoch, as the daemon reads them (a test may
 /// drive its own clock).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -82,6 +91,7 @@ pub struct Daemon<S, D> {
     telemetry: Telemetry,
     sequences: Sequences,
     clock: Clock,
+    fleet: Option<fleet::FleetLink>,
 }
 
 impl<S, D> std::fmt::Debug for Daemon<S, D> {
@@ -112,6 +122,8 @@ pub struct Parts<S, D> {
     pub out: Option<Box<dyn Write + Send>>,
     /// The wall clock.
     pub clock: Clock,
+    /// Fleet-wide profiles, if configured.
+    pub fleet: Option<fleet::FleetLink>,
 }
 
 impl<S, D> std::fmt::Debug for Parts<S, D> {
@@ -123,9 +135,11 @@ impl<S, D> std::fmt::Debug for Parts<S, D> {
 impl<S: EventSource, D: Discovery> Daemon<S, D> {
     /// Load the state from the store. Records the learning configuration.
     pub fn new(p: Parts<S, D>) -> Result<Self, DaemonError> {
-        let Parts { cfg, store, source, discovery, feeds, telemetry, out, clock } = p;
+        let Parts { cfg, store, source, discovery, feeds, telemetry, out, clock, fleet } = p;
         store.save_learning_config(&cfg.learning)?;
         let mut detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
+        // With a fleet, states change only when etcd says so.
+        detector.set_external_lifecycle(fleet.is_some());
         let suppressions = store.suppressions()?;
         detector.set_suppressions(suppressions.clone());
         Ok(Self {
@@ -146,6 +160,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
             ticks: 0,
             telemetry,
             clock,
+            fleet,
         })
     }
 
@@ -160,6 +175,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         mut inbox: mpsc::Receiver<Command>,
         stop: impl Future<Output = ()>,
     ) -> Result<(), DaemonError> {
+        self.await_fleet().await?;
         let now = self.now();
         self.rescan(now)?;
         self.tick()?;
@@ -180,11 +196,42 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
                     r?;
                     self.on_events(&mut batch)?;
                 }
+                u = fleet_update(&mut self.fleet) => self.on_fleet(u)?,
             }
         }
         self.source.drain(&mut batch);
         self.on_events(&mut batch)?;
-        self.tick()
+        self.tick()?;
+        if let Some(f) = self.fleet.take() {
+            f.close().await;
+        }
+        Ok(())
+    }
+
+    /// At start, with a fleet: take in what etcd holds before the first
+    /// event is judged (a new pod of a stable image detects from its first
+    /// event), waiting at most `profiles.startup_timeout`; past it, judge
+    /// with the local cache and catch up when etcd answers.
+    async fn await_fleet(&mut self) -> Result<(), DaemonError> {
+        let Some(timeout) = self.fleet.as_ref().map(|f| f.startup_timeout) else { return Ok(()) };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let Ok(u) = tokio::time::timeout_at(deadline, fleet_update(&mut self.fleet)).await else {
+                let status = self.fleet.as_ref().map(|f| f.view().status);
+                tracing::warn!(
+                    ?status,
+                    ?timeout,
+                    "Fleet profiles not read yet: judging with the local profiles until etcd answers."
+                );
+                return Ok(());
+            };
+            let start =
+                matches!(u, telltale_fleet::Update::Resynced { reason: telltale_fleet::ResyncReason::Start, .. });
+            self.on_fleet(u)?;
+            if start {
+                return Ok(());
+            }
+        }
     }
 
     /// The sensors' counters, with the metrics published from them.
@@ -220,6 +267,11 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         let mut counters = serde_json::to_value(c).unwrap_or_default();
         counters["updated_ms"] = now.into();
         self.store.save_meta_json(SENSOR_COUNTERS, &counters)?;
+        if let Some(f) = &self.fleet {
+            let mut json = f.view().to_json();
+            json["updated_ms"] = now.into();
+            self.store.save_meta_json(fleet::FLEET_STATUS, &json)?;
+        }
         let changes = self.detector.tick(now, &delta);
         for ch in &changes {
             if let telltale_core::detect::Change::Clock { image, event_type, clock } = ch {
@@ -266,6 +318,15 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         for s in self.signals.all() {
             *view.signals.entry(s.status.name()).or_default() += 1;
         }
+        view.fleet = self.fleet.as_ref().map(|f| {
+            let v = f.view();
+            crate::telemetry::metrics::FleetGauges {
+                connection: v.status.name(),
+                queued: v.counters.queued,
+                writes: v.counters.write_txns,
+                resyncs: v.counters.resyncs,
+            }
+        });
         for p in self.detector.profiles() {
             view.profiles.insert(p.image.clone(), u64::try_from(p.behaviour_count()).unwrap_or(u64::MAX));
             for t in EventType::ALL {

@@ -60,6 +60,10 @@ pub enum RunError {
     /// The daemon loop stopped.
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// The fleet profile store could not be opened (its queue file, the
+    /// replica name; an unreachable etcd is not an error).
+    #[error("fleet profiles")]
+    Fleet(#[from] telltale_fleet::Error),
 }
 
 fn open_output(spec: &Option<String>) -> Result<Option<Box<dyn Write + Send>>, RunError> {
@@ -214,7 +218,8 @@ impl Shell {
         drop(cmd_tx);
         let notifier =
             tokio::spawn(crate::notify::deliver::run(cfg.data_dir.clone(), closing.clone(), telemetry.metrics.clone()));
-        let mut d = Daemon::new(Parts { cfg, store, source, discovery, feeds, telemetry, out, clock })?;
+        let fleet = crate::daemon::fleet::FleetLink::connect(&cfg, clock.clone()).await?;
+        let mut d = Daemon::new(Parts { cfg, store, source, discovery, feeds, telemetry, out, clock, fleet })?;
         listening(&at);
         // Stop on request, or when the API server ends on its own (it only
         // ends early on an error: TLS set-up, the listener...).

@@ -155,6 +155,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         let audit =
             |outcome| Action::new(now, principal, AssetType::SecurityProfile, image, Verb::AddToProfile, outcome);
         let mut p = Pending::default();
+        p.manual = true;
         let Some((added, known, changes)) = self.detector.add_to_profile(image, observations, now) else {
             p.batch
                 .audit
@@ -186,6 +187,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         let audit = |outcome| Action::new(now, principal, AssetType::SecuritySignal, id, verb, outcome);
         let failed = |e: &UpdateError| audit(Outcome::Failure).after(Some(serde_json::json!({"error": e.to_string()})));
         let mut p = Pending::default();
+        p.manual = true;
         let mut added = 0;
         let mut status = status;
         if let Some(ids) = &benign {

@@ -45,6 +45,10 @@ pub(super) struct Pending {
     folded: Touched,
     /// Dedup keys of behaviour judged known: the source may drop them.
     known: Vec<u64>,
+    /// Behaviours in this batch were added by a person.
+    pub(super) manual: bool,
+    /// This batch applies the fleet's updates: nothing to publish back.
+    pub(super) from_fleet: bool,
 }
 
 impl<S: EventSource, D: Discovery> Daemon<S, D> {
@@ -150,6 +154,10 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         p.batch.now_ms = now;
         if !p.batch.is_empty() {
             self.store.commit(&p.batch)?;
+        }
+        // Committed here first; then the fleet (queued durably there).
+        if let Some(f) = self.fleet.as_ref().filter(|_| !p.from_fleet) {
+            f.publish(super::fleet::behaviours_of(&p.batch.changes, p.manual));
         }
         self.published(p, &changed)
     }

@@ -19,6 +19,8 @@ use crate::bus::{Sequenced, SequencedChange};
 use crate::workload::cgroup::Cgroup;
 use crate::workload::discover::Found;
 
+mod fleet_profiles;
+
 const WEB: u64 = 5;
 
 fn tmp(tag: &str) -> PathBuf {
@@ -64,25 +66,37 @@ struct Harness {
 
 impl Harness {
     async fn open(dir: PathBuf, at_ms: i64) -> Self {
+        Self::open_with(dir, at_ms, |_| {}).await
+    }
+
+    /// With configuration changes; a fleet, when configured, is read
+    /// before the first scan (as `Daemon::run` does).
+    async fn open_with(dir: PathBuf, at_ms: i64, change: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = Config { data_dir: dir.clone(), learning: learning(), ..Config::default() };
         cfg.notifications.rate_limit = Duration::ZERO;
+        change(&mut cfg);
         let (source, replay) = ReplaySource::new();
         let clock = Arc::new(AtomicI64::new(at_ms));
         let read_clock = clock.clone();
+        let clock_fn: Clock = Arc::new(move || read_clock.load(Ordering::SeqCst));
+        let store = Store::open(&dir).unwrap();
+        let fleet = fleet::FleetLink::connect(&cfg, clock_fn.clone()).await.unwrap();
         let feeds = Feeds::new(64);
         let (anomalies, changes) = (feeds.anomalies.subscribe(), feeds.signals.subscribe());
         let d = Daemon::new(Parts {
-            store: Store::open(&dir).unwrap(),
+            store,
             telemetry: Telemetry::start(&cfg).await.unwrap(),
             cfg,
             source,
             discovery: FixedContainers::new(vec![web()]).in_pod("web-7d4b9c", "shop"),
             feeds,
             out: None,
-            clock: Arc::new(move || read_clock.load(Ordering::SeqCst)),
+            clock: clock_fn,
+            fleet,
         })
         .unwrap();
         let mut h = Harness { d, replay, clock, dir, anomalies, changes };
+        h.d.await_fleet().await.unwrap();
         h.d.rescan(at_ms).unwrap();
         h
     }

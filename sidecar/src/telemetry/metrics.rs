@@ -54,6 +54,13 @@ pub static DEFS: &[Def] = &[
     gauge("telltale.signals", "Signals, per triage status."),
     gauge("telltale.profile.behaviours", "Behaviours in each image's profile."),
     gauge("telltale.profile.learning", "1 for the learning state of each profile and event type."),
+    gauge(
+        "telltale.fleet.connection",
+        "1 for the current state of the link to the fleet's etcd (profiles.store = etcd).",
+    ),
+    gauge("telltale.fleet.queued", "Behaviours waiting in the durable queue for etcd."),
+    counter("telltale.fleet.writes", "Write transactions sent to etcd."),
+    counter("telltale.fleet.resyncs", "Full re-reads of the fleet's profiles (watch revision compacted)."),
     counter("telltale.notifications.delivered", "Notifications delivered, per target kind."),
     counter("telltale.notifications.failed", "Notification delivery attempts that failed, per target kind."),
     gauge("telltale.api.stream_clients", "Clients streaming anomalies or signals."),
@@ -89,6 +96,21 @@ pub struct DaemonView {
     pub profiles: BTreeMap<String, u64>,
     /// (image, event type, learning state).
     pub learning: Vec<(String, &'static str, &'static str)>,
+    /// The fleet link, when profiles are fleet-wide.
+    pub fleet: Option<FleetGauges>,
+}
+
+/// The fleet link's state and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetGauges {
+    /// `connected`, `disconnected` or `resyncing`.
+    pub connection: &'static str,
+    /// Behaviours waiting for etcd.
+    pub queued: u64,
+    /// Write transactions sent.
+    pub writes: u64,
+    /// Full re-reads.
+    pub resyncs: u64,
 }
 
 /// Upper bounds (seconds) of the detection latency histogram's buckets.
@@ -235,6 +257,14 @@ impl Metrics {
                 let labels = vec![("image", image.clone()), ("type", (*t).to_owned()), ("state", state.to_owned())];
                 push("telltale.profile.learning", labels, u64::from(state == *current));
             }
+        }
+        if let Some(f) = &d.fleet {
+            for state in ["connected", "disconnected", "resyncing"] {
+                push("telltale.fleet.connection", vec![("state", state.to_owned())], u64::from(state == f.connection));
+            }
+            push("telltale.fleet.queued", vec![], f.queued);
+            push("telltale.fleet.writes", vec![], f.writes);
+            push("telltale.fleet.resyncs", vec![], f.resyncs);
         }
         for ((target, delivered), n) in lock(&self.notifications).iter() {
             let name = if *delivered { "telltale.notifications.delivered" } else { "telltale.notifications.failed" };
