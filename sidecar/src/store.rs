@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags};
 
+pub use audit::AuditTrail;
 pub use batch::{Batch, Outgoing, RuleChange, Sequences};
 pub use files::Unwritable;
 pub use outbox::{Delivered, Due};

@@ -437,12 +437,15 @@ impl Telltale for Api {
         request: Request<pb::VerifyAuditTrailRequest>,
     ) -> Result<Response<pb::VerifyAuditTrailResponse>, Status> {
         self.require(&request, Call::VerifyAuditTrail)?;
-        let answer = match self.read(|s| s.audit_records()).await? {
-            Ok(records) => match telltale_core::audit::verify(&records) {
+        // From the anchor when retention removed the oldest records.
+        let answer = match self.read(|s| s.audit_trail()).await? {
+            Ok(trail) => match trail.verify() {
                 Ok(n) => pb::VerifyAuditTrailResponse { ok: true, records: n as u64, error: String::new() },
-                Err(e) => {
-                    pb::VerifyAuditTrailResponse { ok: false, records: records.len() as u64, error: e.to_string() }
-                }
+                Err(e) => pb::VerifyAuditTrailResponse {
+                    ok: false,
+                    records: trail.records.len() as u64,
+                    error: e.to_string(),
+                },
             },
             // A record that no longer decodes is a broken trail, not a failed call.
             Err(e @ StoreError::BadRow { .. }) => {
