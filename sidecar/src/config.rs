@@ -101,6 +101,10 @@ pub mod ranges {
     /// `api.stream_buffer` (live anomalies per stream, one broadcast slot
     /// each): 1 – 1,048,576.
     pub const API_STREAM_BUFFER: RangeInclusive<usize> = 1..=1 << 20;
+    /// `audit.max_age`: 1 day – 10 years.
+    pub const AUDIT_MAX_AGE: RangeInclusive<Duration> = secs(DAY)..=secs(3650 * DAY);
+    /// `audit.max_records`: 1,000 – 100,000,000.
+    pub const AUDIT_MAX_RECORDS: RangeInclusive<u64> = 1_000..=100_000_000;
     /// `notifications.rate_limit`: 0 s (none) – 7 days.
     pub const NOTIFICATIONS_RATE_LIMIT: RangeInclusive<Duration> = secs(0)..=secs(7 * DAY);
     /// `telemetry.otlp.queue_size` (spans waiting): 1 – 262,144.
@@ -141,6 +145,9 @@ pub struct Config {
     pub containers: Vec<ContainerImage>,
     /// The gRPC API.
     pub api: ApiConfig,
+    /// The audit trail's retention.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Notification delivery.
     pub notifications: NotificationsConfig,
     /// The pod this sidecar runs in (set by the injector).
@@ -370,6 +377,36 @@ impl Default for NotificationsConfig {
     }
 }
 
+/// `[audit]`: how long the audit trail is kept. Once a minute the daemon
+/// removes the oldest records past either bound (each with 1 % slack, so
+/// removal comes in batches), keeps the chain verifiable from the last one
+/// removed, and records the removal in the trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records older than this are removed.
+    #[serde(with = "humantime_serde")]
+    pub max_age: std::time::Duration,
+    /// At most this many records are kept (the oldest go first).
+    pub max_records: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { max_age: std::time::Duration::from_secs(365 * 24 * 3600), max_records: 1_000_000 }
+    }
+}
+
+impl AuditConfig {
+    /// The bounds, for [`crate::store::Store::prune_audit`].
+    pub fn retention(&self) -> telltale_core::audit::Retention {
+        telltale_core::audit::Retention {
+            max_age_ms: i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX),
+            max_records: self.max_records,
+        }
+    }
+}
+
 /// `[api]`: the gRPC server of `telltale run`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -478,6 +515,7 @@ impl Default for Config {
             learning: LearningConfig::default(),
             containers: Vec::new(),
             api: ApiConfig::default(),
+            audit: AuditConfig::default(),
             notifications: NotificationsConfig::default(),
             kubernetes: KubernetesConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -705,6 +743,7 @@ impl Config {
             ("api.anomaly_retention", a.anomaly_retention, r::API_ANOMALY_RETENTION),
             ("api.request_timeout", a.request_timeout, r::API_REQUEST_TIMEOUT),
             ("notifications.rate_limit", self.notifications.rate_limit, r::NOTIFICATIONS_RATE_LIMIT),
+            ("audit.max_age", self.audit.max_age, r::AUDIT_MAX_AGE),
             ("telemetry.otlp.batch_delay", o.batch_delay, r::OTLP_BATCH_DELAY),
             ("telemetry.otlp.metrics_interval", o.metrics_interval, r::OTLP_METRICS_INTERVAL),
         ]
@@ -721,6 +760,7 @@ impl Config {
         ] {
             within(key, value, &range, usize::to_string)?;
         }
+        within("audit.max_records", self.audit.max_records, &r::AUDIT_MAX_RECORDS, u64::to_string)?;
         within("telemetry.otlp.sampling", o.sampling, &r::OTLP_SAMPLING, f64::to_string)
     }
 }
@@ -1237,6 +1277,34 @@ w9i6/76RX0knaUyshFWrue2HvBMAyNpwZGTlLDlKwoKuPhbSaxryoI+3
             let e = load(&cert, &garbage, None).unwrap_err();
             assert!(e.contains("no PEM private key"), "{e}");
         });
+    }
+
+    #[test]
+    fn audit_retention_loads_with_defaults_and_refuses_bad_values_by_key() {
+        let mut c = Config::default();
+        jailed(|_| c = Config::load(None, &Overrides::default()).unwrap());
+        assert_eq!((c.audit.max_age, c.audit.max_records), (Duration::from_secs(365 * 24 * 3600), 1_000_000));
+        assert_eq!(c.audit.retention().max_age_ms, 365 * 24 * 3600 * 1000);
+        with_file("[audit]\nmax_age = \"30days\"\nmax_records = 5000\n", |f| {
+            let a = Config::load(Some(f), &Overrides::default()).unwrap().audit;
+            assert_eq!((a.max_age, a.max_records), (Duration::from_secs(30 * 24 * 3600), 5000));
+        });
+        jailed(|jail| {
+            jail.set_env("TELLTALE_AUDIT__MAX_RECORDS", "2000");
+            assert_eq!(Config::load(None, &Overrides::default()).unwrap().audit.max_records, 2000);
+        });
+        for (toml, key, why) in [
+            ("[audit]\nmax_age = \"1h\"\n", "key `audit.max_age`", "is not within"),
+            ("[audit]\nmax_age = \"20years\"\n", "key `audit.max_age`", "is not within"),
+            ("[audit]\nmax_records = 10\n", "key `audit.max_records`", "is not within"),
+            ("[audit]\nmax_records = 1000000000000\n", "key `audit.max_records`", "is not within"),
+            ("[audit]\nmax_records = -1\n", "audit.max_records", ""),
+            ("[audit]\nmax_age = \"forever\"\n", "audit.max_age", ""),
+            ("[audit]\nmax_recs = 1000\n", "max_recs", "unknown field"),
+        ] {
+            let e = refused(toml);
+            assert!(e.contains(key) && e.contains(why), "{toml}: {e}");
+        }
     }
 
     proptest::proptest! {
