@@ -707,3 +707,19 @@ pub(crate) fn audit_request(
 
 #[cfg(test)]
 mod tests;
+
+impl From<pb::ProfileStoreStatus> for crate::ProfileStore {
+    fn from(s: pb::ProfileStoreStatus) -> Self {
+        let pb::ProfileStoreStatus { kind, connection, since_unix_ms, reason, queued, revision, replica, cluster } = s;
+        Self {
+            kind,
+            connection,
+            since_ms: (since_unix_ms != 0).then_some(since_unix_ms),
+            reason: (!reason.is_empty()).then_some(reason),
+            queued,
+            revision,
+            replica,
+            cluster,
+        }
+    }
+}

@@ -288,6 +288,14 @@ impl Client {
         all(self.inner.clone().get_learning_status(self.req(r)).await?.into_inner().profiles)
     }
 
+    /// Where the daemon keeps its profiles: this pod's store, or the
+    /// fleet's etcd with the state of its link.
+    pub async fn profile_store(&self) -> Result<ProfileStore, ClientError> {
+        let r = pb::GetLearningStatusRequest { image: String::new() };
+        let store = self.inner.clone().get_learning_status(self.req(r)).await?.into_inner().store;
+        Ok(store.map(ProfileStore::from).unwrap_or_else(|| pb::ProfileStoreStatus::default().into()))
+    }
+
     /// A profile with its activity tree.
     pub async fn profile(&self, image: &str) -> Result<Profile, ClientError> {
         let r = pb::GetProfileRequest { image: image.to_owned() };

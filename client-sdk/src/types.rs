@@ -444,6 +444,27 @@ pub struct ProfileStatus {
     pub tags: Vec<String>,
     /// Behaviours known, all types.
     pub behaviours: u64,
+/// Where the daemon keeps its profiles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileStore {
+    /// `local` (this pod's store only) or `etcd` (fleet-wide).
+    pub kind: String,
+    /// etcd: `connected`, `disconnected` or `resyncing`; empty for local.
+    pub connection: String,
+    /// Since when the connection state holds (ms), if known.
+    pub since_ms: Option<i64>,
+    /// Why it is disconnected.
+    pub reason: Option<String>,
+    /// Behaviours waiting for etcd.
+    pub queued: u64,
+    /// The etcd revision last seen.
+    pub revision: i64,
+    /// This replica's name in the fleet.
+    pub replica: String,
+    /// The fleet's name.
+    pub cluster: String,
+}
+
     /// Per event type.
     pub types: Vec<TypeStatus>,
 }

@@ -212,6 +212,7 @@ impl Telltale for Fake {
         };
         Ok(Response::new(pb::GetLearningStatusResponse {
             profiles: vec![pb::ProfileStatus {
+            store: None,
                 image: "web".into(),
                 tags: vec!["v1".into()],
                 behaviours: 6,

@@ -140,6 +140,47 @@ pub fn counters_line(c: &serde_json::Value) -> String {
     )
 }
 
+/// Where profiles live and, when they are fleet-wide, the link's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    /// `local` or `etcd`.
+    pub kind: String,
+    /// etcd: `connected`, `disconnected` or `resyncing`.
+    pub connection: String,
+    /// Since when (ms).
+    pub since_ms: i64,
+    /// Why it is disconnected.
+    pub reason: Option<String>,
+    /// Behaviours waiting for etcd.
+    pub queued: u64,
+    /// The etcd revision last seen.
+    pub revision: i64,
+    /// This replica's name.
+    pub replica: String,
+    /// The fleet's name.
+    pub cluster: String,
+}
+
+/// The profile store line of `telltale status`, from the JSON the daemon
+/// saves every second (`profile_store` meta key) when profiles are
+/// fleet-wide; `now_ms` dates the status.
+pub fn fleet_line(f: &serde_json::Value, now_ms: i64) -> String {
+    if f["store"] != "etcd" {
+        return "profiles: local (this pod's store only)".to_owned();
+    }
+    let text = |k: &str| f[k].as_str().unwrap_or("?").to_owned();
+    let since = f["since_ms"].as_i64().map_or(String::new(), |s| format!(" for {} s", now_ms.saturating_sub(s).max(0) / 1000));
+    let reason = f["reason"].as_str().map_or(String::new(), |r| format!(" ({})", crate::text::escape(r)));
+    format!(
+        "profiles: etcd, cluster {}, replica {}: {}{since}{reason}; {} behaviours queued, etcd revision {}",
+        crate::text::escape(&text("cluster")),
+        crate::text::escape(&text("replica")),
+        text("connection"),
+        f["queued"].as_u64().unwrap_or(0),
+        f["revision"].as_i64().unwrap_or(0)
+    )
+}
+
 /// Whether a daemon is watching: it saves its sensor counters (with
 /// `updated_ms`) every second, so counters older than `max_age_ms` mean it
 /// is gone or stuck.
@@ -156,6 +197,18 @@ pub fn ready(counters: Option<&serde_json::Value>, now_ms: i64, max_age_ms: i64)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_fleet_line_says_where_profiles_live_and_why_they_may_lag() {
+        let f = serde_json::json!({"store": "etcd", "cluster": "prod", "replica": "web-1\nforged", "connection": "disconnected",
+            "since_ms": 1_000, "reason": "connect refused", "queued": 3, "revision": 42});
+        assert_eq!(
+            super::fleet_line(&f, 31_000),
+            "profiles: etcd, cluster prod, replica web-1\\nforged: disconnected for 30 s (connect refused); \
+             3 behaviours queued, etcd revision 42"
+        );
+        assert_eq!(super::fleet_line(&serde_json::json!({"store": "local"}), 0), "profiles: local (this pod's store only)");
+    }
+
     use super::*;
     use crate::profile::{Behaviour, Observation};
     use std::time::Duration;

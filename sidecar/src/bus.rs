@@ -30,6 +30,11 @@ pub enum Command {
         /// Answer.
         reply: oneshot::Sender<Vec<ProfileStatus>>,
     },
+    /// Where profiles live (local or the fleet's etcd, and its link).
+    ProfileStore {
+        /// Answer.
+        reply: oneshot::Sender<telltale_core::status::StoreStatus>,
+    },
     /// A copy of one profile with its status.
     Profile {
         /// Short image name.

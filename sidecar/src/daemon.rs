@@ -137,6 +137,9 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
     pub fn new(p: Parts<S, D>) -> Result<Self, DaemonError> {
         let Parts { cfg, store, source, discovery, feeds, telemetry, out, clock, fleet } = p;
         store.save_learning_config(&cfg.learning)?;
+        if fleet.is_none() {
+            store.save_meta_json(fleet::FLEET_STATUS, &serde_json::json!({"store": "local"}))?;
+        }
         let mut detector = Detector::new(cfg.learning, store.load_profiles()?, store.reported()?);
         // With a fleet, states change only when etcd says so.
         detector.set_external_lifecycle(fleet.is_some());

@@ -191,6 +191,9 @@ fn status_main(cfg: &Config, json: bool) -> ExitCode {
         if let Some(c) = counters {
             println!("{}", telltale_core::status::counters_line(&c));
         }
+        if let Ok(Some(f)) = store.meta_json(telltale_sidecar::daemon::fleet::FLEET_STATUS) {
+            println!("{}", telltale_core::status::fleet_line(&f, now));
+        }
     }
     ExitCode::SUCCESS
 }

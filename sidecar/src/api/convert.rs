@@ -442,6 +442,22 @@ pub fn profile_status(p: &ProfileStatus) -> pb::ProfileStatus {
 
 /// Proto profile (nodes sorted by lineage, entries sorted).
 pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
+/// Proto status of the profile store.
+pub fn store_status(s: &telltale_core::status::StoreStatus) -> pb::ProfileStoreStatus {
+    let telltale_core::status::StoreStatus { kind, connection, since_ms, reason, queued, revision, replica, cluster } =
+        s;
+    pb::ProfileStoreStatus {
+        kind: kind.clone(),
+        connection: connection.clone(),
+        since_unix_ms: *since_ms,
+        reason: reason.clone().unwrap_or_default(),
+        queued: *queued,
+        revision: *revision,
+        replica: replica.clone(),
+        cluster: cluster.clone(),
+    }
+}
+
     let mut nodes: Vec<(&Vec<String>, &Node)> = p.nodes().iter().collect();
     nodes.sort_by(|a, b| a.0.cmp(b.0));
     pb::Profile {

@@ -201,8 +201,10 @@ impl Telltale for Api {
                 return Err(CallError::not_found("profile for image", i).into());
             }
         }
+        let store = self.ask(|reply| Command::ProfileStore { reply }).await?;
         Ok(Response::new(pb::GetLearningStatusResponse {
             profiles: statuses.iter().map(convert::profile_status).collect(),
+            store: Some(convert::store_status(&store)),
         }))
     }
 

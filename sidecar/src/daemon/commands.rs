@@ -33,6 +33,13 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
                 st.sort_by(|a, b| a.image.cmp(&b.image));
                 let _ = reply.send(st);
             }
+            Command::ProfileStore { reply } => {
+                let status = self.fleet.as_ref().map_or_else(
+                    || telltale_core::status::StoreStatus { kind: "local".into(), ..Default::default() },
+                    |f| f.view().store_status(),
+                );
+                let _ = reply.send(status);
+            }
             Command::Profile { image, reply } => {
                 let answer = self.detector.profile(&image).and_then(|p| {
                     let st = telltale_core::status::status(std::slice::from_ref(p), self.detector.config(), now);

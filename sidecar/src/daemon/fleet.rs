@@ -178,6 +178,21 @@ impl FleetView {
         }
     }
 
+    /// The status the API reports.
+    pub fn store_status(&self) -> telltale_core::status::StoreStatus {
+        let (since_ms, reason) = self.since();
+        telltale_core::status::StoreStatus {
+            kind: "etcd".into(),
+            connection: self.status.name().into(),
+            since_ms,
+            reason: reason.map(str::to_owned),
+            queued: self.counters.queued,
+            revision: self.revision,
+            replica: self.replica.clone(),
+            cluster: self.cluster.clone(),
+        }
+    }
+
     /// The JSON saved for `telltale status`.
     pub fn to_json(&self) -> serde_json::Value {
         let (since, reason) = self.since();
