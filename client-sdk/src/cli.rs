@@ -4,6 +4,7 @@
 
 pub mod add;
 pub mod print;
+pub mod profile_file;
 pub mod rule_file;
 pub mod run;
 pub mod when;
@@ -122,7 +123,7 @@ pub enum Command {
     },
     /// Stream anomalies (live; `--after` to replay retained ones).
     Watch(WatchArgs),
-    /// Profiles: show, export, add behaviours.
+    /// Profiles: show, export, import, diff, add behaviours.
     Profile {
         /// What to do.
         #[command(subcommand)]
@@ -189,10 +190,27 @@ pub enum ProfileCommand {
         /// Short image name.
         image: String,
     },
-    /// Export a profile as a JSON document (`-o yaml`: as YAML).
+    /// Export a profile as a `telltale.dev/v1` SecurityProfile document:
+    /// YAML (`-o yaml`, the default) or JSON (`-o json`).
     Export {
         /// Short image name.
         image: String,
+    },
+    /// Add the behaviours of a SecurityProfile document (YAML or JSON) to
+    /// the profile it names, creating the profile if there is none yet.
+    Import {
+        /// The document (`-`: stdin).
+        file: String,
+        /// Print what would be added; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Compare a SecurityProfile document with the live profile: `+` only
+    /// in the file, `-` only in the profile. Exit 0 when identical, 1 when
+    /// they differ (like diff), 2 on trouble.
+    Diff {
+        /// The document (`-`: stdin).
+        file: String,
     },
     /// Add a behaviour to a profile: it is never reported again.
     Add(AddArgs),

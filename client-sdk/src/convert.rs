@@ -235,7 +235,12 @@ impl FromWire<Option<pb::Behaviour>> for Behaviour {
         use pb::behaviour::Kind;
         Ok(match w.and_then(|pb::Behaviour { kind }| kind) {
             Some(Kind::Exec(pb::ExecBehaviour {})) => Behaviour::Exec,
-            Some(Kind::File(pb::FileBehaviour { path, access })) => Behaviour::File { path, access: accesses(access) },
+            Some(Kind::File(pb::FileBehaviour { path, access, pattern: false })) => {
+                Behaviour::File { path, access: accesses(access) }
+            }
+            Some(Kind::File(pb::FileBehaviour { path, access, pattern: true })) => {
+                Behaviour::FilePattern { pattern: path, access: accesses(access) }
+            }
             Some(Kind::Dns(pb::DnsBehaviour { name, r#type })) => Behaviour::Dns { name, qtype: r#type },
             Some(Kind::Connect(pb::ConnectBehaviour { protocol, address, port })) => {
                 Behaviour::Connect { protocol: protocol.into(), address, port }
@@ -251,7 +256,10 @@ impl ToWire<Option<pb::Behaviour>> for Behaviour {
         let kind = match self {
             Behaviour::Exec => Kind::Exec(pb::ExecBehaviour {}),
             Behaviour::File { path, access } => {
-                Kind::File(pb::FileBehaviour { path, access: accesses_to_wire(access) })
+                Kind::File(pb::FileBehaviour { path, access: accesses_to_wire(access), pattern: false })
+            }
+            Behaviour::FilePattern { pattern, access } => {
+                Kind::File(pb::FileBehaviour { path: pattern, access: accesses_to_wire(access), pattern: true })
             }
             Behaviour::Dns { name, qtype } => Kind::Dns(pb::DnsBehaviour { name, r#type: qtype }),
             Behaviour::Connect { protocol, address, port } => {

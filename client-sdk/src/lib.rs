@@ -482,6 +482,12 @@ pub mod behaviour {
         with(lineage, Behaviour::File { path: path.to_owned(), access: access.to_vec() })
     }
 
+    /// A file pattern (as profiles store and export it: `/proc/{pid}/status`)
+    /// opened by the process `lineage`; added as it is, not generalized.
+    pub fn file_pattern(lineage: &[&str], pattern: &str, access: &[Access]) -> BehaviourToAdd {
+        with(lineage, Behaviour::FilePattern { pattern: pattern.to_owned(), access: access.to_vec() })
+    }
+
     /// A DNS question by the process `lineage`.
     pub fn dns(lineage: &[&str], name: &str, qtype: &str) -> BehaviourToAdd {
         with(lineage, Behaviour::Dns { name: name.to_owned(), qtype: qtype.to_owned() })

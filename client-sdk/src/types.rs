@@ -263,6 +263,15 @@ pub enum Behaviour {
         /// 1-65535; 0 only with a CIDR range: any port.
         port: u32,
     },
+    /// A file pattern as profiles store and export it
+    /// (`/proc/{pid}/status`, `{{` for a literal brace), added as it is
+    /// instead of generalized like [`Behaviour::File`]'s path.
+    FilePattern {
+        /// The pattern.
+        pattern: String,
+        /// How it may be opened.
+        access: Vec<Access>,
+    },
     /// Not set, or a kind this client does not know (from a newer server).
     Unknown,
 }
@@ -435,15 +444,6 @@ pub struct TypeStatus {
     pub lost_events: u64,
 }
 
-/// Learning status of one profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProfileStatus {
-    /// Short image name.
-    pub image: String,
-    /// Versions (image tags) seen.
-    pub tags: Vec<String>,
-    /// Behaviours known, all types.
-    pub behaviours: u64,
 /// Where the daemon keeps its profiles.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProfileStore {
@@ -465,6 +465,15 @@ pub struct ProfileStore {
     pub cluster: String,
 }
 
+/// Learning status of one profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileStatus {
+    /// Short image name.
+    pub image: String,
+    /// Versions (image tags) seen.
+    pub tags: Vec<String>,
+    /// Behaviours known, all types.
+    pub behaviours: u64,
     /// Per event type.
     pub types: Vec<TypeStatus>,
 }

@@ -31,6 +31,7 @@ struct Seen {
     updates: Vec<pb::UpdateSignalRequest>,
     rules: Vec<pb::NotificationRule>,
     suppressions: Vec<pb::Suppression>,
+    added: Vec<pb::AddToProfileRequest>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -211,8 +212,8 @@ impl Telltale for Fake {
             lost_events: 0,
         };
         Ok(Response::new(pb::GetLearningStatusResponse {
-            profiles: vec![pb::ProfileStatus {
             store: None,
+            profiles: vec![pb::ProfileStatus {
                 image: "web".into(),
                 tags: vec!["v1".into()],
                 behaviours: 6,
@@ -229,7 +230,31 @@ impl Telltale for Fake {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         authorize(&request)?;
-        Err(Status::not_found(format!("no profile {:?}", request.into_inner().image)))
+        let image = request.into_inner().image;
+        if image != "web" {
+            return Err(Status::not_found(format!("no profile {image:?}")));
+        }
+        let node = |lineage: &[&str], files: Vec<pb::FileEntry>| pb::ProcessNode {
+            lineage: lineage.iter().map(|s| (*s).to_owned()).collect(),
+            first_seen_unix_ms: T0,
+            last_seen_unix_ms: T0,
+            tags: vec!["v1".into()],
+            files,
+            dns: vec![],
+            endpoints: vec![],
+        };
+        let file = |pattern: &str| pb::FileEntry { pattern: pattern.into(), access: vec![pb::Access::Read as i32] };
+        Ok(Response::new(pb::GetProfileResponse {
+            profile: Some(pb::Profile {
+                image,
+                tags: vec!["v1".into()],
+                nodes: vec![
+                    node(&["/bin/sh"], vec![]),
+                    node(&["/bin/sh", "/usr/bin/cat"], vec![file("/proc/{pid}/status")]),
+                ],
+                status: None,
+            }),
+        }))
     }
 
     async fn export_profile(
@@ -245,7 +270,9 @@ impl Telltale for Fake {
         request: Request<pb::AddToProfileRequest>,
     ) -> Result<Response<pb::AddToProfileResponse>, Status> {
         authorize(&request)?;
-        let n = u32::try_from(request.into_inner().behaviours.len()).unwrap();
+        let r = request.into_inner();
+        let n = u32::try_from(r.behaviours.len()).unwrap();
+        self.0.lock().unwrap().added.push(r);
         Ok(Response::new(pb::AddToProfileResponse { added: n, already_known: 0 }))
     }
 
@@ -592,7 +619,107 @@ web     dns    learning   2025-01-31T12:00:30Z   3            <none>            
     let (code, out, _) = ctl(&addr, &["audit", "-o", "yaml"]).await;
     assert_eq!(code, 0);
     assert!(out.starts_with("- sequence: 1\n  time: 2025-01-31T12:00:00Z\n  principal: anonymous\n"), "{out}");
-    assert_eq!(ctl(&addr, &["profile", "export", "web", "-o", "yaml"]).await.1, "image: web\nnodes: []\n");
+}
+
+/// The profile the fake serves, as a document.
+const WEB: &str = "\
+apiVersion: telltale.dev/v1
+kind: SecurityProfile
+metadata:
+  name: web
+spec:
+  tags:
+  - v1
+  processes:
+  - lineage:
+    - /bin/sh
+  - lineage:
+    - /bin/sh
+    - /usr/bin/cat
+    files:
+    - pattern: /proc/{pid}/status
+      access:
+      - read
+";
+
+#[tokio::test]
+async fn telltalectl_profiles_as_code() {
+    let (addr, fake) = serve().await;
+    assert_eq!(ctl(&addr, &["profile", "export", "web", "-o", "yaml"]).await, (0, WEB.into(), String::new()));
+    assert_eq!(ctl(&addr, &["profile", "export", "web"]).await.1, WEB, "YAML by default");
+    let (code, json, _) = ctl(&addr, &["profile", "export", "web", "-o", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(
+        (code, &v["kind"], &v["spec"]["processes"][1]["files"][0]["pattern"]),
+        (0, &"SecurityProfile".into(), &"/proc/{pid}/status".into())
+    );
+
+    let dir = std::env::temp_dir().join(format!("telltalectl-profiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    };
+    let same = path("web.yaml", WEB);
+    assert_eq!(ctl(&addr, &["profile", "diff", &same]).await, (0, String::new(), String::new()), "identical");
+    let more = path("more.yaml", &WEB.replace("      - read\n", "      - read\n    dns:\n    - name: db.internal\n"));
+    assert_eq!(
+        ctl(&addr, &["profile", "diff", &more]).await,
+        (1, "+ /bin/sh -> /usr/bin/cat: dns db.internal A\n".into(), String::new())
+    );
+    let less = path(
+        "less.yaml",
+        &WEB.replace("    files:\n    - pattern: /proc/{pid}/status\n      access:\n      - read\n", ""),
+    );
+    assert_eq!(
+        ctl(&addr, &["profile", "diff", &less]).await.1,
+        "- /bin/sh -> /usr/bin/cat: file read /proc/{pid}/status\n"
+    );
+    let (code, out, _) = ctl(&addr, &["profile", "diff", &more, "-o", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((code, &v["identical"], &v["missing"]), (1, &false.into(), &serde_json::json!([])));
+
+    // A dry run says what would be added and sends nothing.
+    let (code, out, _) = ctl(&addr, &["profile", "import", "--dry-run", &more]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "+ /bin/sh -> /usr/bin/cat: dns db.internal A\nwould add 1 behaviour(s) to web; nothing changed (dry run)\n")
+    );
+    let other = path("other.yaml", &WEB.replace("name: web", "name: api"));
+    let (code, out, err) = ctl(&addr, &["profile", "import", "--dry-run", &other]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("would add 3 behaviour(s) to api (a new profile); nothing changed (dry run)\n"), "{out}");
+    assert!(fake.0.lock().unwrap().added.is_empty(), "a dry run sends nothing");
+
+    // The import sends every behaviour, file patterns as patterns.
+    let (code, out, _) = ctl(&addr, &["profile", "import", &more]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, format!("imported {more} into web: added 4 behaviour(s) (0 already known)\n").as_str())
+    );
+    let sent = fake.0.lock().unwrap().added[0].clone();
+    assert_eq!((sent.image.as_str(), sent.behaviours.len()), ("web", 4));
+    assert!(matches!(&sent.behaviours[2].behaviour.as_ref().and_then(|b| b.kind.clone()),
+        Some(pb::behaviour::Kind::File(f)) if f.pattern && f.path == "/proc/{pid}/status"));
+
+    // A misspelled key: refused naming the key and the file, nothing sent.
+    let typo = path("typo.yaml", &WEB.replace("    files:", "    flies:"));
+    for args in [
+        &["profile", "import", typo.as_str()][..],
+        &["profile", "import", "--dry-run", typo.as_str()],
+        &["profile", "diff", typo.as_str()],
+    ] {
+        let (code, out, err) = ctl(&addr, args).await;
+        assert_eq!((code, out.as_str()), (if args[1] == "diff" { 2 } else { 1 }, ""), "{args:?}");
+        assert!(err.contains("typo.yaml") && err.contains("unknown field `flies`"), "{args:?}: {err}");
+    }
+    let v2 = path("v2.yaml", &WEB.replace("telltale.dev/v1", "telltale.dev/v2"));
+    let (code, _, err) = ctl(&addr, &["profile", "import", &v2]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("apiVersion \"telltale.dev/v2\" is not supported"), "{err}");
+    assert_eq!(fake.0.lock().unwrap().added.len(), 1, "nothing sent for the bad files");
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use telltale_client::{
     Access, AuditEvent, AuditVerification, Behaviour, NotificationRule, NotificationTarget, Profile, ProfileAddition,
     ProfileStatus, SequencedAnomaly, Signal, SignalChange, SignalSummary, SignalUpdated, Suppression,
 };
+use telltale_core::profile::document::ProfileDocument;
 use time::OffsetDateTime;
 
 use super::Format;
@@ -133,17 +134,44 @@ impl<'a> Printer<'a> {
         Ok(())
     }
 
-    /// A JSON document as is (json, table, wide), as YAML, or its `kind/name`.
-    pub fn document(&mut self, kind: &str, name: &str, json: &str) -> Result<()> {
+    /// A profile document: YAML (yaml, table, wide), pretty JSON, or `profile/IMAGE`.
+    pub fn profile_document(&mut self, image: &str, d: &ProfileDocument) -> Result<()> {
         match self.format {
-            Format::Yaml => {
-                let v: serde_json::Value = serde_json::from_str(json)?;
-                self.out.write_all(serde_norway::to_string(&v)?.as_bytes())?;
-            }
-            Format::Name => writeln!(self.out, "{kind}/{name}")?,
-            Format::Table | Format::Wide | Format::Json => writeln!(self.out, "{}", json.trim_end())?,
+            Format::Name => writeln!(self.out, "profile/{image}")?,
+            f => self.out.write_all(super::profile_file::render(d, f == Format::Json)?.as_bytes())?,
         }
         Ok(())
+    }
+
+    /// What `profile import` did (or would do, with `--dry-run`: the
+    /// behaviours, `+ ` each, then `message`).
+    pub fn imported(&mut self, i: &Imported<'_>, message: &str) -> Result<()> {
+        if matches!(self.format, Format::Table | Format::Wide) {
+            for b in &i.behaviours {
+                writeln!(self.out, "+ {b}")?;
+            }
+        }
+        self.done(i, message)
+    }
+
+    /// `profile diff`: `+ ` lines (only in the file), `- ` lines (only in
+    /// the profile), nothing when identical; or the comparison as a document.
+    pub fn compared(&mut self, c: &Compared<'_>) -> Result<()> {
+        match self.format {
+            Format::Table | Format::Wide => {
+                if !c.exists {
+                    writeln!(self.err, "There is no profile {} yet.", c.image)?;
+                }
+                for a in &c.added {
+                    writeln!(self.out, "+ {a}")?;
+                }
+                for m in &c.missing {
+                    writeln!(self.out, "- {m}")?;
+                }
+                Ok(())
+            }
+            _ => self.one(c),
+        }
     }
 }
 
@@ -216,6 +244,7 @@ pub fn behaviour_text(b: &Behaviour) -> String {
     match b {
         Behaviour::Exec => "exec".into(),
         Behaviour::File { path, access } => format!("file {} {path}", accesses(access)),
+        Behaviour::FilePattern { pattern, access } => format!("file {} {pattern}", accesses(access)),
         Behaviour::Dns { name, qtype } => format!("dns {name} {qtype}"),
         Behaviour::Connect { protocol, address, port } => format!("connect {address}:{port}/{protocol}"),
         Behaviour::Unknown => "unknown".into(),
@@ -297,6 +326,83 @@ impl Resource for Profile {
             }
         }
         out
+    }
+}
+
+/// What `profile import` did or, with `--dry-run`, would do.
+#[derive(Debug, Serialize)]
+pub struct Imported<'a> {
+    /// The profile.
+    pub image: &'a str,
+    /// The document.
+    pub file: &'a str,
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Behaviours added (a dry run: that would be added, one line each).
+    pub added: usize,
+    /// Behaviours the profile already had (not known in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub already_known: Option<usize>,
+    /// A dry run: the behaviours that would be added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub behaviours: Vec<String>,
+}
+
+impl Resource for Imported<'_> {
+    const KIND: &'static str = "profile";
+    const PLURAL: &'static str = "profiles";
+
+    fn name(&self) -> String {
+        self.image.to_owned()
+    }
+
+    fn columns(_wide: bool) -> Vec<&'static str> {
+        vec!["IMAGE", "FILE", "DRY RUN", "ADDED", "ALREADY KNOWN"]
+    }
+
+    fn rows(&self, _wide: bool) -> Vec<Vec<String>> {
+        let known = self.already_known.map_or_else(|| NONE.to_owned(), |k| k.to_string());
+        vec![vec![self.image.to_owned(), self.file.to_owned(), self.dry_run.to_string(), self.added.to_string(), known]]
+    }
+}
+
+/// A profile document compared with the live profile (`profile diff`).
+#[derive(Debug, Serialize)]
+pub struct Compared<'a> {
+    /// The profile.
+    pub image: &'a str,
+    /// The document.
+    pub file: &'a str,
+    /// The profile exists.
+    pub exists: bool,
+    /// Same behaviours.
+    pub identical: bool,
+    /// Only in the file.
+    pub added: Vec<String>,
+    /// Only in the live profile.
+    pub missing: Vec<String>,
+}
+
+impl Resource for Compared<'_> {
+    const KIND: &'static str = "profile";
+    const PLURAL: &'static str = "profiles";
+
+    fn name(&self) -> String {
+        self.image.to_owned()
+    }
+
+    fn columns(_wide: bool) -> Vec<&'static str> {
+        vec!["IMAGE", "FILE", "IDENTICAL", "ONLY IN FILE", "ONLY IN PROFILE"]
+    }
+
+    fn rows(&self, _wide: bool) -> Vec<Vec<String>> {
+        vec![vec![
+            self.image.to_owned(),
+            self.file.to_owned(),
+            self.identical.to_string(),
+            self.added.len().to_string(),
+            self.missing.len().to_string(),
+        ]]
     }
 }
 

@@ -5,33 +5,55 @@ use std::io::Write;
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
 use telltale_client::{Benign, Client, EventType, SignalStatus, SignalSummary, SignalUpdate, Suppression, WatchFilter};
+use telltale_core::profile::document::{self, Line};
+use telltale_core::profile::Observation;
 use time::OffsetDateTime;
 use tokio_stream::StreamExt;
 
-use super::print::{Added, Printer};
+use super::print::{Added, Compared, Imported, Printer};
 use super::{
-    rule_file, AuditArgs, AuditCommand, Cli, Command, Connection, ProfileCommand, RulesCommand, SignalsCommand,
-    SuppressionArgs, SuppressionsCommand,
+    profile_file, rule_file, AuditArgs, AuditCommand, Cli, Command, Connection, ProfileCommand, RulesCommand,
+    SignalsCommand, SuppressionArgs, SuppressionsCommand,
 };
 
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Done (exit 0).
+    Done,
+    /// `profile diff`: the file and the profile differ (exit 1, like diff).
+    Differs,
+}
+
 /// Run `cli`, printing to `out` (results) and `err` (notices).
-pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
+pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Ending> {
     let format = cli.format();
     let mut p = Printer::new(format, out, err);
     match cli.command {
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "telltalectl", p.out());
-            Ok(())
+            Ok(Ending::Done)
         }
         Command::Man { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             clap_mangen::generate_to(Cli::command(), &dir)
                 .with_context(|| format!("writing man pages to {}", dir.display()))?;
-            Ok(())
+            Ok(Ending::Done)
+        }
+        // A bad file is refused before connecting.
+        Command::Profile { command: ProfileCommand::Import { file, dry_run } } => {
+            let loaded = profile_file::read(&file)?;
+            let client = connect(&cli.connection).await?;
+            import(&client, &file, loaded, dry_run, &mut p).await.map(|()| Ending::Done)
+        }
+        Command::Profile { command: ProfileCommand::Diff { file } } => {
+            let loaded = profile_file::read(&file)?;
+            let client = connect(&cli.connection).await?;
+            diff(&client, &file, loaded, &mut p).await
         }
         command => {
             let client = connect(&cli.connection).await?;
-            api(&client, command, &mut p, OffsetDateTime::now_utc()).await
+            api(&client, command, &mut p, OffsetDateTime::now_utc()).await.map(|()| Ending::Done)
         }
     }
 }
@@ -80,7 +102,11 @@ async fn api(client: &Client, command: Command, p: &mut Printer<'_>, now: Offset
 async fn profile(client: &Client, command: ProfileCommand, p: &mut Printer<'_>) -> Result<()> {
     match command {
         ProfileCommand::Show { image } => p.one(&client.profile(&image).await?),
-        ProfileCommand::Export { image } => p.document("profile", &image, &client.export_profile(&image).await?),
+        ProfileCommand::Export { image } => {
+            let document = profile_file::export(&client.profile(&image).await?)?;
+            p.profile_document(&image, &document)
+        }
+        ProfileCommand::Import { .. } | ProfileCommand::Diff { .. } => Ok(()), // run above, with their file
         ProfileCommand::Add(args) => {
             let b = args.behaviour()?;
             let addition = client.add_to_profile(&args.image, vec![b]).await?;
@@ -91,6 +117,72 @@ async fn profile(client: &Client, command: ProfileCommand, p: &mut Printer<'_>) 
             p.done(&Added { image: &args.image, addition }, &message)
         }
     }
+}
+
+/// The live profile's behaviours; none when it does not exist (yet).
+async fn live(client: &Client, image: &str) -> Result<Option<Vec<Observation>>> {
+    match client.profile(image).await {
+        Ok(p) => Ok(Some(profile_file::live_observations(&p)?)),
+        Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `profile import [--dry-run]`.
+async fn import(
+    client: &Client,
+    file: &str,
+    loaded: profile_file::Loaded,
+    dry_run: bool,
+    p: &mut Printer<'_>,
+) -> Result<()> {
+    let image = loaded.document.metadata.name.clone();
+    if dry_run {
+        let live = live(client, &image).await?;
+        let exists = live.is_some();
+        let d = document::diff(&loaded.observations, &live.unwrap_or_default());
+        let lines: Vec<String> = d.added.iter().map(|o| Line(o).to_string()).collect();
+        let created = if exists { "" } else { " (a new profile)" };
+        let message = format!("would add {} behaviour(s) to {image}{created}; nothing changed (dry run)", lines.len());
+        let result =
+            Imported { image: &image, file, dry_run, added: lines.len(), already_known: None, behaviours: lines };
+        return p.imported(&result, &message);
+    }
+    let behaviours = profile_file::to_add(&loaded.observations)?;
+    let (mut added, mut known) = (0u32, 0u32);
+    for chunk in behaviours.chunks(profile_file::BEHAVIOURS_PER_REQUEST) {
+        let a = client.add_to_profile(&image, chunk.to_vec()).await?;
+        added += a.added;
+        known += a.already_known;
+    }
+    let message = format!("imported {file} into {image}: added {added} behaviour(s) ({known} already known)");
+    let result = Imported {
+        image: &image,
+        file,
+        dry_run,
+        added: added as usize,
+        already_known: Some(known as usize),
+        behaviours: Vec::new(),
+    };
+    p.imported(&result, &message)
+}
+
+/// `profile diff`: exit 1 when the file and the live profile differ.
+async fn diff(client: &Client, file: &str, loaded: profile_file::Loaded, p: &mut Printer<'_>) -> Result<Ending> {
+    let image = loaded.document.metadata.name.clone();
+    let live = live(client, &image).await?;
+    let d = document::diff(&loaded.observations, live.as_deref().unwrap_or_default());
+    let identical = d.is_identical();
+    let lines = |v: &[Observation]| v.iter().map(|o| Line(o).to_string()).collect();
+    p.compared(&Compared {
+        image: &image,
+        file,
+        exists: live.is_some(),
+        identical,
+        added: lines(&d.added),
+        missing: lines(&d.missing),
+    })?;
+    Ok(if identical { Ending::Done } else { Ending::Differs })
 }
 
 async fn signals(client: &Client, command: SignalsCommand, p: &mut Printer<'_>, now: OffsetDateTime) -> Result<()> {

@@ -199,6 +199,7 @@ fn wire_anomaly() -> pb::Anomaly {
             kind: Some(pb::behaviour::Kind::File(pb::FileBehaviour {
                 path: "/etc/passwd".into(),
                 access: vec![pb::Access::Read as i32],
+                pattern: false,
             })),
         }),
         event: Some(pb::Event {
@@ -540,7 +541,16 @@ fn requests() {
     );
     let b = crate::behaviour::file(&["/bin/a"], "/etc/x", &[Access::Read, Access::Truncate]).to_wire();
     assert!(matches!(b.behaviour.and_then(|b| b.kind),
-        Some(pb::behaviour::Kind::File(pb::FileBehaviour { access, .. })) if access == vec![1, 4]));
+        Some(pb::behaviour::Kind::File(pb::FileBehaviour { access, pattern: false, .. })) if access == vec![1, 4]));
+    // A pattern is sent as one, and read back as one.
+    let b = crate::behaviour::file_pattern(&["/bin/a"], "/proc/{pid}/status", &[Access::Read]).to_wire();
+    let wire = b.behaviour.clone();
+    assert!(matches!(b.behaviour.and_then(|b| b.kind),
+        Some(pb::behaviour::Kind::File(pb::FileBehaviour { path, pattern: true, .. })) if path == "/proc/{pid}/status"));
+    assert_eq!(
+        Behaviour::from_wire(wire).unwrap(),
+        Behaviour::FilePattern { pattern: "/proc/{pid}/status".into(), access: vec![Access::Read] }
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use telltale_proto::v1 as pb;
 use telltale_core::detect::{Anomaly, Container};
 use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
 use telltale_core::field::FieldError;
-use telltale_core::profile::generalize::path_pattern;
+use telltale_core::profile::generalize::{check_pattern, path_pattern};
 use telltale_core::profile::lifecycle::State;
 use telltale_core::profile::{Behaviour, EventType, Node, Observation, Profile};
 use telltale_core::status::{ProfileStatus, TypeStatus};
@@ -128,9 +128,11 @@ pub fn event(e: &Event) -> pb::Event {
 pub fn behaviour(b: &Behaviour) -> pb::Behaviour {
     let kind = match b {
         Behaviour::Exec => pb::behaviour::Kind::Exec(pb::ExecBehaviour {}),
-        Behaviour::File { pattern, access } => {
-            pb::behaviour::Kind::File(pb::FileBehaviour { path: pattern.clone(), access: access_from_bits(*access) })
-        }
+        Behaviour::File { pattern, access } => pb::behaviour::Kind::File(pb::FileBehaviour {
+            path: pattern.clone(),
+            access: access_from_bits(*access),
+            pattern: false,
+        }),
         Behaviour::Dns { name, qtype } => {
             pb::behaviour::Kind::Dns(pb::DnsBehaviour { name: name.clone(), r#type: qtype.clone() })
         }
@@ -440,8 +442,6 @@ pub fn profile_status(p: &ProfileStatus) -> pb::ProfileStatus {
     }
 }
 
-/// Proto profile (nodes sorted by lineage, entries sorted).
-pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
 /// Proto status of the profile store.
 pub fn store_status(s: &telltale_core::status::StoreStatus) -> pb::ProfileStoreStatus {
     let telltale_core::status::StoreStatus { kind, connection, since_ms, reason, queued, revision, replica, cluster } =
@@ -458,6 +458,8 @@ pub fn store_status(s: &telltale_core::status::StoreStatus) -> pb::ProfileStoreS
     }
 }
 
+/// Proto profile (nodes sorted by lineage, entries sorted).
+pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
     let mut nodes: Vec<(&Vec<String>, &Node)> = p.nodes().iter().collect();
     nodes.sort_by(|a, b| a.0.cmp(b.0));
     pb::Profile {
@@ -536,8 +538,11 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
     let kind = behaviour.as_ref().and_then(|b| b.kind.as_ref()).ok_or_else(|| bad(&field, "is missing"))?;
     let behaviour = match kind {
         pb::behaviour::Kind::Exec(pb::ExecBehaviour {}) => Behaviour::Exec,
-        pb::behaviour::Kind::File(pb::FileBehaviour { path, access }) => {
+        pb::behaviour::Kind::File(pb::FileBehaviour { path, access, pattern }) => {
             absolute_path(format!("{field}.file.path"), path)?;
+            if *pattern {
+                check_pattern(path).map_err(|e| bad(format!("{field}.file.path"), format!("{} {e}", echo(path))))?;
+            }
             let mut bits = 0u8;
             for (k, a) in access.iter().enumerate() {
                 bits |= match pb::Access::try_from(*a) {
@@ -551,7 +556,7 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
             if bits == 0 {
                 return Err(bad(format!("{field}.file.access"), "is empty: give read and/or write"));
             }
-            Behaviour::File { pattern: path_pattern(path), access: bits }
+            Behaviour::File { pattern: if *pattern { path.clone() } else { path_pattern(path) }, access: bits }
         }
         pb::behaviour::Kind::Dns(pb::DnsBehaviour { name, r#type }) => {
             let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -611,11 +616,21 @@ mod tests {
             0,
             &add(
                 &["/bin/app"],
-                pb::behaviour::Kind::File(pb::FileBehaviour { path: "/proc/12/status".into(), access: vec![1] }),
+                pb::behaviour::Kind::File(pb::FileBehaviour {
+                    path: "/proc/12/status".into(),
+                    access: vec![1],
+                    pattern: false,
+                }),
             ),
         )
         .unwrap();
         assert_eq!(o.behaviour, Behaviour::File { pattern: "/proc/{pid}/status".into(), access: 1 });
+        // A pattern (an imported profile document) is kept as it is.
+        for p in ["/proc/{pid}/status", "/tmp/{{num}}"] {
+            let file = pb::FileBehaviour { path: p.into(), access: vec![1], pattern: true };
+            let o = behaviour_to_add(0, &add(&["/bin/app"], pb::behaviour::Kind::File(file))).unwrap();
+            assert_eq!(o.behaviour, Behaviour::File { pattern: p.into(), access: 1 });
+        }
         let o = behaviour_to_add(
             0,
             &add(
@@ -648,14 +663,33 @@ mod tests {
             (
                 add(
                     &["/bin/a"],
-                    pb::behaviour::Kind::File(pb::FileBehaviour { path: "etc/passwd".into(), access: vec![1] }),
+                    pb::behaviour::Kind::File(pb::FileBehaviour {
+                        path: "etc/passwd".into(),
+                        access: vec![1],
+                        pattern: false,
+                    }),
                 ),
                 "behaviours[3].behaviour.file.path",
             ),
             (
                 add(
                     &["/bin/a"],
-                    pb::behaviour::Kind::File(pb::FileBehaviour { path: "/etc/passwd".into(), access: vec![] }),
+                    pb::behaviour::Kind::File(pb::FileBehaviour {
+                        path: "/tmp/{nums}".into(),
+                        access: vec![1],
+                        pattern: true,
+                    }),
+                ),
+                "behaviours[3].behaviour.file.path",
+            ),
+            (
+                add(
+                    &["/bin/a"],
+                    pb::behaviour::Kind::File(pb::FileBehaviour {
+                        path: "/etc/passwd".into(),
+                        access: vec![],
+                        pattern: false,
+                    }),
                 ),
                 "behaviours[3].behaviour.file.access",
             ),

@@ -476,15 +476,43 @@ profile web (versions: v1, v2)
 }
 
 #[test]
-fn an_exported_profile_as_yaml() {
-    let json = r#"{"image":"web","nodes":[{"lineage":["/bin/sh"]}]}"#;
-    assert_eq!(out(Format::Json, |p| p.document("profile", "web", json)), format!("{json}\n"));
-    assert_eq!(out(Format::Table, |p| p.document("profile", "web", json)), format!("{json}\n"));
+fn an_exported_profile_as_a_document() {
+    let doc = telltale_core::profile::document::ProfileDocument::new("web", vec!["v1".into()]);
+    let yaml = "apiVersion: telltale.dev/v1\nkind: SecurityProfile\nmetadata:\n  name: web\nspec:\n  tags:\n  - v1\n  processes: []\n";
+    assert_eq!(out(Format::Yaml, |p| p.profile_document("web", &doc)), yaml);
+    assert_eq!(out(Format::Table, |p| p.profile_document("web", &doc)), yaml, "a document reads best as YAML");
+    let json = out(Format::Json, |p| p.profile_document("web", &doc));
+    assert!(json.starts_with("{\n  \"apiVersion\": \"telltale.dev/v1\",\n"), "{json}");
+    assert_eq!(out(Format::Name, |p| p.profile_document("web", &doc)), "profile/web\n");
+}
+
+#[test]
+fn import_and_diff_results() {
+    let dry = Imported {
+        image: "web",
+        file: "web.yaml",
+        dry_run: true,
+        added: 1,
+        already_known: None,
+        behaviours: vec!["/bin/a: exec".into()],
+    };
+    assert_eq!(out(Format::Table, |p| p.imported(&dry, "would add 1")), "+ /bin/a: exec\nwould add 1\n");
     assert_eq!(
-        out(Format::Yaml, |p| p.document("profile", "web", json)),
-        "image: web\nnodes:\n- lineage:\n  - /bin/sh\n"
+        out(Format::Json, |p| p.imported(&dry, "")),
+        "{\"image\":\"web\",\"file\":\"web.yaml\",\"dry_run\":true,\"added\":1,\"behaviours\":[\"/bin/a: exec\"]}\n"
     );
-    assert_eq!(out(Format::Name, |p| p.document("profile", "web", json)), "profile/web\n");
+    let c = Compared {
+        image: "web",
+        file: "web.yaml",
+        exists: true,
+        identical: false,
+        added: vec!["/bin/a: exec".into()],
+        missing: vec!["/bin/b: dns x.example A".into()],
+    };
+    assert_eq!(out(Format::Table, |p| p.compared(&c)), "+ /bin/a: exec\n- /bin/b: dns x.example A\n");
+    let same = Compared { identical: true, added: vec![], missing: vec![], ..c };
+    assert_eq!(out(Format::Table, |p| p.compared(&same)), "", "nothing, like diff");
+    assert!(out(Format::Yaml, |p| p.compared(&same)).contains("identical: true\n"));
 }
 
 #[test]

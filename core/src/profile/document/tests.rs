@@ -241,8 +241,7 @@ pub(crate) fn arb_document() -> impl Strategy<Value = ProfileDocument> {
     let file = (pattern, 1u8..16);
     let dns = ("[a-z][a-z0-9-]{0,10}(\\.[a-z]{2,6}){1,2}", prop_oneof![Just("A"), Just("AAAA"), Just("TXT")]);
     let transport = prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp)];
-    let ip =
-        prop_oneof![any::<[u8; 4]>().prop_map(|b| IpAddr::from(b)), any::<[u8; 16]>().prop_map(|b| IpAddr::from(b))];
+    let ip = prop_oneof![any::<[u8; 4]>().prop_map(IpAddr::from), any::<[u8; 16]>().prop_map(IpAddr::from)];
     let endpoint = (transport.clone(), ip.clone(), 1u16..);
     let range = (transport, ip, 0u8..=128, any::<u16>()).prop_map(|(t, ip, len, port)| {
         let net = match ip {
