@@ -1280,6 +1280,35 @@ w9i6/76RX0knaUyshFWrue2HvBMAyNpwZGTlLDlKwoKuPhbSaxryoI+3
     }
 
     #[test]
+    fn profile_store_is_local_by_default_and_etcd_is_checked_by_key() {
+        jailed(|_| {
+            let cfg = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!((cfg.profiles.store, cfg.profiles.etcd.is_none()), (ProfileStore::Local, true));
+        });
+        assert!(refused("[profiles]\nstore = \"etcd\"\n").contains("key `profiles.store`"));
+        assert!(refused("[profiles]\nstore = \"consul\"\n").contains("profiles.store"));
+        let e = refused("[profiles.etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n");
+        assert!(e.contains("key `profiles.etcd`") && e.contains("\"local\""), "{e}");
+        let e = refused("[profiles]\nstore = \"etcd\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\", \"etcd-1\"]\n");
+        assert!(e.contains("key `profiles.etcd.endpoints[1]`"), "{e}");
+        let e = refused("[profiles]\nstore = \"etcd\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\"]\nclustr = \"x\"\n");
+        assert!(e.contains("clustr"), "{e}");
+        let e = refused("[profiles]\nstore = \"etcd\"\nstartup_timeout = \"1h\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\"]\n");
+        assert!(e.contains("key `profiles.startup_timeout`"), "{e}");
+        // As the documented environment variables give it to an injected sidecar.
+        jailed(|jail| {
+            jail.set_env("TELLTALE_PROFILES__STORE", "etcd");
+            jail.set_env("TELLTALE_PROFILES__ETCD__ENDPOINTS", "[\"https://etcd-0:2379\", \"https://etcd-1:2379\"]");
+            jail.set_env("TELLTALE_PROFILES__ETCD__CLUSTER", "prod");
+            jail.set_env("TELLTALE_KUBERNETES__POD_NAME", "web-7d9f-x2x");
+            let cfg = Config::load(None, &Overrides::default()).unwrap();
+            let etcd = cfg.profiles.etcd.clone().unwrap();
+            assert_eq!(etcd.endpoints, vec!["https://etcd-0:2379".to_owned(), "https://etcd-1:2379".to_owned()]);
+            assert_eq!((etcd.cluster.as_str(), cfg.replica_id().as_str()), ("prod", "web-7d9f-x2x"));
+        });
+    }
+
+    #[test]
     fn audit_retention_loads_with_defaults_and_refuses_bad_values_by_key() {
         let mut c = Config::default();
         jailed(|_| c = Config::load(None, &Overrides::default()).unwrap());
