@@ -154,7 +154,12 @@ async fn stream_resume_add_to_profile_and_validation() {
         assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
         assert!(e.to_string().contains(field), "{e} should name {field}");
     }
-    let e = responder.add_to_profile("nope", vec![behaviour::exec(&["/bin/x"])]).await.expect_err("unknown");
+    // A file of a process of a profile that does not exist: nothing to add it
+    // to (a request naming the process node would create the profile).
+    let e = responder
+        .add_to_profile("nope", vec![behaviour::file(&["/bin/x"], "/etc/x", &[Access::Read])])
+        .await
+        .expect_err("unknown");
     assert_eq!(e.code(), Some(tonic::Code::NotFound));
     let e = viewer.profile("nope").await.expect_err("unknown");
     assert_eq!(e.code(), Some(tonic::Code::NotFound));

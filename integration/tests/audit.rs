@@ -44,7 +44,9 @@ async fn actions_are_audited_filtered_by_role_and_tamper_evident() {
     let (vera, rita, adam) = (client(&addr, "tv").await, client(&addr, "tr").await, client(&addr, "ta").await);
 
     rita.add_to_profile("web", vec![behaviour::exec(&["/usr/bin/ok"])]).await.expect("add");
-    rita.add_to_profile("nope", vec![behaviour::exec(&["/usr/bin/ok"])]).await.expect_err("unknown profile");
+    rita.add_to_profile("nope", vec![behaviour::dns(&["/usr/bin/ok"], "x.example", "A")])
+        .await
+        .expect_err("unknown profile");
     vera.add_to_profile("web", vec![behaviour::exec(&["/usr/bin/x"])]).await.expect_err("viewer");
     client(&addr, "wrong").await.learning_status(None).await.expect_err("bad token");
 

@@ -66,9 +66,9 @@ fn status_profile_and_watch_from_the_command_line() {
     let o = ctl(&addr, Some("v"), &["profile", "show", "web"]);
     let (out, _) = text(&o);
     assert!(out.contains("/bin/init -> /usr/bin/allowed") && out.contains("10.0.0.0/8:0"), "{out}");
-    let o = ctl(&addr, Some("v"), &["profile", "export", "web"]);
+    let o = ctl(&addr, Some("v"), &["profile", "export", "web", "-o", "json"]);
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("export json");
-    assert_eq!(doc["image"], "web");
+    assert_eq!((&doc["kind"], &doc["metadata"]["name"]), (&"SecurityProfile".into(), &"web".into()));
 
     // Once stable, a new process shows up in `watch`.
     let start = Instant::now();
