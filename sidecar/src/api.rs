@@ -23,7 +23,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use auth::{token_sha256, Auth, AuthError, Call, Principal};
+pub use auth::{token_sha256, Auth, AuthError, Call, FailureAudit, Principal, FAILURE_KINDS, FAILURE_WINDOW};
 pub use error::{echo, CallError, ECHO_MAX, MESSAGE_MAX};
 pub use server::{
     bind, serve, Limits, Listener, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,

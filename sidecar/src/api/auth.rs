@@ -2,23 +2,30 @@
 //! principal with a role (viewer < responder < admin); the interceptor
 //! ([`Gate`]) authenticates every call of the service and of reflection,
 //! and each handler asks for the role its [`Call`] needs. Failures of both
-//! kinds are audited.
+//! kinds are audited through [`FailureAudit`]: the first of a kind at
+//! once, its repeats within a minute in one record with their count (see
+//! `tally`), so that a flood of them makes a bounded number of records and
+//! none is dropped silently.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
-use telltale_core::audit::{Action, AssetType, Outcome, Verb};
+use telltale_core::audit::{Action, Verb};
 use telltale_core::clock::now_ms;
 
 use super::error::CallError;
 use crate::bus::Command;
 use crate::config::{ApiConfig, Role};
+use crate::telemetry::metrics::Metrics;
+use tally::{Failure, Offer, Tally};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,45 +215,151 @@ impl fmt::Display for Call {
     }
 }
 
-/// Queue an audit record for the daemon. Never blocks a call: a full
-/// queue drops the record, with a log line.
-pub(super) fn record(audit: &mpsc::Sender<Command>, action: Action) {
-    let (principal, verb) = (action.principal.clone(), action.action.clone());
-    if audit.try_send(Command::Audit(action)).is_err() {
-        tracing::warn!(%principal, action = %verb, "Audit queue full: record not written.");
+/// How long the repeats of a kind of failure are counted into one audit
+/// record, from the first.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Kinds of failure (peer, principal, reason...) counted apart at once;
+/// failures of more kinds are counted together, per action.
+pub const FAILURE_KINDS: usize = 1024;
+
+/// How long the last records wait for room in the daemon's inbox when the
+/// server stops.
+const LAST_FLUSH: Duration = Duration::from_secs(2);
+
+/// Failed authentications and denied calls on their way to the audit trail
+/// (the daemon's inbox), counted in a [`Tally`]. Never blocks a call. A
+/// record the inbox has no room for is kept and counted on, and offered
+/// again every second by [`FailureAudit::run`]; one that can never be
+/// written (the daemon stopped) is logged and counted in
+/// `telltale.audit.unrecorded`.
+#[derive(Debug, Clone)]
+pub struct FailureAudit {
+    tally: Arc<Mutex<Tally>>,
+    inbox: mpsc::Sender<Command>,
+    metrics: Arc<Metrics>,
+    window: Duration,
+}
+
+impl FailureAudit {
+    /// Records through `inbox`; repeats counted for [`FAILURE_WINDOW`],
+    /// [`FAILURE_KINDS`] kinds apart.
+    pub fn new(inbox: mpsc::Sender<Command>, metrics: Arc<Metrics>) -> Self {
+        Self::with(inbox, metrics, FAILURE_WINDOW, FAILURE_KINDS)
+    }
+
+    /// The same with another window (at least 1 ms) and bound.
+    pub fn with(inbox: mpsc::Sender<Command>, metrics: Arc<Metrics>, window: Duration, kinds: usize) -> Self {
+        let window = window.max(Duration::from_millis(1));
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        Self { tally: Arc::new(Mutex::new(Tally::new(window_ms, kinds))), inbox, metrics, window }
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        // A panic while counting leaves plain counts behind: keep using them.
+        self.tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn offer(&self, action: Action) -> Offer {
+        match self.inbox.try_send(Command::Audit(action)) {
+            Ok(()) => Offer::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+        }
+    }
+
+    /// Count one failure (recorded at once when it is the first of its kind).
+    fn failed(&self, failure: Failure) {
+        self.metrics.auth_failure(failure.verb.name());
+        let lost = self.tally().add(failure, now_ms(), |a| self.offer(a));
+        self.unrecorded(lost.as_slice());
+    }
+
+    /// Offer the records of the windows that ended (every one, with `all`)
+    /// through `offer`. Returns how many failures wait for room.
+    fn flush(&self, all: bool, offer: impl FnMut(Action) -> Offer) -> u64 {
+        let done = self.tally().flush(now_ms(), all, offer);
+        self.unrecorded(&done.lost);
+        done.waiting
+    }
+
+    /// Log and count records that can never be written.
+    fn unrecorded(&self, lost: &[Action]) {
+        for a in lost {
+            let count = a.after.as_ref().and_then(|v| v["count"].as_u64()).unwrap_or(1);
+            self.metrics.audit_unrecorded(count);
+            let details = a.after.as_ref().map(ToString::to_string).unwrap_or_default();
+            tracing::error!(
+                principal = %a.principal,
+                action = %a.action,
+                call = %a.asset_id,
+                count,
+                %details,
+                "Audit record of failures not written: the daemon no longer reads its inbox."
+            );
+        }
+    }
+
+    /// Every second (every half window, if shorter) until `stop`: offer the
+    /// records of the windows that ended, with a warning when some start
+    /// waiting for room. Then offer every record, waiting up to 2 s for
+    /// room; what still cannot be written is logged and counted.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        let period = (self.window / 2).clamp(Duration::from_millis(1), Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        let mut waiting = 0;
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = ticker.tick() => {
+                    let now_waiting = self.flush(false, |a| self.offer(a));
+                    if now_waiting > 0 && waiting == 0 {
+                        tracing::warn!(failures = now_waiting, "Audit queue full: records of failed authentications and denied calls wait in memory, counting on.");
+                    }
+                    waiting = now_waiting;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + LAST_FLUSH;
+        while self.flush(true, |a| self.offer(a)) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.flush(true, |_| Offer::Closed);
     }
 }
 
 /// The caller of `req` (set by [`Gate`]) if their role allows `call`;
-/// a denial is audited through `audit`.
-pub(super) fn require<T>(req: &Request<T>, call: Call, audit: &mpsc::Sender<Command>) -> Result<Principal, CallError> {
+/// a denial is audited through `failures`.
+pub(super) fn require<T>(req: &Request<T>, call: Call, failures: &FailureAudit) -> Result<Principal, CallError> {
     let p = req.extensions().get::<Principal>().cloned().ok_or(AuthError::NotChecked)?;
     let need = call.needs();
     if p.role < need {
-        record(
-            audit,
-            Action::new(now_ms(), &p.name, AssetType::Api, call.name(), Verb::Authorize, Outcome::Failure).after(Some(
-                serde_json::json!({"role": format!("{:?}", p.role), "needed": format!("{need:?}"), "call": call.name()}),
-            )),
-        );
+        failures.failed(Failure::new(
+            Verb::Authorize,
+            &p.name,
+            call.name(),
+            vec![("role", format!("{:?}", p.role)), ("needed", format!("{need:?}")), ("call", call.name().to_owned())],
+        ));
         return Err(CallError::Forbidden { principal: p.name, have: p.role, call, need });
     }
     Ok(p)
 }
 
 /// The interceptor: authenticates a call and leaves its [`Principal`] in
-/// the request's extensions; a failure is audited (with the peer address)
-/// and answered `UNAUTHENTICATED`.
+/// the request's extensions; a failure is audited (with the peer's IP
+/// address and the reason) and answered `UNAUTHENTICATED`.
 #[derive(Debug, Clone)]
 pub struct Gate {
     auth: Arc<Auth>,
-    audit: mpsc::Sender<Command>,
+    failures: FailureAudit,
 }
 
 impl Gate {
-    /// Checks calls against `auth`, auditing failures through `audit`.
-    pub fn new(auth: Auth, audit: mpsc::Sender<Command>) -> Self {
-        Self { auth: Arc::new(auth), audit }
+    /// Checks calls against `auth`, auditing failures through `failures`.
+    pub fn new(auth: Auth, failures: FailureAudit) -> Self {
+        Self { auth: Arc::new(auth), failures }
     }
 }
 
@@ -258,17 +371,21 @@ impl tonic::service::Interceptor for Gate {
                 Ok(req)
             }
             Err(e) => {
-                let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-                record(
-                    &self.audit,
-                    Action::new(now_ms(), "anonymous", AssetType::Api, "", Verb::Authenticate, Outcome::Failure)
-                        .after(Some(serde_json::json!({"reason": e.to_string(), "peer": peer}))),
-                );
+                // The address without the port: each connection has a port of its own.
+                let peer = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                self.failures.failed(Failure::new(
+                    Verb::Authenticate,
+                    "anonymous",
+                    "",
+                    vec![("reason", e.to_string()), ("peer", peer)],
+                ));
                 Err(CallError::from(e).into())
             }
         }
     }
 }
+
+mod tally;
 
 #[cfg(test)]
 mod tests;

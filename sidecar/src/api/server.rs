@@ -119,7 +119,8 @@ pub async fn serve(
 ) -> Result<(), ApiError> {
     let addr = listener.local_addr().unwrap_or(cfg.listen);
     let Listener { tcp, limits } = listener;
-    let gate = Gate::new(Auth::new(&cfg), api.audit());
+    let failures = api.failures();
+    let gate = Gate::new(Auth::new(&cfg), failures.clone());
     let telltale = TelltaleServer::new(api)
         .max_decoding_message_size(cfg.max_request_bytes)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
@@ -147,7 +148,13 @@ pub async fn serve(
         }
         builder = builder.tls_config(t).map_err(|source| ApiError::Serve { addr, source })?;
     }
-    builder
+    // Records of failed authentications leave when their window ends, and
+    // every one left when the server stops.
+    let (served_tx, served) = tokio::sync::oneshot::channel::<()>();
+    let flusher = tokio::spawn(failures.run(async move {
+        let _ = served.await;
+    }));
+    let result = builder
         .layer(crate::telemetry::rpc::RpcTraceLayer(tracer))
         .add_service(health)
         .add_service(InterceptedService::new(reflection_v1, gate.clone()))
@@ -155,7 +162,12 @@ pub async fn serve(
         .add_service(InterceptedService::new(telltale, gate))
         .serve_with_incoming_shutdown(Incoming::new(tcp, limits), shutdown)
         .await
-        .map_err(|source| ApiError::Serve { addr, source })
+        .map_err(|source| ApiError::Serve { addr, source });
+    drop(served_tx);
+    if let Err(e) = flusher.await {
+        tracing::warn!(error = %e, "Audit of failed authentications ended abnormally.");
+    }
+    result
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use telltale_core::query::Query;
 use telltale_core::signal::{SignalChange, UpdateError};
 use telltale_core::status::ProfileStatus;
 
-use super::auth::{require, Call, Principal};
+use super::auth::{require, Call, FailureAudit, Principal};
 use super::convert;
 use super::error::{echo, CallError};
 use super::stream::{Backlog, Feed, Streams};
@@ -38,6 +38,7 @@ const AUDIT_LIMIT: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Api {
     commands: mpsc::Sender<Command>,
+    failures: FailureAudit,
     feeds: Feeds,
     data_dir: PathBuf,
     streams: Streams,
@@ -54,17 +55,25 @@ impl Api {
         closing: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { commands, feeds, data_dir, streams: Streams::new(closing, metrics) }
+        let failures = FailureAudit::new(commands.clone(), metrics.clone());
+        Self { commands, failures, feeds, data_dir, streams: Streams::new(closing, metrics) }
+    }
+
+    /// With failed authentications and denied calls audited through
+    /// `failures` (by default: repeats counted for a minute into one
+    /// record, see [`FailureAudit`]).
+    pub fn with_failure_audit(self, failures: FailureAudit) -> Self {
+        Self { failures, ..self }
     }
 
     /// Where failed authentication and authorization are audited.
-    pub(super) fn audit(&self) -> mpsc::Sender<Command> {
-        self.commands.clone()
+    pub(super) fn failures(&self) -> FailureAudit {
+        self.failures.clone()
     }
 
     /// The caller, if their role allows `call` (a denial is audited).
     fn require<T>(&self, req: &Request<T>, call: Call) -> Result<Principal, CallError> {
-        require(req, call, &self.commands)
+        require(req, call, &self.failures)
     }
 
     /// Ask the daemon loop.

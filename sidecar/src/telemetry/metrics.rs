@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use telltale_core::audit::Verb;
+
 use crate::sensor::{Counters, KindCounts};
 
 /// Counter (only grows) or gauge (a current value).
@@ -38,6 +40,11 @@ const fn gauge(name: &'static str, help: &'static str) -> Def {
     Def { name, help, kind: MetricKind::Gauge }
 }
 
+/// Failed authentications and denied calls, per action.
+pub const AUTH_FAILURES: &str = "telltale.api.auth_failures";
+/// Audit records of failures that could not be written.
+pub const AUDIT_UNRECORDED: &str = "telltale.audit.unrecorded";
+
 /// Every metric, in exposition order.
 pub static DEFS: &[Def] = &[
     counter("telltale.events", "Events the kernel sent to user space, per kind."),
@@ -65,6 +72,15 @@ pub static DEFS: &[Def] = &[
     counter("telltale.notifications.failed", "Notification delivery attempts that failed, per target kind."),
     gauge("telltale.api.stream_clients", "Clients streaming anomalies or signals."),
     counter("telltale.api.stream_lagged", "Live items stream clients fell behind on (they resume from the store)."),
+    counter(
+        AUTH_FAILURES,
+        "Failed authentications and denied calls, per action (audited: repeats of a kind in one record per minute).",
+    ),
+    counter(
+        AUDIT_UNRECORDED,
+        "Failed authentications and denied calls that could not be written to the audit trail (the daemon had \
+         stopped); each is logged.",
+    ),
     counter("telltale.telemetry.spans_exported", "Spans the OTLP collector accepted."),
     counter("telltale.telemetry.spans_dropped", "Spans dropped: export queue full or collector unreachable."),
 ];
@@ -151,6 +167,8 @@ pub struct Metrics {
     stream_lagged: AtomicU64,
     spans_exported: AtomicU64,
     spans_dropped: AtomicU64,
+    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    audit_unrecorded: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -216,6 +234,16 @@ impl Metrics {
         self.spans_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// A failed authentication or a denied call (`action`: the audit verb).
+    pub fn auth_failure(&self, action: &'static str) {
+        *lock(&self.auth_failures).entry(action).or_default() += 1;
+    }
+
+    /// `n` failures could not be written to the audit trail.
+    pub fn audit_unrecorded(&self, n: u64) {
+        self.audit_unrecorded.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Every current value.
     pub fn samples(&self) -> Vec<Sample> {
         let mut out = Vec::new();
@@ -272,6 +300,11 @@ impl Metrics {
         }
         push("telltale.api.stream_clients", vec![], self.stream_clients.load(Ordering::Relaxed));
         push("telltale.api.stream_lagged", vec![], self.stream_lagged.load(Ordering::Relaxed));
+        let failures = lock(&self.auth_failures).clone();
+        for action in [Verb::Authenticate, Verb::Authorize].map(Verb::name) {
+            push(AUTH_FAILURES, vec![("action", action.to_owned())], failures.get(action).copied().unwrap_or(0));
+        }
+        push(AUDIT_UNRECORDED, vec![], self.audit_unrecorded.load(Ordering::Relaxed));
         push("telltale.telemetry.spans_exported", vec![], self.spans_exported.load(Ordering::Relaxed));
         push("telltale.telemetry.spans_dropped", vec![], self.spans_dropped.load(Ordering::Relaxed));
         out
@@ -429,6 +462,20 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn auth_failures_per_action_and_unrecorded_audit_records() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let text = prometheus_text(&m).unwrap();
+        assert!(text.contains("telltale_api_auth_failures_total{action=\"authorize\"} 0"), "{text}");
+        assert!(text.contains("telltale_audit_unrecorded_total 0"), "{text}");
+        m.auth_failure(Verb::Authenticate.name());
+        m.auth_failure(Verb::Authenticate.name());
+        m.audit_unrecorded(3);
+        let text = prometheus_text(&m).unwrap();
+        assert!(text.contains("telltale_api_auth_failures_total{action=\"authenticate\"} 2"), "{text}");
+        assert!(text.contains("telltale_audit_unrecorded_total 3"), "{text}");
     }
 
     #[test]

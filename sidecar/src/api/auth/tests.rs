@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::ApiToken;
+use std::time::Duration;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::Code;
@@ -31,6 +32,11 @@ fn metadata(authorization: Option<&str>) -> MetadataMap {
         md.insert("authorization", MetadataValue::try_from(v).unwrap());
     }
     md
+}
+
+/// Failures audited through `tx`, repeats counted for a minute.
+fn failures(tx: &mpsc::Sender<Command>) -> FailureAudit {
+    FailureAudit::new(tx.clone(), Arc::new(Metrics::default()))
 }
 
 fn audited(rx: &mut mpsc::Receiver<Command>) -> Vec<Action> {
@@ -126,11 +132,12 @@ fn each_call_needs_the_documented_role() {
 #[test]
 fn each_role_is_allowed_exactly_the_calls_it_covers_and_denials_are_audited() {
     let (tx, mut rx) = mpsc::channel(64);
+    let failures = failures(&tx);
     for role in [Role::Viewer, Role::Responder, Role::Admin] {
         for call in Call::ALL {
             let mut req = Request::new(());
             req.extensions_mut().insert(Principal { name: "p".into(), role });
-            let got = require(&req, call, &tx);
+            let got = require(&req, call, &failures);
             let records = audited(&mut rx);
             if role >= call.needs() {
                 assert_eq!(got.ok(), Some(Principal { name: "p".into(), role }), "{role:?} {call}");
@@ -151,6 +158,7 @@ fn each_role_is_allowed_exactly_the_calls_it_covers_and_denials_are_audited() {
                 );
                 let after = a.after.as_ref().expect("details");
                 assert_eq!(after["needed"], format!("{:?}", call.needs()));
+                assert_eq!(after["count"], 1);
             }
         }
     }
@@ -159,7 +167,7 @@ fn each_role_is_allowed_exactly_the_calls_it_covers_and_denials_are_audited() {
 #[test]
 fn a_request_that_skipped_the_gate_is_unauthenticated() {
     let (tx, mut rx) = mpsc::channel(4);
-    let status = Status::from(require(&Request::new(()), Call::GetSignal, &tx).expect_err("no principal"));
+    let status = Status::from(require(&Request::new(()), Call::GetSignal, &failures(&tx)).expect_err("no principal"));
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(audited(&mut rx).is_empty());
 }
@@ -167,7 +175,7 @@ fn a_request_that_skipped_the_gate_is_unauthenticated() {
 #[test]
 fn the_gate_admits_known_tokens_and_audits_the_rest() {
     let (tx, mut rx) = mpsc::channel(8);
-    let mut gate = Gate::new(Auth::new(&cfg()), tx);
+    let mut gate = Gate::new(Auth::new(&cfg()), failures(&tx));
 
     let mut req = Request::new(());
     *req.metadata_mut() = metadata(Some("Bearer r-token"));
@@ -188,13 +196,72 @@ fn the_gate_admits_known_tokens_and_audits_the_rest() {
     }
 }
 
-#[test]
-fn a_full_audit_queue_never_blocks_a_call() {
+/// The `count` of each record.
+fn counts(records: &[Action]) -> Vec<u64> {
+    records.iter().map(|a| a.after.as_ref().and_then(|v| v["count"].as_u64()).expect("a count")).collect()
+}
+
+#[tokio::test]
+async fn a_full_audit_queue_never_blocks_a_call_and_loses_nothing() {
     let (tx, mut rx) = mpsc::channel(1);
-    let mut gate = Gate::new(Auth::new(&cfg()), tx);
-    for _ in 0..3 {
+    let metrics = Arc::new(Metrics::default());
+    let failures = FailureAudit::with(tx.clone(), metrics.clone(), Duration::from_millis(1), 16);
+    let mut gate = Gate::new(Auth::new(&cfg()), failures.clone());
+    let refuse = |gate: &mut Gate| {
         let status = gate.call(Request::new(())).expect_err("refused");
         assert_eq!(status.code(), Code::Unauthenticated);
+    };
+    // The first is queued; the queue is then full.
+    for _ in 0..3 {
+        refuse(&mut gate);
     }
-    assert_eq!(audited(&mut rx).len(), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The repeats wait for room, counting on.
+    assert_eq!(failures.flush(false, |a| failures.offer(a)), 2);
+    refuse(&mut gate);
+    assert_eq!(counts(&audited(&mut rx)), [1]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(failures.flush(false, |a| failures.offer(a)), 0);
+    assert_eq!(counts(&audited(&mut rx)), [3]);
+
+    // Once the daemon stopped, what cannot be written is counted and logged:
+    // the first of a kind at once, the repeats when the server stops.
+    drop(rx);
+    let unrecorded = |m: &Metrics| {
+        m.samples().iter().find(|s| s.def.name == crate::telemetry::metrics::AUDIT_UNRECORDED).map(|s| s.value)
+    };
+    assert_eq!(unrecorded(&metrics), Some(0));
+    refuse(&mut gate);
+    refuse(&mut gate);
+    refuse(&mut gate);
+    assert_eq!(unrecorded(&metrics), Some(1));
+    tokio::time::timeout(Duration::from_secs(10), failures.run(async {})).await.expect("ends at once");
+    assert_eq!(unrecorded(&metrics), Some(3));
+    let failed = metrics.samples().into_iter().find(|s| {
+        s.def.name == crate::telemetry::metrics::AUTH_FAILURES && s.labels == [("action", "authenticate".to_owned())]
+    });
+    assert_eq!(failed.map(|s| s.value), Some(7));
+}
+
+#[test]
+fn repeated_failures_make_one_record_with_their_count() {
+    let (tx, mut rx) = mpsc::channel(64);
+    let failures = FailureAudit::with(tx, Arc::new(Metrics::default()), Duration::from_secs(3600), 16);
+    let mut gate = Gate::new(Auth::new(&cfg()), failures.clone());
+    for header in [Some("Bearer stolen"), Some("Bearer stolen"), None, Some("Bearer other"), Some("Bearer stolen")] {
+        let mut req = Request::new(());
+        *req.metadata_mut() = metadata(header);
+        gate.call(req).expect_err("refused");
+    }
+    let first = audited(&mut rx);
+    assert_eq!(counts(&first), [1, 1], "the first of each reason at once: {first:#?}");
+    // A window still open is only flushed when asked for everything.
+    assert_eq!(failures.flush(false, |a| failures.offer(a)), 0);
+    assert!(audited(&mut rx).is_empty());
+    failures.flush(true, |a| failures.offer(a));
+    let repeats = audited(&mut rx);
+    assert_eq!(counts(&repeats), [3]);
+    let after = repeats[0].after.as_ref().expect("details");
+    assert_eq!(after["reason"], AuthError::BadToken.to_string());
+    assert!(after["first_ms"].as_i64() <= after["last_ms"].as_i64());
 }

@@ -16,7 +16,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_reflection::pb::{v1, v1alpha};
 
-use super::super::auth::{token_sha256, Call};
+use super::super::auth::{token_sha256, Call, FailureAudit, FAILURE_KINDS, FAILURE_WINDOW};
 use super::super::error::MESSAGE_MAX;
 use crate::bus::{Command, Feeds};
 use crate::config::{ApiToken, Role};
@@ -39,6 +39,11 @@ struct Served {
 impl Served {
     /// The server, with an empty store in a data directory named by `tag`.
     async fn start(tag: &str, limits: Limits) -> Served {
+        Self::start_with(tag, limits, FAILURE_WINDOW).await
+    }
+
+    /// The same, counting repeated failures for `window`.
+    async fn start_with(tag: &str, limits: Limits, window: Duration) -> Served {
         let token = |principal: &str, role, token: &str| ApiToken {
             principal: principal.into(),
             role,
@@ -57,8 +62,10 @@ impl Served {
         let data_dir = std::env::temp_dir().join(format!("telltale-api-server-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         drop(crate::store::Store::open(&data_dir).expect("store"));
-        let api =
-            Api::new(commands, Feeds::new(16), data_dir.clone(), closing_rx.clone(), Arc::new(Metrics::default()));
+        let metrics = Arc::new(Metrics::default());
+        let failures = FailureAudit::with(commands.clone(), metrics.clone(), window, FAILURE_KINDS);
+        let api = Api::new(commands, Feeds::new(16), data_dir.clone(), closing_rx.clone(), metrics)
+            .with_failure_audit(failures);
         let mut stop = closing_rx;
         let task = tokio::spawn(serve(cfg, listener, api, None, async move {
             let _ = stop.wait_for(|c| *c).await;
@@ -79,11 +86,13 @@ impl Served {
         }
     }
 
-    async fn stop(self) {
+    /// Stop the server; the inbox, with what it queued until it stopped.
+    async fn stop(self) -> mpsc::Receiver<Command> {
         self.closing.send_replace(true);
         let ended = tokio::time::timeout(PATIENCE, self.task).await.expect("the server stops");
         ended.expect("no panic").expect("no error");
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        self.inbox
     }
 }
 
@@ -188,7 +197,8 @@ async fn serves_health_and_both_reflections_and_refuses_strangers() {
     let a = served.audited().await;
     assert_eq!((a.principal.as_str(), a.action.as_str(), a.outcome.as_str()), ("anonymous", "authenticate", "failure"));
     let after = a.after.expect("details");
-    assert!(after["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")), "{after}");
+    assert_eq!(after["peer"], "127.0.0.1", "the address, not the port of the connection");
+    assert_eq!(after["count"], 1);
     let e = client
         .get_learning_status(with_token(pb::GetLearningStatusRequest::default(), "stolen"))
         .await
@@ -295,4 +305,67 @@ async fn idle_connections_beyond_the_cap_do_not_lock_out_a_client() {
     let end = tokio::time::timeout(PATIENCE, stream.message()).await.expect("the stream ends");
     assert_eq!(end.expect_err("told").code(), Code::Unavailable);
     stop.await.expect("stopped");
+}
+
+/// The audit records queued in `inbox`, and the sum of their counts.
+fn drain_audit(inbox: &mut mpsc::Receiver<Command>) -> (Vec<telltale_core::audit::Action>, u64) {
+    let mut records = Vec::new();
+    while let Ok(c) = inbox.try_recv() {
+        match c {
+            Command::Audit(a) => records.push(a),
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+    let sum = records.iter().map(|a| a.after.as_ref().and_then(|v| v["count"].as_u64()).expect("a count")).sum();
+    (records, sum)
+}
+
+#[tokio::test]
+async fn a_flood_of_failed_logins_makes_a_few_records_whose_counts_sum_to_it() {
+    const N: usize = 240;
+    let mut served = Served::start_with("flood", Limits::default(), Duration::from_secs(3600)).await;
+    // From several connections (ports), without a token or with a new bad
+    // token each time: two kinds of failure (the reasons), one peer.
+    for batch in 0..4 {
+        let mut client = TelltaleClient::new(served.channel().await);
+        for i in 0..N / 4 {
+            let req = pb::GetLearningStatusRequest::default();
+            let req = if i % 2 == 0 { Request::new(req) } else { with_token(req, &format!("guess-{batch}-{i}")) };
+            let e = client.get_learning_status(req).await.expect_err("refused");
+            assert_eq!(e.code(), Code::Unauthenticated);
+        }
+    }
+    // The first of each kind is recorded at once; the rest wait for the
+    // end of their window (an hour) or of the server.
+    let (first, sum) = drain_audit(&mut served.inbox);
+    assert_eq!((first.len(), sum), (2, 2), "{first:#?}");
+    let (rest, sum) = drain_audit(&mut served.stop().await);
+    assert_eq!(rest.len(), 2, "{rest:#?}");
+    assert_eq!(sum, N as u64 - 2, "every failure is counted once");
+    for a in &rest {
+        let after = a.after.as_ref().expect("details");
+        assert_eq!((after["peer"].as_str(), after["count"].as_u64()), (Some("127.0.0.1"), Some(N as u64 / 2 - 1)));
+        assert!(after["first_ms"].as_i64() <= after["last_ms"].as_i64(), "{after}");
+    }
+    let mut reasons: Vec<&str> = rest.iter().filter_map(|a| a.after.as_ref()?["reason"].as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["invalid token", "missing credentials: send `authorization: Bearer <token>`"]);
+}
+
+#[tokio::test]
+async fn repeats_are_recorded_when_their_window_ends() {
+    let mut served = Served::start_with("window", Limits::default(), Duration::from_millis(200)).await;
+    let mut client = TelltaleClient::new(served.channel().await);
+    for _ in 0..10 {
+        let e = client.get_learning_status(pb::GetLearningStatusRequest::default()).await.expect_err("refused");
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
+    // The server is still running: its flusher hands the repeats over.
+    let mut counted = 0;
+    while counted < 10 {
+        let a = served.audited().await;
+        counted += a.after.as_ref().and_then(|v| v["count"].as_u64()).expect("a count");
+    }
+    assert_eq!(counted, 10);
+    served.stop().await;
 }
