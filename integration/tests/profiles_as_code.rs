@@ -100,9 +100,7 @@ async fn an_exported_profile_imported_into_an_empty_daemon_judges_the_same() {
     let db = b.start();
     let addr_b = db.api.clone().expect("api");
     let client_b = telltale_client::Client::builder(addr_b.clone()).token("r").connect().await.expect("connect");
-    let no_profile = |r: Result<Vec<telltale_client::ProfileStatus>, telltale_client::ClientError>| {
-        matches!(r, Err(e) if e.code() == Some(tonic::Code::NotFound))
-    };
+    let no_profile = |r: Result<Vec<telltale_client::ProfileStatus>, telltale_client::ClientError>| matches!(r, Err(e) if e.code() == Some(tonic::Code::NotFound));
     assert!(no_profile(client_b.learning_status(Some("shop")).await), "B starts without the profile");
 
     let (code, out, err) = text(&ctl(&addr_b, &["profile", "diff", &file]));
