@@ -204,6 +204,13 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         }
         self.source.drain(&mut batch);
         self.on_events(&mut batch)?;
+        // Audit records the API handed over before the loop stopped (failed
+        // logins, denied calls) are written, not dropped with the inbox.
+        while let Ok(cmd) = inbox.try_recv() {
+            if matches!(cmd, Command::Audit(_)) {
+                self.command(cmd)?;
+            }
+        }
         self.tick()?;
         if let Some(f) = self.fleet.take() {
             f.close().await;
@@ -263,6 +270,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
             if pruned > 0 {
                 tracing::info!(pruned, "Anomalies past their retention removed.");
             }
+            self.store.prune_audit(self.cfg.audit.retention(), now)?;
         }
         let c = self.source.counters()?;
         let delta = self.lost_since_last(&c);

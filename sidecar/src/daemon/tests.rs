@@ -392,3 +392,27 @@ async fn the_loop_serves_events_and_commands_until_stopped() {
     let stored = Store::open_read_only(&d.cfg.data_dir).unwrap().anomalies_after(0, 10).unwrap();
     assert_eq!(stored.len(), 2);
 }
+
+#[tokio::test]
+async fn the_daemon_prunes_the_audit_trail_to_its_bounds_and_the_chain_still_verifies() {
+    let mut h = Harness::open_with(tmp("audit-retention"), 0, |cfg| cfg.audit.max_records = 1_000).await;
+    for i in 0..1_200 {
+        let action = telltale_core::audit::Action::new(
+            i,
+            "mallory",
+            telltale_core::audit::AssetType::SecuritySignal,
+            "sig-1",
+            telltale_core::audit::Verb::Update,
+            telltale_core::audit::Outcome::Failure,
+        );
+        h.d.command(Command::Audit(action)).unwrap();
+    }
+    h.at(10_000);
+    h.d.tick().unwrap(); // the first tick of a minute prunes
+    let trail = h.store().audit_trail().unwrap();
+    assert!(trail.records.len() <= 1_001, "bounded: {}", trail.records.len());
+    assert!(trail.anchor.is_some(), "the trail starts after an anchor");
+    assert_eq!(trail.verify(), Ok(trail.records.len()), "the kept trail verifies from its anchor");
+    let last = &trail.records.last().unwrap().action;
+    assert_eq!(last.action, "prune", "the pruning itself is audited: {last:?}");
+}

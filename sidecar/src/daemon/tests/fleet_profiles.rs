@@ -139,3 +139,54 @@ async fn etcd_down_at_start_means_local_cache_then_catch_up() {
     let b = replica("fleet-on", T0 + 1_000, &e, "web-on", Duration::from_secs(10)).await;
     assert!(b.knows("/etc/app.conf"), "A's offline learning reached the fleet");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_learning_different_halves_become_stable_with_the_union() {
+    let cluster = Cluster::start(1).await;
+    let e = etcd(cluster.endpoints(), "halves");
+    let mut a = replica("fleet-half-a", T0, &e, "web-ha", Duration::from_secs(10)).await;
+    let mut b = replica("fleet-half-b", T0, &e, "web-hb", Duration::from_secs(10)).await;
+    a.events(vec![build::exec(WEB, app()), read("/etc/a.conf")]);
+    b.events(vec![build::exec(WEB, app()), read("/etc/b.conf")]);
+    a.until("A has B's half", |a| a.knows("/etc/b.conf")).await;
+    b.until("B has A's half", |b| b.knows("/etc/a.conf")).await;
+
+    a.at(T0 + 20_000);
+    b.at(T0 + 20_000);
+    a.until("A stable", Harness::stable).await;
+    b.until("B stable", Harness::stable).await;
+    a.events(vec![read("/etc/a.conf"), read("/etc/b.conf")]);
+    b.events(vec![read("/etc/a.conf"), read("/etc/b.conf")]);
+    assert!(a.anomalies.try_recv().is_err(), "B's half is no anomaly in A");
+    assert!(b.anomalies.try_recv().is_err(), "A's half is no anomaly in B");
+    b.events(vec![read("/etc/c.conf")]);
+    assert!(b.anomalies.try_recv().is_ok(), "outside the union: an anomaly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behaviours_queued_by_a_killed_replica_reach_the_fleet_after_its_restart() {
+    let mut cluster = Cluster::start(1).await;
+    let e = etcd(cluster.endpoints(), "killed");
+    cluster.members[0].kill();
+    let dir_tag = "fleet-killed";
+    let mut a = replica(dir_tag, T0, &e, "web-k", Duration::from_millis(200)).await;
+    a.events(vec![build::exec(WEB, app()), read("/etc/queued.conf")]);
+    a.until("the learned behaviours are queued", |a| a.d.fleet.as_ref().is_some_and(|f| f.view().counters.queued >= 2))
+        .await;
+    // kill -9: the daemon and its fleet tasks are gone, nothing flushed.
+    let dir = a.dir.clone();
+    drop(a);
+
+    cluster.members[0].start();
+    cluster.members[0].wait_ready().await;
+    // The restarted replica (same data dir) drains what it had queued.
+    let mut again = Harness::open_with(dir, T0 + 1_000, |cfg| {
+        cfg.profiles.store = ProfileStore::Etcd;
+        cfg.profiles.etcd = Some(e.clone());
+        cfg.profiles.replica_id = Some("web-k".into());
+    })
+    .await;
+    again.until("the queue drains", |h| h.d.fleet.as_ref().is_some_and(|f| f.view().counters.queued == 0)).await;
+    let other = replica("fleet-killed-other", T0 + 2_000, &e, "web-k2", Duration::from_secs(10)).await;
+    assert!(other.knows("/etc/queued.conf"), "what the killed replica had queued reached the fleet");
+}
