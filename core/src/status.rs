@@ -169,7 +169,8 @@ pub fn fleet_line(f: &serde_json::Value, now_ms: i64) -> String {
         return "profiles: local (this pod's store only)".to_owned();
     }
     let text = |k: &str| f[k].as_str().unwrap_or("?").to_owned();
-    let since = f["since_ms"].as_i64().map_or(String::new(), |s| format!(" for {} s", now_ms.saturating_sub(s).max(0) / 1000));
+    let since =
+        f["since_ms"].as_i64().map_or(String::new(), |s| format!(" for {} s", now_ms.saturating_sub(s).max(0) / 1000));
     let reason = f["reason"].as_str().map_or(String::new(), |r| format!(" ({})", crate::text::escape(r)));
     format!(
         "profiles: etcd, cluster {}, replica {}: {}{since}{reason}; {} behaviours queued, etcd revision {}",
@@ -206,7 +207,10 @@ mod tests {
             "profiles: etcd, cluster prod, replica web-1\\nforged: disconnected for 30 s (connect refused); \
              3 behaviours queued, etcd revision 42"
         );
-        assert_eq!(super::fleet_line(&serde_json::json!({"store": "local"}), 0), "profiles: local (this pod's store only)");
+        assert_eq!(
+            super::fleet_line(&serde_json::json!({"store": "local"}), 0),
+            "profiles: local (this pod's store only)"
+        );
     }
 
     use super::*;

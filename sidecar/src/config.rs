@@ -1289,9 +1289,12 @@ w9i6/76RX0knaUyshFWrue2HvBMAyNpwZGTlLDlKwoKuPhbSaxryoI+3
         assert!(refused("[profiles]\nstore = \"consul\"\n").contains("profiles.store"));
         let e = refused("[profiles.etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n");
         assert!(e.contains("key `profiles.etcd`") && e.contains("\"local\""), "{e}");
-        let e = refused("[profiles]\nstore = \"etcd\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\", \"etcd-1\"]\n");
+        let e =
+            refused("[profiles]\nstore = \"etcd\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\", \"etcd-1\"]\n");
         assert!(e.contains("key `profiles.etcd.endpoints[1]`"), "{e}");
-        let e = refused("[profiles]\nstore = \"etcd\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\"]\nclustr = \"x\"\n");
+        let e = refused(
+            "[profiles]\nstore = \"etcd\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\"]\nclustr = \"x\"\n",
+        );
         assert!(e.contains("clustr"), "{e}");
         let e = refused("[profiles]\nstore = \"etcd\"\nstartup_timeout = \"1h\"\n[profiles.etcd]\nendpoints = [\"http://etcd:2379\"]\n");
         assert!(e.contains("key `profiles.startup_timeout`"), "{e}");
