@@ -87,3 +87,54 @@ async fn write_cost_and_resync_of_ten_thousand_behaviours() {
     );
     println!("fleet measure: etcd dbSize {db} bytes ({:.0} bytes per behaviour)", db as f64 / N as f64);
 }
+
+/// Replicas that receive each behaviour.
+const OTHERS: usize = 10;
+/// Behaviours timed, one after the other.
+const SAMPLES: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convergence_of_a_new_behaviour_to_ten_other_replicas() {
+    let etcd = Cluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The production default batching (the other tests use 20 ms).
+    let mut cfg = config(etcd.endpoints(), "converge");
+    cfg.batch_delay = telltale_fleet::EtcdConfig::new(["http://x:1"]).batch_delay;
+    let source = crate::support::replica(&cfg, dir.path(), "source").await;
+    let mut others = Vec::new();
+    for i in 0..OTHERS {
+        let f = crate::support::replica(&cfg, dir.path(), &format!("other-{i}")).await;
+        let updates = f.updates();
+        others.push((f, updates));
+    }
+    let mut latencies = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        let o = dns(&format!("new-{i:03}.example.com"));
+        let t = Instant::now();
+        let p = source.publish(&learned("conv", 1_000 + i as i64, std::slice::from_ref(&o))).await.unwrap();
+        assert_eq!(p.queued, 1);
+        // Until every other replica has it (the slowest one counts).
+        for (_, updates) in &mut others {
+            let want = o.clone();
+            wait_update(updates, Duration::from_secs(10), |u| {
+                matches!(u, Update::Behaviour { behaviour, .. } if behaviour.observation == want)
+            })
+            .await;
+        }
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "fleet measure: a new behaviour in all {OTHERS} other replicas: p50 {:?}, p99 {:?}, max {:?} ({SAMPLES} behaviours, batch_delay {:?})",
+        pct(50),
+        pct(99),
+        latencies[latencies.len() - 1],
+        cfg.batch_delay
+    );
+    // Counted, not timed: each behaviour reached every replica once.
+    assert_eq!(latencies.len(), SAMPLES);
+    for (f, _) in others {
+        f.close().await;
+    }
+}
