@@ -43,6 +43,21 @@ pub const API_DIR: &str = "/etc/telltale/api";
 pub const TOKENS_FILE_NAME: &str = "tokens.toml";
 /// The token file (`API_DIR/TOKENS_FILE_NAME`), the sidecar's `api.tokens_file`.
 pub const TOKENS_FILE: &str = "/etc/telltale/api/tokens.toml";
+/// Where the injector mounts the etcd client Secret (fleet profiles).
+pub const ETCD_DIR: &str = "/etc/telltale/etcd";
+/// The etcd client Secret's key with the CA of the etcd servers (the keys
+/// of a cert-manager Certificate's Secret).
+pub const ETCD_CA_FILE_NAME: &str = "ca.crt";
+/// The etcd client Secret's key with the client certificate.
+pub const ETCD_CERT_FILE_NAME: &str = "tls.crt";
+/// The etcd client Secret's key with the client certificate's private key.
+pub const ETCD_KEY_FILE_NAME: &str = "tls.key";
+/// `ETCD_DIR/ETCD_CA_FILE_NAME`, the sidecar's `profiles.etcd.ca`.
+pub const ETCD_CA_FILE: &str = "/etc/telltale/etcd/ca.crt";
+/// `ETCD_DIR/ETCD_CERT_FILE_NAME`, the sidecar's `profiles.etcd.cert`.
+pub const ETCD_CERT_FILE: &str = "/etc/telltale/etcd/tls.crt";
+/// `ETCD_DIR/ETCD_KEY_FILE_NAME`, the sidecar's `profiles.etcd.key`.
+pub const ETCD_KEY_FILE: &str = "/etc/telltale/etcd/tls.key";
 /// Where Kubernetes mounts the service account's credentials (the injector
 /// mounts the same into the sidecar; the sidecar's default
 /// `kubernetes.service_account_dir`).
@@ -84,6 +99,29 @@ pub fn config_key(var: &str) -> Option<String> {
     Some(parts.join(".").to_ascii_lowercase())
 }
 
+/// `v` as the value of a configuration variable that the daemon reads back
+/// as this very string: quoted, with `"` and `\\` escaped. Unquoted, a value
+/// like `123` or `true` would be read as a number or a boolean.
+pub fn env_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A list of strings as the value of a configuration variable:
+/// `["a","b"]`, each one as [`env_string`] writes it.
+pub fn env_string_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let items: Vec<String> = items.into_iter().map(env_string).collect();
+    format!("[{}]", items.join(","))
+}
+
 /// The configuration variables the injector sets on the sidecar container.
 /// Each one's name, through [`config_key`], is a key of the daemon's
 /// configuration (its tests load them all).
@@ -112,6 +150,46 @@ pub mod env {
     pub const LEARNING_STABLE_PERIOD: &str = "TELLTALE_LEARNING__STABLE_PERIOD";
     /// `learning.warmup` (annotation `telltale.dev/learning-warmup`).
     pub const LEARNING_WARMUP: &str = "TELLTALE_LEARNING__WARMUP";
+
+    /// `profiles.store`: [`PROFILES_STORE_ETCD`] with fleet profiles.
+    pub const PROFILES_STORE: &str = "TELLTALE_PROFILES__STORE";
+    /// The value of [`PROFILES_STORE`] for fleet profiles.
+    pub const PROFILES_STORE_ETCD: &str = "etcd";
+    /// `profiles.etcd.endpoints` ([`super::env_string_list`]).
+    pub const PROFILES_ETCD_ENDPOINTS: &str = "TELLTALE_PROFILES__ETCD__ENDPOINTS";
+    /// `profiles.etcd.cluster` ([`super::env_string`]; only when the webhook names one).
+    pub const PROFILES_ETCD_CLUSTER: &str = "TELLTALE_PROFILES__ETCD__CLUSTER";
+    /// `profiles.etcd.prefix` ([`super::env_string`]; only when the webhook names one).
+    pub const PROFILES_ETCD_PREFIX: &str = "TELLTALE_PROFILES__ETCD__PREFIX";
+    /// `profiles.etcd.ca`: [`super::ETCD_CA_FILE`] (with an etcd client Secret).
+    pub const PROFILES_ETCD_CA: &str = "TELLTALE_PROFILES__ETCD__CA";
+    /// `profiles.etcd.cert`: [`super::ETCD_CERT_FILE`] (with an etcd client Secret).
+    pub const PROFILES_ETCD_CERT: &str = "TELLTALE_PROFILES__ETCD__CERT";
+    /// `profiles.etcd.key`: [`super::ETCD_KEY_FILE`] (with an etcd client Secret).
+    pub const PROFILES_ETCD_KEY: &str = "TELLTALE_PROFILES__ETCD__KEY";
+    /// Prefix of the `[profiles.etcd]` variables.
+    pub const PROFILES_ETCD_PREFIX_VARS: &str = "TELLTALE_PROFILES__ETCD__";
+
+    /// Set with an etcd client Secret, with these values.
+    pub const WITH_ETCD_CLIENT_SECRET: [(&str, &str); 3] = [
+        (PROFILES_ETCD_CA, super::ETCD_CA_FILE),
+        (PROFILES_ETCD_CERT, super::ETCD_CERT_FILE),
+        (PROFILES_ETCD_KEY, super::ETCD_KEY_FILE),
+    ];
+    /// Every variable the injector may set for fleet profiles (the
+    /// webhook's `--etcd-*` flags). Not in [`all`]: the daemon's
+    /// configuration test of [`all`] sets exactly those; these are loaded
+    /// by `integration/tests/injected_env.rs`. While the webhook has
+    /// `--etcd-endpoints` its `--sidecar-env` may not set them.
+    pub const FLEET: [&str; 7] = [
+        PROFILES_STORE,
+        PROFILES_ETCD_ENDPOINTS,
+        PROFILES_ETCD_CLUSTER,
+        PROFILES_ETCD_PREFIX,
+        PROFILES_ETCD_CA,
+        PROFILES_ETCD_CERT,
+        PROFILES_ETCD_KEY,
+    ];
 
     /// Prefix of the `[kubernetes]` variables: all of them belong to the injector.
     pub const KUBERNETES_PREFIX: &str = "TELLTALE_KUBERNETES__";
@@ -160,7 +238,14 @@ mod tests {
     fn paths_sit_in_their_directories() {
         assert_eq!(CONTAINERS_FILE, format!("{PODINFO_DIR}/{CONTAINERS_FILE_NAME}"));
         assert_eq!(TOKENS_FILE, format!("{API_DIR}/{TOKENS_FILE_NAME}"));
-        for dir in [DATA_DIR, PODINFO_DIR, API_DIR, SERVICE_ACCOUNT_DIR] {
+        for (file, name) in [
+            (ETCD_CA_FILE, ETCD_CA_FILE_NAME),
+            (ETCD_CERT_FILE, ETCD_CERT_FILE_NAME),
+            (ETCD_KEY_FILE, ETCD_KEY_FILE_NAME),
+        ] {
+            assert_eq!(file, format!("{ETCD_DIR}/{name}"));
+        }
+        for dir in [DATA_DIR, PODINFO_DIR, API_DIR, ETCD_DIR, SERVICE_ACCOUNT_DIR] {
             assert!(dir.starts_with('/') && !dir.ends_with('/'), "{dir}");
         }
     }
@@ -185,6 +270,28 @@ mod tests {
         for not_a_key in ["PATH", "TELLTALE", "TELLTALE_", "TELLTALE_API__", "TELLTALE___X", "XTELLTALE_API"] {
             assert_eq!(config_key(not_a_key), None, "{not_a_key}");
         }
+    }
+
+    #[test]
+    fn fleet_variables_are_distinct_profiles_keys() {
+        for (i, name) in env::FLEET.iter().enumerate() {
+            assert!(!env::FLEET[..i].contains(name) && !env::all().any(|n| n == *name), "{name} twice");
+            let key = config_key(name).unwrap_or_else(|| panic!("{name} is not a configuration variable"));
+            assert!(key.starts_with("profiles."), "{key}");
+            assert!(!env::is_reserved(name), "{name}: --sidecar-env may set it while the webhook has no etcd");
+        }
+        for (name, _) in env::WITH_ETCD_CLIENT_SECRET {
+            assert!(env::FLEET.contains(&name) && name.starts_with(env::PROFILES_ETCD_PREFIX_VARS), "{name}");
+        }
+    }
+
+    #[test]
+    fn string_values_are_quoted_and_escaped() {
+        assert_eq!(env_string("prod"), "\"prod\"");
+        assert_eq!(env_string("123"), "\"123\"");
+        assert_eq!(env_string("/a\"b\\c/"), "\"/a\\\"b\\\\c/\"");
+        assert_eq!(env_string_list(["https://a:2379", "https://b:2379"]), "[\"https://a:2379\",\"https://b:2379\"]");
+        assert_eq!(env_string_list([]), "[]");
     }
 
     #[test]

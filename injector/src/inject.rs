@@ -23,13 +23,14 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource, ObjectFieldSelector, Pod, Probe, ResourceRequirements,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource, KeyToPath, ObjectFieldSelector, Pod, Probe,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 use telltale_core::contract::{
-    self, env as cenv, API_DIR, API_PORT, API_PORT_NAME, CONTAINER_NAME_ENV, DATA_DIR, PODINFO_DIR, SERVICE_ACCOUNT_DIR,
+    self, env as cenv, API_DIR, API_PORT, API_PORT_NAME, CONTAINER_NAME_ENV, DATA_DIR, ETCD_DIR, PODINFO_DIR,
+    SERVICE_ACCOUNT_DIR,
 };
 
 use crate::annotations as a;
@@ -172,6 +173,7 @@ pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Reje
         cgroup: unique("telltale-cgroup", &mut taken),
         btf: unique("telltale-btf", &mut taken),
         api: o.api_token_secret.as_ref().map(|_| unique("telltale-api", &mut taken)),
+        etcd: o.fleet.as_ref().and_then(|f| f.client_secret.as_ref()).map(|_| unique("telltale-etcd", &mut taken)),
     };
     let volumes = volumes(&names, &o);
     if spec.volumes.is_none() {
@@ -300,6 +302,8 @@ struct VolumeNames {
     cgroup: String,
     btf: String,
     api: Option<String>,
+    /// The etcd client Secret's volume (fleet profiles over mutual TLS).
+    etcd: Option<String>,
 }
 
 fn volumes(n: &VolumeNames, o: &Overrides) -> Vec<Volume> {
@@ -347,6 +351,25 @@ fn volumes(n: &VolumeNames, o: &Overrides) -> Vec<Volume> {
             ..Volume::default()
         });
     }
+    if let (Some(name), Some(secret)) = (&n.etcd, o.fleet.as_ref().and_then(|f| f.client_secret.as_ref())) {
+        // Only the three keys, so a Secret that lacks one fails the mount
+        // with a kubelet event naming the key, not the sidecar at start.
+        let item = |key: &str| KeyToPath { key: key.into(), path: key.into(), mode: None };
+        v.push(Volume {
+            name: name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o400),
+                items: Some(
+                    [contract::ETCD_CA_FILE_NAME, contract::ETCD_CERT_FILE_NAME, contract::ETCD_KEY_FILE_NAME]
+                        .map(item)
+                        .into(),
+                ),
+                optional: None,
+            }),
+            ..Volume::default()
+        });
+    }
     v
 }
 
@@ -363,6 +386,22 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
     let mut env: Vec<EnvVar> = cenv::FIXED.iter().map(|(k, v)| value(k, v)).collect();
     env.extend(cenv::POD_FIELDS.iter().map(|(k, path)| field(k, path)));
     env.extend(o.learning.iter().map(|(k, v)| value(k, v)));
+    if let Some(f) = &o.fleet {
+        env.push(value(cenv::PROFILES_STORE, cenv::PROFILES_STORE_ETCD));
+        env.push(value(
+            cenv::PROFILES_ETCD_ENDPOINTS,
+            &contract::env_string_list(f.endpoints.iter().map(String::as_str)),
+        ));
+        if let Some(c) = &f.cluster {
+            env.push(value(cenv::PROFILES_ETCD_CLUSTER, &contract::env_string(c)));
+        }
+        if let Some(p) = &f.prefix {
+            env.push(value(cenv::PROFILES_ETCD_PREFIX, &contract::env_string(p)));
+        }
+        if n.etcd.is_some() {
+            env.extend(cenv::WITH_ETCD_CLIENT_SECRET.iter().map(|(k, v)| value(k, v)));
+        }
+    }
     // A pod's learning annotation wins over the webhook's `--sidecar-env`
     // for the same variable (one entry each: a duplicate name in a
     // container's env is ambiguous to readers of the spec).
@@ -383,6 +422,9 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
         mount(&n.cgroup, "/sys/fs/cgroup", true),
         mount(&n.btf, "/sys/kernel/btf/vmlinux", true),
     ];
+    if let Some(etcd) = &n.etcd {
+        mounts.push(mount(etcd, ETCD_DIR, true));
+    }
     mounts.extend(token);
     let mut ports = None;
     if let Some(api) = &n.api {

@@ -5,8 +5,9 @@
 //! `AdmissionReview` into its answer, [`inject`] decides what a pod gets and
 //! builds the JSONPatch, [`overrides`] (the webhook's [`Settings`] and the
 //! pod's `telltale.dev/*` annotations) and [`quantity`] validate what it is
-//! built from — all synchronous and free of I/O; imports point one way
-//! (`review` → `inject` → `overrides` → `quantity`). [`server`] is the HTTPS
+//! built from, with [`fleet`] for fleet profiles on etcd — all synchronous
+//! and free of I/O; imports point one way (`review` → `inject` → `overrides`
+//! → `fleet`, `quantity`). [`server`] is the HTTPS
 //! edge, run by the `telltale-injector` binary.
 //!
 //! What the sidecar reads back (paths, port, environment variable names,
@@ -22,6 +23,7 @@
 
 pub mod certs;
 mod error;
+pub mod fleet;
 pub mod inject;
 pub mod overrides;
 pub mod quantity;
@@ -29,6 +31,7 @@ pub mod review;
 pub mod server;
 
 pub use error::{InjectError, Rejection};
+pub use fleet::FleetSettings;
 pub use inject::{Decision, Mode, SkipReason};
 pub use overrides::Settings;
 pub use server::{serve, Server, WebhookArgs};
@@ -88,4 +91,11 @@ pub mod annotations {
     /// `restartPolicy: Always`, Kubernetes 1.29+) that is watching before any
     /// other container starts; `"false"`: a regular container.
     pub const NATIVE_SIDECAR: &str = "telltale.dev/native-sidecar";
+    /// `"local"`: this pod's sidecar keeps its profiles to itself even when
+    /// the webhook has fleet profiles (`--etcd-endpoints`); `"etcd"`: the
+    /// fleet's (refused when the webhook has none).
+    pub const PROFILES_STORE: &str = "telltale.dev/profiles-store";
+    /// Name of the etcd client Secret in the pod's namespace (keys `ca.crt`,
+    /// `tls.crt`, `tls.key`) instead of `--etcd-client-secret`; `""` mounts none.
+    pub const ETCD_CLIENT_SECRET: &str = "telltale.dev/etcd-client-secret";
 }

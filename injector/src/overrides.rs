@@ -16,9 +16,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use telltale_core::contract;
+use telltale_core::contract::{self, env as cenv};
 
 use crate::annotations as a;
+use crate::fleet::{self, FleetSettings, PodFleet, PodProfiles};
 use crate::quantity;
 use crate::Rejection;
 
@@ -33,6 +34,9 @@ pub struct Settings {
     pub sidecar_env: Vec<(String, String)>,
     /// Inject native sidecars unless the pod says otherwise.
     pub native_sidecar: bool,
+    /// Fleet profiles on etcd for every sidecar (`--etcd-*`), unless the pod
+    /// opts out; `None`: local profiles.
+    pub fleet: Option<FleetSettings>,
 }
 
 /// Default sidecar CPU request.
@@ -84,6 +88,8 @@ pub struct Overrides {
     pub env: Vec<(String, String)>,
     /// Inject as a native sidecar (first init container, `restartPolicy: Always`).
     pub native: bool,
+    /// Fleet profiles on etcd, or `None` for local ones.
+    pub fleet: Option<PodFleet>,
 }
 
 /// Sidecar requests and limits (validated Kubernetes quantities).
@@ -180,8 +186,30 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
         }
         None => settings.native_sidecar,
     };
-    let env = settings.sidecar_env.clone();
-    Ok(Overrides { image, resources, learning, data_host_path, api_token_secret, sys_resource, sys_admin, env, native })
+    let mut env = settings.sidecar_env.clone();
+    let fleet = match fleet::for_pod(annotations, settings.fleet.as_ref())? {
+        PodProfiles::Fleet(f) => Some(f),
+        PodProfiles::WebhookDefault => None,
+        PodProfiles::Local => {
+            // A pod that keeps its profiles local gets no etcd store from
+            // `--sidecar-env` either (the sidecar refuses `[profiles.etcd]`
+            // with a local store).
+            env.retain(|(k, _)| k != cenv::PROFILES_STORE && !k.starts_with(cenv::PROFILES_ETCD_PREFIX_VARS));
+            None
+        }
+    };
+    Ok(Overrides {
+        image,
+        resources,
+        learning,
+        data_host_path,
+        api_token_secret,
+        sys_resource,
+        sys_admin,
+        env,
+        native,
+        fleet,
+    })
 }
 
 fn resources(annotations: &BTreeMap<String, String>) -> Result<Resources, Rejection> {
@@ -345,6 +373,7 @@ mod tests {
             api_token_secret: Some("default-tokens".into()),
             sidecar_env: Vec::new(),
             native_sidecar: false,
+            fleet: None,
         }
     }
 

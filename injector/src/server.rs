@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::fleet::{FleetFlags, FleetSettings};
 use crate::inject::Mode;
 use crate::overrides::Settings;
 use crate::review::{self, AdmissionReview};
@@ -86,6 +87,27 @@ pub struct WebhookArgs {
     /// `telltale.dev/native-sidecar` annotation overrides this.
     #[arg(long)]
     pub native_sidecar: bool,
+    /// Fleet-wide profiles: the etcd client URLs every sidecar uses,
+    /// comma-separated, `http(s)://host:port` with one scheme, e.g.
+    /// `https://etcd-0.etcd.telltale-system.svc:2379,https://etcd-1.etcd.telltale-system.svc:2379`.
+    /// A pod's `telltale.dev/profiles-store: "local"` keeps its profiles local.
+    #[arg(long, value_name = "URL,...")]
+    pub etcd_endpoints: Option<String>,
+    /// The fleet's name in etcd (`[a-z0-9-]{1,63}`; the sidecar's default:
+    /// `default`). Needs --etcd-endpoints.
+    #[arg(long, value_name = "NAME")]
+    pub etcd_cluster: Option<String>,
+    /// Key prefix in etcd, starting and ending with `/` (the sidecar's
+    /// default: `/telltale/v1/`). Needs --etcd-endpoints.
+    #[arg(long, value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// Secret with the etcd client certificate (keys `ca.crt`, `tls.crt`,
+    /// `tls.key`), mounted read-only at /etc/telltale/etcd. Secrets are not
+    /// shared across namespaces: one of this name must exist in every
+    /// namespace whose pods get fleet profiles (a pod's
+    /// `telltale.dev/etcd-client-secret` names another). Needs https:// endpoints.
+    #[arg(long, value_name = "NAME")]
+    pub etcd_client_secret: Option<String>,
 }
 
 /// `KEY=VALUE` with a valid variable name that the injector does not set
@@ -138,11 +160,30 @@ impl WebhookArgs {
                 });
             }
         }
+        let fleet = FleetSettings::from_flags(FleetFlags {
+            endpoints: self.etcd_endpoints.as_deref(),
+            cluster: self.etcd_cluster.as_deref(),
+            prefix: self.etcd_prefix.as_deref(),
+            client_secret: self.etcd_client_secret.as_deref(),
+        })
+        .map_err(|(flag, value, reason)| InjectError::InvalidFlag { flag, value, reason })?;
+        if fleet.is_some() {
+            if let Some((k, _)) =
+                sidecar_env.iter().find(|(k, _)| telltale_core::contract::env::FLEET.contains(&k.as_str()))
+            {
+                return Err(InjectError::InvalidFlag {
+                    flag: "--sidecar-env",
+                    value: k.clone(),
+                    reason: "set by the injector from the --etcd-* flags".into(),
+                });
+            }
+        }
         Ok(Settings {
             sidecar_image: self.sidecar_image.clone(),
             api_token_secret: self.api_token_secret.clone(),
             sidecar_env,
             native_sidecar: self.native_sidecar,
+            fleet,
         })
     }
 }

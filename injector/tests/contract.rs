@@ -18,6 +18,7 @@ fn settings() -> Settings {
         api_token_secret: None,
         sidecar_env: Vec::new(),
         native_sidecar: false,
+        fleet: None,
     }
 }
 

@@ -193,6 +193,7 @@ fn example_app_gets_the_sidecar() {
         api_token_secret: None,
         sidecar_env: Vec::new(),
         native_sidecar: false,
+        fleet: None,
     };
     let response = review::admit(&request, Mode::PodOptIn, &settings);
     assert!(response.allowed, "{:?}", response.status);

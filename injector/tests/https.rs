@@ -43,6 +43,10 @@ fn pki(dir: &Path) -> (String, WebhookArgs) {
         api_token_secret: None,
         sidecar_env: Vec::new(),
         native_sidecar: false,
+        etcd_endpoints: None,
+        etcd_cluster: None,
+        etcd_prefix: None,
+        etcd_client_secret: None,
     };
     (ca, args)
 }

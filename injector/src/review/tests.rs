@@ -31,6 +31,7 @@ fn settings(native_sidecar: bool) -> Settings {
         api_token_secret: Some("telltale-tokens".into()),
         sidecar_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "http://collector:4317".into())],
         native_sidecar,
+        fleet: None,
     }
 }
 
