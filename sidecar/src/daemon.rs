@@ -5,6 +5,7 @@
 //! one transaction, then publishes it (feeds, telemetry, JSON output); the
 //! [`commands`] answer the API's requests through the same path.
 
+pub mod backlog;
 pub mod commands;
 pub mod fleet;
 pub mod pipeline;
@@ -59,6 +60,16 @@ pub enum DaemonError {
     },
 }
 
+/// A write refused because the disk is full is not a reason to stop (the
+/// store is intact; what matters waits in the backlog): None.
+fn full_is_not_fatal<T>(r: Result<T, StoreError>) -> Result<Option<T>, DaemonError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::Full { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The next fleet update; pending forever without a fleet.
 async fn fleet_update(fleet: &mut Option<fleet::FleetLink>) -> telltale_fleet::Update {
     match fleet {
@@ -92,6 +103,8 @@ pub struct Daemon<S, D> {
     sequences: Sequences,
     clock: Clock,
     fleet: Option<fleet::FleetLink>,
+    /// What a full disk kept from the store, waiting to be written.
+    backlog: backlog::Backlog,
 }
 
 impl<S, D> std::fmt::Debug for Daemon<S, D> {
@@ -164,6 +177,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
             telemetry,
             clock,
             fleet,
+            backlog: backlog::Backlog::default(),
         })
     }
 
@@ -262,26 +276,29 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
     fn tick(&mut self) -> Result<(), DaemonError> {
         let now = self.now();
         self.discovery.check()?;
+        self.write_backlog(now)?;
         self.rescan(now)?;
         self.ticks += 1;
-        if self.ticks % 60 == 1 {
+        if self.ticks % 60 == 1 && self.backlog.is_empty() {
             let retention = i64::try_from(self.cfg.api.anomaly_retention.as_millis()).unwrap_or(i64::MAX);
-            let pruned = self.store.prune_anomalies(now.saturating_sub(retention))?;
+            let pruned = full_is_not_fatal(self.store.prune_anomalies(now.saturating_sub(retention)))?.unwrap_or(0);
             if pruned > 0 {
                 tracing::info!(pruned, "Anomalies past their retention removed.");
             }
-            self.store.prune_audit(self.cfg.audit.retention(), now)?;
+            full_is_not_fatal(self.store.prune_audit(self.cfg.audit.retention(), now))?;
         }
         let c = self.source.counters()?;
         let delta = self.lost_since_last(&c);
         self.publish_metrics(c);
         let mut counters = serde_json::to_value(c).unwrap_or_default();
         counters["updated_ms"] = now.into();
-        self.store.save_meta_json(SENSOR_COUNTERS, &counters)?;
+        if self.backlog.is_empty() {
+            full_is_not_fatal(self.store.save_meta_json(SENSOR_COUNTERS, &counters))?;
+        }
         if let Some(f) = &self.fleet {
             let mut json = f.view().to_json();
             json["updated_ms"] = now.into();
-            self.store.save_meta_json(fleet::FLEET_STATUS, &json)?;
+            full_is_not_fatal(self.store.save_meta_json(fleet::FLEET_STATUS, &json))?;
         }
         let changes = self.detector.tick(now, &delta);
         for ch in &changes {
@@ -329,6 +346,9 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         for s in self.signals.all() {
             *view.signals.entry(s.status.name()).or_default() += 1;
         }
+        view.store_backlog = self.backlog.len() as u64;
+        view.store_full = self.backlog.full_since.is_some();
+        view.store_dropped = self.backlog.dropped;
         view.fleet = self.fleet.as_ref().map(|f| {
             let v = f.view();
             crate::telemetry::metrics::FleetGauges {

@@ -156,6 +156,16 @@ pub enum StoreError {
         /// [`SCHEMA_VERSION`].
         supported: i64,
     },
+    /// The disk (or the file system of the data dir) is full: nothing of
+    /// the write was stored, the database is intact.
+    #[error("{path}: the disk is full; nothing of this write was stored and the database is intact")]
+    Full {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// A query failed.
     #[error("database {path}")]
     Sql {

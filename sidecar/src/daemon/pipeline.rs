@@ -153,7 +153,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         p.batch.signal_changes = log;
         p.batch.now_ms = now;
         if !p.batch.is_empty() {
-            self.store.commit(&p.batch)?;
+            self.persist(&p.batch, now)?;
         }
         // Committed here first; then the fleet (queued durably there).
         if let Some(f) = self.fleet.as_ref().filter(|_| !p.from_fleet) {

@@ -16,7 +16,7 @@ use super::{anomalies, audit, meta, outbox, profiles, signals, Fault, Store, Sto
 
 /// Everything one batch of events (or one command) changes, persisted in
 /// one transaction by [`Store::commit`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     /// Profile, tag, behaviour, clock and anomaly changes, in order.
     pub changes: Vec<Change>,
@@ -41,6 +41,18 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Entries to write, all parts counted (a measure of its memory).
+    pub fn len(&self) -> usize {
+        let Batch { changes, anomaly_sequences, signals, signal_changes, rules, outbox, audit, now_ms: _ } = self;
+        changes.len()
+            + anomaly_sequences.len()
+            + signals.len()
+            + signal_changes.len()
+            + rules.len()
+            + outbox.len()
+            + audit.len()
+    }
+
     /// Nothing to write (`now_ms` aside).
     pub fn is_empty(&self) -> bool {
         let Batch { changes, anomaly_sequences, signals, signal_changes, rules, outbox, audit, now_ms: _ } = self;

@@ -249,6 +249,7 @@ pub(super) fn classify(path: PathBuf, source: rusqlite::Error) -> StoreError {
     match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => StoreError::NotSqlite { path, source },
         Some(ErrorCode::DatabaseCorrupt) => StoreError::Damaged { path, first: source.to_string(), problems: 1 },
+        Some(ErrorCode::DiskFull) => StoreError::Full { path, source },
         Some(ErrorCode::ReadOnly) => StoreError::Unwritable {
             path,
             why: super::Unwritable::Other,

@@ -61,6 +61,9 @@ pub static DEFS: &[Def] = &[
     gauge("telltale.signals", "Signals, per triage status."),
     gauge("telltale.profile.behaviours", "Behaviours in each image's profile."),
     gauge("telltale.profile.learning", "1 for the learning state of each profile and event type."),
+    gauge("telltale.store.full", "1 while the data dir's disk is full (detection goes on from memory)."),
+    gauge("telltale.store.backlog", "Batches waiting in memory for the disk to have space."),
+    counter("telltale.store.dropped", "Batches not kept because the disk stayed full past the backlog's bound."),
     gauge(
         "telltale.fleet.connection",
         "1 for the current state of the link to the fleet's etcd (profiles.store = etcd).",
@@ -114,6 +117,12 @@ pub struct DaemonView {
     pub learning: Vec<(String, &'static str, &'static str)>,
     /// The fleet link, when profiles are fleet-wide.
     pub fleet: Option<FleetGauges>,
+    /// Batches waiting in memory because the disk is full.
+    pub store_backlog: u64,
+    /// The store refuses writes: the disk is full.
+    pub store_full: bool,
+    /// Batches not kept: the disk stayed full past the backlog's bound.
+    pub store_dropped: u64,
 }
 
 /// The fleet link's state and counters.
@@ -286,6 +295,9 @@ impl Metrics {
                 push("telltale.profile.learning", labels, u64::from(state == *current));
             }
         }
+        push("telltale.store.full", vec![], u64::from(d.store_full));
+        push("telltale.store.backlog", vec![], d.store_backlog);
+        push("telltale.store.dropped", vec![], d.store_dropped);
         if let Some(f) = &d.fleet {
             for state in ["connected", "disconnected", "resyncing"] {
                 push("telltale.fleet.connection", vec![("state", state.to_owned())], u64::from(state == f.connection));
