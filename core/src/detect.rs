@@ -140,7 +140,7 @@ pub struct Detector {
     cfg: LearningConfig,
     profiles: HashMap<String, Profile>,
     containers: HashMap<u64, Container>,
-    reported: HashSet<(String, Observation)>,
+    reported: reported::Reported,
     next_id: u64,
     suppressions: Vec<crate::suppress::Suppression>,
     /// (container, lineage) of execs a suppression covered: what those
@@ -157,7 +157,13 @@ impl Detector {
             cfg,
             profiles: profiles.into_iter().map(|p| (p.image.clone(), p)).collect(),
             containers: HashMap::new(),
-            reported: reported.into_iter().collect(),
+            reported: {
+                let mut r = reported::Reported::new(reported::MAX_REPORTED);
+                for k in reported {
+                    r.insert(k);
+                }
+                r
+            },
             next_id: 0,
             suppressions: Vec::new(),
             suppressed: HashSet::new(),
@@ -168,6 +174,13 @@ impl Detector {
     /// Replace the suppression rules.
     pub fn set_suppressions(&mut self, rules: Vec<crate::suppress::Suppression>) {
         self.suppressions = rules;
+    }
+
+    /// (container, behaviour) pairs remembered as reported, and how many
+    /// were forgotten to stay under [`MAX_REPORTED`] (one that comes back
+    /// is reported again).
+    pub fn reported(&self) -> (usize, u64) {
+        (self.reported.len(), self.reported.forgotten)
     }
 
     /// The learning configuration.
@@ -428,6 +441,9 @@ impl Detector {
 fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+mod reported;
+pub use reported::MAX_REPORTED;
 
 #[cfg(test)]
 mod tests;

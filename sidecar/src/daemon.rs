@@ -346,6 +346,8 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         for s in self.signals.all() {
             *view.signals.entry(s.status.name()).or_default() += 1;
         }
+        let (remembered, forgotten) = self.detector.reported();
+        view.reported = (remembered as u64, forgotten);
         view.store_backlog = self.backlog.len() as u64;
         view.store_full = self.backlog.full_since.is_some();
         view.store_dropped = self.backlog.dropped;

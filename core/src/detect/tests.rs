@@ -177,3 +177,23 @@ fn adding_to_an_unknown_profile_creates_it_only_with_the_process_nodes() {
     // Now that it exists, a lone file is added as before.
     assert_eq!(d.add_to_profile("web", &[read(&["/bin/app"], "/etc/y")], 22_000).map(|(a, k, _)| (a, k)), Some((1, 0)));
 }
+
+#[test]
+fn what_was_reported_stays_bounded_and_a_forgotten_anomaly_is_reported_again() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.on_event(&open(100, "/etc/web.conf"), 1_000);
+    d.tick(20_000, &Default::default());
+    let n = MAX_REPORTED + 10;
+    let mut reported = 0;
+    for i in 0..n {
+        // Distinct files that no generalization folds together.
+        reported += anomalies(&d.on_event(&open(100, &format!("/srv/x{i}/data")), 21_000).changes).len();
+    }
+    assert_eq!(reported, n, "every new behaviour is reported");
+    assert_eq!(d.reported(), (MAX_REPORTED, 10), "memory bounded; the 10 oldest were forgotten");
+    let again = d.on_event(&open(100, "/srv/x0/data"), 22_000);
+    assert_eq!(anomalies(&again.changes).len(), 1, "a forgotten anomaly is reported again, not lost");
+    let repeat = d.on_event(&open(100, &format!("/srv/x{}/data", n - 1)), 22_000);
+    assert!(anomalies(&repeat.changes).is_empty(), "a remembered one is not");
+}

@@ -42,13 +42,19 @@ impl Store {
         Ok(self.anomalies_after(0, usize::MAX)?.into_iter().map(|(_, a)| a).collect())
     }
 
-    /// (container id, observation) of every anomaly stored: what was
-    /// already reported.
+    /// (container id, observation) of the newest
+    /// [`telltale_core::detect::MAX_REPORTED`] anomalies stored, oldest
+    /// first: what the detector remembers as already reported.
     pub fn reported(&self) -> Result<Vec<(String, Observation)>, StoreError> {
         let load = || -> Result<_, Fault> {
-            let mut stmt = self.conn.prepare("SELECT seq, container_id, observation FROM anomalies ORDER BY seq")?;
+            // The newest the detector remembers, oldest first.
+            let mut stmt = self.conn.prepare(
+                "SELECT seq, container_id, observation FROM \
+                 (SELECT seq, container_id, observation FROM anomalies ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+            )?;
+            let limit = i64::try_from(telltale_core::detect::MAX_REPORTED).unwrap_or(i64::MAX);
             let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+                stmt.query_map([limit], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
             let mut out = Vec::new();
             for row in rows {
                 let (seq, container, observation) = row?;

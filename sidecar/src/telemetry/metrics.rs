@@ -61,6 +61,11 @@ pub static DEFS: &[Def] = &[
     gauge("telltale.signals", "Signals, per triage status."),
     gauge("telltale.profile.behaviours", "Behaviours in each image's profile."),
     gauge("telltale.profile.learning", "1 for the learning state of each profile and event type."),
+    gauge("telltale.detector.reported", "(container, behaviour) pairs remembered as reported (bounded)."),
+    counter(
+        "telltale.detector.reported_forgotten",
+        "Reported pairs forgotten to stay under the bound (one that comes back is reported again).",
+    ),
     gauge("telltale.store.full", "1 while the data dir's disk is full (detection goes on from memory)."),
     gauge("telltale.store.backlog", "Batches waiting in memory for the disk to have space."),
     counter("telltale.store.dropped", "Batches not kept because the disk stayed full past the backlog's bound."),
@@ -117,6 +122,8 @@ pub struct DaemonView {
     pub learning: Vec<(String, &'static str, &'static str)>,
     /// The fleet link, when profiles are fleet-wide.
     pub fleet: Option<FleetGauges>,
+    /// Reported pairs remembered, and forgotten to stay bounded.
+    pub reported: (u64, u64),
     /// Batches waiting in memory because the disk is full.
     pub store_backlog: u64,
     /// The store refuses writes: the disk is full.
@@ -295,6 +302,8 @@ impl Metrics {
                 push("telltale.profile.learning", labels, u64::from(state == *current));
             }
         }
+        push("telltale.detector.reported", vec![], d.reported.0);
+        push("telltale.detector.reported_forgotten", vec![], d.reported.1);
         push("telltale.store.full", vec![], u64::from(d.store_full));
         push("telltale.store.backlog", vec![], d.store_backlog);
         push("telltale.store.dropped", vec![], d.store_dropped);
