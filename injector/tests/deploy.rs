@@ -41,7 +41,10 @@ fn kind(doc: &Value) -> &str {
 /// telltale-system enforces (the checks the API server makes).
 fn assert_restricted(deployment: &Deployment) {
     let pod = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    let name = deployment.metadata.name.as_deref().unwrap();
+    assert_pod_restricted(pod, deployment.metadata.name.as_deref().unwrap());
+}
+
+fn assert_pod_restricted(pod: &k8s_openapi::api::core::v1::PodSpec, name: &str) {
     let psc = pod.security_context.as_ref().unwrap_or_else(|| panic!("{name}: no pod securityContext"));
     assert_eq!(psc.run_as_non_root, Some(true), "{name}: runAsNonRoot");
     assert!(psc.run_as_user.is_some_and(|u| u != 0), "{name}: runAsUser");
@@ -311,4 +314,261 @@ fn otel_collector_receives_otlp_on_the_standard_ports() {
     let svc: Service = typed(&docs[2]);
     let ports: Vec<i32> = svc.spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
     assert!(ports.contains(&4317) && ports.contains(&4318), "{ports:?}");
+}
+
+/// `--flag=value` arguments of a command, by flag (each flag once).
+fn flags(command: &[String]) -> std::collections::BTreeMap<&str, &str> {
+    let mut map = std::collections::BTreeMap::new();
+    for arg in command.iter().skip(1) {
+        let (k, v) = arg.split_once('=').unwrap_or_else(|| panic!("{arg}: expected --flag=value"));
+        assert!(map.insert(k, v).is_none(), "{k} twice");
+    }
+    map
+}
+
+/// The port of a URL like `https://host:2379`.
+fn url_port(url: &str) -> i32 {
+    url.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or_else(|| panic!("{url}: no port"))
+}
+
+/// The `--etcd-*` flags of webhook.yaml, commented out there (an install
+/// without etcd must keep working), as the webhook would parse them.
+fn webhook_etcd_args() -> WebhookArgs {
+    let path = format!("{}/../deploy/webhook.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect(&path);
+    let mut argv = vec!["telltale-injector".to_owned(), "--tls-cert=/t/c".into(), "--tls-key=/t/k".into()];
+    argv.extend(
+        text.lines().filter_map(|l| l.trim().strip_prefix("# - --etcd-")).map(|rest| format!("--etcd-{}", rest.trim())),
+    );
+    assert!(argv.len() > 3, "webhook.yaml shows the --etcd-* flags");
+    WebhookArgs::try_parse_from(&argv).unwrap()
+}
+
+/// etcd.yaml: every object parses as its Kubernetes type; the StatefulSet's
+/// etcd flags agree with its ports, Services, Secrets and member names; TLS
+/// is on for clients and peers; the pod passes `restricted`; and the
+/// endpoints and client Secret the webhook.yaml example passes are this
+/// cluster's.
+#[test]
+fn etcd_manifest_is_a_consistent_tls_cluster_the_webhook_points_at() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+    let docs = documents("etcd.yaml");
+    let kinds: Vec<&str> = docs.iter().map(kind).collect();
+    assert_eq!(kinds, ["Service", "Service", "StatefulSet", "PodDisruptionBudget"]);
+    let headless: Service = typed(&docs[0]);
+    let client: Service = typed(&docs[1]);
+    let sts: StatefulSet = typed(&docs[2]);
+    let pdb: PodDisruptionBudget = typed(&docs[3]);
+    for m in [&headless.metadata, &client.metadata, &sts.metadata, &pdb.metadata] {
+        assert_eq!(m.namespace.as_deref(), Some("telltale-system"), "{:?}", m.name);
+    }
+    let ns = "telltale-system";
+    let name = sts.metadata.name.clone().unwrap();
+    let spec = sts.spec.clone().unwrap();
+    let replicas = spec.replicas.unwrap();
+    assert_eq!(replicas, 3);
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"), "members bootstrap together");
+    let template_labels = spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    let selects =
+        |sel: &std::collections::BTreeMap<String, String>| sel.iter().all(|(k, v)| template_labels.get(k) == Some(v));
+    assert!(selects(spec.selector.match_labels.as_ref().unwrap()));
+    assert_eq!(
+        spec.template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()
+            .get("telltale.dev/inject")
+            .map(String::as_str),
+        Some("false")
+    );
+
+    // The headless Service is the StatefulSet's: DNS for every member, even not ready.
+    let hs = headless.spec.clone().unwrap();
+    assert_eq!(spec.service_name.as_deref(), headless.metadata.name.as_deref());
+    assert_eq!(hs.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(hs.publish_not_ready_addresses, Some(true));
+    assert!(selects(hs.selector.as_ref().unwrap()));
+    let cs = client.spec.clone().unwrap();
+    assert!(selects(cs.selector.as_ref().unwrap()));
+    assert_ne!(cs.cluster_ip.as_deref(), Some("None"));
+
+    let pod = spec.template.spec.clone().unwrap();
+    assert_pod_restricted(&pod, &name);
+    let c = &pod.containers[0];
+    let command = c.command.clone().unwrap();
+    assert_eq!(command[0], "etcd");
+    let f = flags(&command);
+    let port = |port_name: &str| {
+        c.ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(port_name))
+            .unwrap_or_else(|| panic!("port {port_name}"))
+            .container_port
+    };
+    // Listening where the container and the Services say.
+    assert_eq!(url_port(f["--listen-client-urls"]), port("client"));
+    assert_eq!(url_port(f["--listen-peer-urls"]), port("peer"));
+    assert_eq!(url_port(f["--listen-metrics-urls"]), port("metrics"));
+    for svc in [&hs, &cs] {
+        for p in svc.ports.iter().flatten() {
+            let target = match &p.target_port {
+                Some(IntOrString::String(n)) => port(n),
+                other => panic!("{other:?}: target ports by name"),
+            };
+            assert_eq!(p.port, target, "{:?}", p.name);
+        }
+    }
+    // TLS for clients and peers, mutual, files from the mounted Secrets
+    // that gen-etcd-certs.sh creates.
+    for url in
+        ["--listen-client-urls", "--advertise-client-urls", "--listen-peer-urls", "--initial-advertise-peer-urls"]
+    {
+        assert!(f[url].starts_with("https://"), "{url}");
+    }
+    assert_eq!((f["--client-cert-auth"], f["--peer-client-cert-auth"]), ("true", "true"));
+    let mounts = c.volume_mounts.clone().unwrap();
+    let volumes = pod.volumes.clone().unwrap();
+    let script =
+        std::fs::read_to_string(format!("{}/../deploy/gen-etcd-certs.sh", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for flag in [
+        "--trusted-ca-file",
+        "--cert-file",
+        "--key-file",
+        "--peer-trusted-ca-file",
+        "--peer-cert-file",
+        "--peer-key-file",
+    ] {
+        let file = std::path::Path::new(f[flag]);
+        let m = mounts
+            .iter()
+            .find(|m| file.parent() == Some(std::path::Path::new(&m.mount_path)))
+            .unwrap_or_else(|| panic!("{flag}: not in a mount"));
+        assert_eq!(m.read_only, Some(true), "{flag}");
+        let secret = volumes
+            .iter()
+            .find(|v| v.name == m.name)
+            .unwrap()
+            .secret
+            .clone()
+            .unwrap_or_else(|| panic!("{flag}: a Secret"));
+        let secret_name = secret.secret_name.unwrap();
+        assert!(script.contains(&format!("\"$namespace\" {secret_name} ")), "gen-etcd-certs.sh creates {secret_name}");
+        let key = file.file_name().unwrap().to_str().unwrap();
+        assert!(["ca.crt", "tls.crt", "tls.key"].contains(&key), "{flag}: {key}");
+        assert_eq!(secret.default_mode, Some(0o440), "readable by the fsGroup only");
+    }
+    assert!(
+        pod.security_context.as_ref().unwrap().fs_group.is_some(),
+        "the non-root member reads the Secrets and writes the PVC"
+    );
+
+    // Members: etcd-0..2 at {name}-{i}.{service}.{ns}.svc, the same in
+    // --initial-cluster and the advertised URLs ($(POD_NAME) is the pod's name).
+    let service = spec.service_name.clone().unwrap();
+    let member = |i: i32, p: &str| format!("https://{name}-{i}.{service}.{ns}.svc:{}", port(p));
+    let expected: Vec<String> = (0..replicas).map(|i| format!("{name}-{i}={}", member(i, "peer"))).collect();
+    assert_eq!(f["--initial-cluster"], expected.join(","));
+    assert_eq!(f["--name"], "$(POD_NAME)");
+    let pod_name = c.env.iter().flatten().find(|e| e.name == "POD_NAME").unwrap();
+    assert_eq!(pod_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.name");
+    assert_eq!(f["--initial-advertise-peer-urls"], format!("https://$(POD_NAME).{service}.{ns}.svc:{}", port("peer")));
+    assert_eq!(f["--advertise-client-urls"], format!("https://$(POD_NAME).{service}.{ns}.svc:{}", port("client")));
+
+    // Data on a PVC, requests set, spread over nodes, probes on the metrics port.
+    let data_dir = std::path::Path::new(f["--data-dir"]);
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    let claim_name = claim.metadata.name.clone().unwrap();
+    let data_mount = mounts.iter().find(|m| m.name == claim_name).unwrap();
+    assert!(data_dir.starts_with(&data_mount.mount_path) && data_dir != std::path::Path::new(&data_mount.mount_path));
+    assert!(claim
+        .spec
+        .as_ref()
+        .unwrap()
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()
+        .contains_key("storage"));
+    let requests = c.resources.as_ref().unwrap().requests.clone().unwrap();
+    assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
+    assert!(c.resources.as_ref().unwrap().limits.as_ref().unwrap().contains_key("memory"));
+    let anti = pod.affinity.as_ref().unwrap().pod_anti_affinity.as_ref().unwrap();
+    let preferred = anti.preferred_during_scheduling_ignored_during_execution.as_ref().unwrap();
+    assert_eq!(preferred[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+    assert!(selects(preferred[0].pod_affinity_term.label_selector.as_ref().unwrap().match_labels.as_ref().unwrap()));
+    assert!(
+        anti.required_during_scheduling_ignored_during_execution.is_none(),
+        "preferred: small clusters still get 3 members"
+    );
+    for probe in [&c.startup_probe, &c.readiness_probe, &c.liveness_probe] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.port, IntOrString::String("metrics".into()));
+        assert!(get.path.as_deref().unwrap().starts_with("/health"));
+    }
+
+    // A drain takes at most one member: two of three keep the quorum.
+    let pdb_spec = pdb.spec.unwrap();
+    assert_eq!(pdb_spec.min_available, Some(IntOrString::Int(replicas / 2 + 1)));
+    assert!(selects(pdb_spec.selector.as_ref().unwrap().match_labels.as_ref().unwrap()));
+
+    // The webhook.yaml example: these members' client URLs, a client
+    // Secret gen-etcd-certs.sh makes, and a valid configuration.
+    let args = webhook_etcd_args();
+    let settings = args.settings().unwrap();
+    let fleet = settings.fleet.unwrap();
+    let members: Vec<String> = (0..replicas).map(|i| member(i, "client")).collect();
+    assert_eq!(fleet.endpoints, members);
+    let secret = fleet.client_secret.unwrap();
+    assert!(
+        script.contains(&format!("client_secret={secret}\n")),
+        "gen-etcd-certs.sh names the client Secret {secret}"
+    );
+}
+
+/// gen-etcd-certs.sh --no-apply: a server certificate valid for every
+/// member name the manifests use, a peer certificate for both directions,
+/// a client certificate for clients only, all from one CA.
+#[test]
+fn gen_etcd_certs_covers_every_member_name() {
+    let script = format!("{}/../deploy/gen-etcd-certs.sh", env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new("bash").arg("-n").arg(&script).status().unwrap();
+    assert!(status.success(), "bash -n {script}");
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("--no-apply")
+        .arg("--out")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let fleet = webhook_etcd_args().settings().unwrap().fleet.unwrap();
+    let mut hosts: Vec<String> = fleet
+        .endpoints
+        .iter()
+        .map(|e| e.trim_start_matches("https://").rsplit_once(':').unwrap().0.to_owned())
+        .collect();
+    hosts.extend(["etcd-client.telltale-system.svc".to_owned(), "localhost".to_owned()]);
+    for cert in ["server.crt", "peer.crt"] {
+        for host in &hosts {
+            let (_, out) = openssl(&["x509", "-in", cert, "-noout", "-checkhost", host]);
+            assert!(out.contains("does match"), "{cert} for {host}: {out}");
+        }
+        assert!(openssl(&["verify", "-purpose", "sslserver", "-CAfile", "ca.crt", cert]).0, "{cert} serves");
+    }
+    assert!(openssl(&["verify", "-purpose", "sslclient", "-CAfile", "ca.crt", "peer.crt"]).0, "peers are clients too");
+    assert!(openssl(&["verify", "-purpose", "sslclient", "-CAfile", "ca.crt", "client.crt"]).0);
+    assert!(!openssl(&["verify", "-purpose", "sslserver", "-CAfile", "ca.crt", "client.crt"]).0, "client only");
 }

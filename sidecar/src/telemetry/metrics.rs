@@ -44,6 +44,10 @@ const fn gauge(name: &'static str, help: &'static str) -> Def {
 pub const AUTH_FAILURES: &str = "telltale.api.auth_failures";
 /// Audit records of failures that could not be written.
 pub const AUDIT_UNRECORDED: &str = "telltale.audit.unrecorded";
+/// Anomaly log records the OTLP collector accepted.
+pub const LOGS_EXPORTED: &str = "telltale.telemetry.logs_exported";
+/// Anomaly log records dropped (queue full, collector unreachable).
+pub const LOGS_DROPPED: &str = "telltale.telemetry.logs_dropped";
 
 /// Every metric, in exposition order.
 pub static DEFS: &[Def] = &[
@@ -91,6 +95,8 @@ pub static DEFS: &[Def] = &[
     ),
     counter("telltale.telemetry.spans_exported", "Spans the OTLP collector accepted."),
     counter("telltale.telemetry.spans_dropped", "Spans dropped: export queue full or collector unreachable."),
+    counter(LOGS_EXPORTED, "Anomaly log records the OTLP collector accepted."),
+    counter(LOGS_DROPPED, "Anomaly log records dropped: export queue full or collector unreachable."),
 ];
 
 fn def(name: &str) -> &'static Def {
@@ -183,6 +189,8 @@ pub struct Metrics {
     stream_lagged: AtomicU64,
     spans_exported: AtomicU64,
     spans_dropped: AtomicU64,
+    logs_exported: AtomicU64,
+    logs_dropped: AtomicU64,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     audit_unrecorded: AtomicU64,
 }
@@ -248,6 +256,16 @@ impl Metrics {
     /// Spans dropped.
     pub fn spans_dropped(&self, n: u64) {
         self.spans_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Anomaly log records accepted by the collector.
+    pub fn logs_exported(&self, n: u64) {
+        self.logs_exported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Anomaly log records dropped.
+    pub fn logs_dropped(&self, n: u64) {
+        self.logs_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A failed authentication or a denied call (`action`: the audit verb).
@@ -328,6 +346,8 @@ impl Metrics {
         push(AUDIT_UNRECORDED, vec![], self.audit_unrecorded.load(Ordering::Relaxed));
         push("telltale.telemetry.spans_exported", vec![], self.spans_exported.load(Ordering::Relaxed));
         push("telltale.telemetry.spans_dropped", vec![], self.spans_dropped.load(Ordering::Relaxed));
+        push(LOGS_EXPORTED, vec![], self.logs_exported.load(Ordering::Relaxed));
+        push(LOGS_DROPPED, vec![], self.logs_dropped.load(Ordering::Relaxed));
         out
     }
 }
