@@ -1,25 +1,32 @@
 //! A real OTLP receiver for tests and benchmarks: a gRPC server
-//! implementing the OTLP trace and metrics services that keeps what it gets.
+//! implementing the OTLP trace, logs and metrics services that keeps what
+//! it gets.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-/// What the receiver got: spans with their resource, metric points.
+/// What the receiver got: spans and log records with their resource,
+/// metric points.
 #[derive(Debug, Default)]
 pub struct Received {
     pub spans: Vec<(Vec<KeyValue>, Span)>,
+    /// Log records with their resource attributes and scope.
+    pub logs: Vec<(Vec<KeyValue>, Option<InstrumentationScope>, LogRecord)>,
     /// (metric name, attributes, value) of every data point, in arrival order.
     pub points: Vec<(String, Vec<KeyValue>, f64)>,
     /// How long each trace export is held before it is answered (a slow collector).
@@ -50,6 +57,26 @@ impl TraceService for Receiver {
             }
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut r = self.0.lock().unwrap();
+        r.headers = ascii_headers(request.metadata().as_ref());
+        for rl in request.into_inner().resource_logs {
+            let resource = rl.resource.map(|r| r.attributes).unwrap_or_default();
+            for sl in rl.scope_logs {
+                for l in sl.log_records {
+                    r.logs.push((resource.clone(), sl.scope.clone(), l));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success: None }))
     }
 }
 
@@ -113,6 +140,7 @@ pub async fn serve_with(
     let task = tokio::spawn(async move {
         server
             .add_service(TraceServiceServer::new(r.clone()))
+            .add_service(LogsServiceServer::new(r.clone()))
             .add_service(MetricsServiceServer::new(r))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
                 let _ = rx.await;

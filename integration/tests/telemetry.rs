@@ -1,18 +1,23 @@
 //! OpenTelemetry export from a real daemon with real sensors to an OTLP
-//! receiver started here (a real gRPC server implementing the OTLP trace and
-//! metrics services): the spans of a signal with their attributes, API
-//! calls joining the caller's trace, metrics with sensible values, export
-//! resuming after the receiver restarts, and the Prometheus endpoint.
+//! receiver started here (a real gRPC server implementing the OTLP trace,
+//! logs and metrics services): the spans of a signal with their attributes,
+//! each anomaly also as a log record with the same attributes linked to its
+//! span, API calls joining the caller's trace, metrics with sensible values,
+//! export resuming after the receiver restarts, shutdown flushing what
+//! waits, `logs = false`, and the Prometheus endpoint.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsService;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use telltale_client::{Client, SignalStatus, SignalUpdate};
 use telltale_integration::daemon::{run_in, Pod};
@@ -73,6 +78,32 @@ async fn wait_for<T>(r: &Receiver, what: &str, secs: u64, pred: impl Fn(&Receive
 
 fn span_named(r: &Received, name: &str, pred: impl Fn(&Span) -> bool) -> Option<(Vec<KeyValue>, Span)> {
     r.spans.iter().find(|(_, s)| s.name == name && pred(s)).cloned()
+}
+
+/// The log record of the anomaly with this `telltale.anomaly.id`, with its resource.
+fn log_of(r: &Received, anomaly_id: &str) -> Option<(Vec<KeyValue>, LogRecord)> {
+    r.logs.iter().find(|(_, _, l)| matches!(attr(&l.attributes, "telltale.anomaly.id"), Some(any_value::Value::StringValue(id)) if id == anomaly_id)).map(|(res, _, l)| (res.clone(), l.clone()))
+}
+
+fn body(l: &LogRecord) -> String {
+    match l.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        other => panic!("body: {other:?}"),
+    }
+}
+
+/// What every anomaly record shares with its span: the same attributes,
+/// the span's trace and id, the event's time; WARN.
+fn assert_record_of_span(log: &LogRecord, span: &Span) {
+    assert_eq!(log.attributes, span.attributes, "the same attributes as the anomaly span");
+    assert_eq!(log.trace_id, span.trace_id, "linked to the signal's trace");
+    assert_eq!(log.span_id, span.span_id, "linked to the anomaly's span");
+    assert_eq!(log.flags & 0xff, 1, "sampled");
+    assert_eq!(log.time_unix_nano, span.start_time_unix_nano, "the event's time");
+    assert!(log.observed_time_unix_nano >= log.time_unix_nano);
+    assert_eq!(log.severity_number, SeverityNumber::Warn as i32);
+    assert_eq!(log.severity_text, "WARN");
+    assert_eq!(log.event_name, span.name, "the event name is the span name");
 }
 
 /// The latest value of a metric point with these attribute values.
@@ -197,6 +228,29 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
     assert_eq!(s(&file.attributes, "telltale.event.type"), "file");
     assert!(i(&file.attributes, "telltale.sequence") > i(&exec.attributes, "telltale.sequence"));
 
+    // Each anomaly is also a log record, linked to its span, with the same attributes.
+    let exec_id = s(&exec.attributes, "telltale.anomaly.id");
+    let file_id = s(&file.attributes, "telltale.anomaly.id");
+    let (log_resource, exec_log) =
+        wait_for(&received, "the exec anomaly's log record", 20, |r| log_of(r, &exec_id)).await;
+    let (_, file_log) = wait_for(&received, "the file anomaly's log record", 20, |r| log_of(r, &file_id)).await;
+    assert_eq!(log_resource, resource, "the resource of the traces");
+    assert_record_of_span(&exec_log, &exec);
+    assert_record_of_span(&file_log, &file);
+    assert_eq!(body(&exec_log), "exec anomaly in container app (image web): new process /usr/bin/true");
+    let workload = s(&file.attributes, "process.executable.path");
+    assert!(workload.ends_with("/tt-workload"), "{workload}");
+    assert_eq!(
+        body(&file_log),
+        format!("file anomaly in container app (image web): {workload} opened /etc/passwd (read)")
+    );
+    {
+        let got = received.0.lock().unwrap();
+        assert_eq!(got.logs.len(), 2, "one record per anomaly, nothing else: {:#?}", got.logs);
+        let scope = got.logs[0].1.clone().expect("a scope");
+        assert_eq!((scope.name.as_str(), scope.version.as_str()), ("telltale", env!("CARGO_PKG_VERSION")));
+    }
+
     // A triage call that carries the caller's trace context: the server span
     // joins that trace, and the signal's trace gets an update span.
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -256,6 +310,8 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
     assert_eq!(exposition_value(&text, "telltale_signals", &[("status", "under_review")]), Some(1.0), "{text}");
     assert!(exposition_value(&text, "telltale_kernel_repeats_dropped", &[("kind", "file")]).is_some(), "{text}");
     assert_eq!(exposition_value(&text, "telltale_telemetry_spans_dropped", &[]), Some(0.0), "{text}");
+    assert_eq!(exposition_value(&text, "telltale_telemetry_logs_exported", &[]), Some(2.0), "{text}");
+    assert_eq!(exposition_value(&text, "telltale_telemetry_logs_dropped", &[]), Some(0.0), "{text}");
 
     // The receiver goes away: detection goes on, dropped spans are counted.
     let _ = stop_receiver.send(());
@@ -269,7 +325,9 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
     let start = Instant::now();
     loop {
         let text = prometheus(&metrics_url).await;
-        if exposition_value(&text, "telltale_telemetry_spans_dropped", &[]).unwrap_or(0.0) >= 1.0 {
+        if exposition_value(&text, "telltale_telemetry_spans_dropped", &[]).unwrap_or(0.0) >= 1.0
+            && exposition_value(&text, "telltale_telemetry_logs_dropped", &[]).unwrap_or(0.0) >= 1.0
+        {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "drops never counted:\n{text}");
@@ -288,6 +346,9 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
     })
     .await;
     assert_eq!(s(&resumed.attributes, "container.name"), "app");
+    let resumed_id = s(&resumed.attributes, "telltale.anomaly.id");
+    let (_, resumed_log) = wait_for(&back, "log records after the restart", 30, |r| log_of(r, &resumed_id)).await;
+    assert_record_of_span(&resumed_log, &resumed);
     d.stop();
     let _ = stop_again.send(());
     task_again.await.unwrap();
@@ -307,6 +368,7 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     use prost::Message;
     let received = Receiver::default();
     let traces = received.clone();
+    let logs = received.clone();
     let metrics = received.clone();
     let app = axum::Router::new()
         .route(
@@ -317,6 +379,16 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
                 *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
                 TraceService::export(&traces, req).await.expect("stored");
                 ExportTraceServiceResponse { partial_success: None }.encode_to_vec()
+            }),
+        )
+        .route(
+            "/v1/logs",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                let req = ExportLogsServiceRequest::decode(body).expect("a protobuf logs export");
+                let mut req = tonic::Request::new(req);
+                *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+                LogsService::export(&logs, req).await.expect("stored");
+                ExportLogsServiceResponse { partial_success: None }.encode_to_vec()
             }),
         )
         .route(
@@ -351,6 +423,7 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0k"),
         ("OTEL_SERVICE_NAME", "telltale-shop"),
@@ -382,6 +455,13 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     assert_eq!(strings(&file.attributes, "container.image.tags"), vec!["2026.11".to_owned()]);
     let headers = received.0.lock().unwrap().headers.clone();
     assert!(headers.contains(&("authorization".into(), "Bearer t0k".into())), "{headers:?}");
+    // Its log record, over HTTP too.
+    let file_id = s(&file.attributes, "telltale.anomaly.id");
+    let (resource, log) =
+        wait_for(&received, "the file anomaly's log record over HTTP", 30, |r| log_of(r, &file_id)).await;
+    assert_eq!(s(&resource, "service.name"), "telltale-shop");
+    assert_record_of_span(&log, &file);
+    assert!(body(&log).ends_with(" opened /etc/shadow (read)"), "{}", body(&log));
 
     // DNS and connect anomalies carry their semantic-convention attributes.
     let port = addr.port().to_string();
@@ -411,4 +491,66 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
     .await;
     d.stop();
     server.abort();
+}
+
+/// Shutdown exports the log records still waiting for their batch, and
+/// `logs = false` sends none (while traces still flow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_log_records_and_logs_false_sends_none() {
+    if !kernel_tests_enabled("shutdown_flushes_log_records_and_logs_false_sends_none") {
+        return;
+    }
+    let received = Receiver::default();
+    let (addr, stop_receiver, receiver_task) = serve("127.0.0.1:0".parse().unwrap(), received.clone()).await;
+    let learning =
+        "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n";
+    let w = workload_bin();
+
+    // A batch waits a minute: only shutdown sends it.
+    let cfg =
+        format!("{learning}[telemetry.otlp]\nendpoint = \"http://{addr}\"\nbatch_delay = \"60s\"\nmetrics = false\n");
+    let pod = Pod::new("otel-flush", &[("app", "shop/web:v3")], &cfg);
+    let d = pod.start();
+    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let app = pod.container("app");
+    run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
+    wait_stable(&client, Some("web")).await;
+    run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/passwd")]);
+    let start = Instant::now();
+    while !pod.anomalies().iter().any(|a| a["event"]["file"]["path"] == "/etc/passwd") {
+        assert!(start.elapsed() < Duration::from_secs(20), "no anomaly");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(received.0.lock().unwrap().logs.is_empty(), "the batch is not due yet");
+    d.stop();
+    {
+        let got = received.0.lock().unwrap();
+        assert_eq!(got.logs.len(), 1, "{:#?}", got.logs);
+        assert_eq!(s(&got.logs[0].2.attributes, "file.path"), "/etc/passwd");
+        assert!(got.spans.iter().any(|(_, s)| s.name == "telltale.anomaly.file"), "spans are flushed too");
+    }
+
+    // logs = false: the span goes out, no record does (not even at shutdown).
+    let before = received.0.lock().unwrap().spans.len();
+    let cfg = format!(
+        "{learning}[telemetry.otlp]\nendpoint = \"http://{addr}\"\nbatch_delay = \"200ms\"\nmetrics = false\nlogs = false\n"
+    );
+    let pod = Pod::new("otel-nologs", &[("app", "shop/web:v3")], &cfg);
+    let d = pod.start();
+    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let app = pod.container("app");
+    run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
+    wait_stable(&client, Some("web")).await;
+    run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/group")]);
+    wait_for(&received, "the file anomaly span", 20, |r| {
+        r.spans[before..]
+            .iter()
+            .any(|(_, s)| s.name == "telltale.anomaly.file" && matches!(attr(&s.attributes, "file.path"), Some(any_value::Value::StringValue(p)) if p == "/etc/group"))
+            .then_some(())
+    })
+    .await;
+    d.stop();
+    assert_eq!(received.0.lock().unwrap().logs.len(), 1, "no record from the daemon with logs = false");
+    let _ = stop_receiver.send(());
+    receiver_task.await.unwrap();
 }

@@ -204,7 +204,7 @@ pub enum ProfileStore {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// OTLP export of traces and metrics.
+    /// OTLP export of traces, anomaly log records and metrics.
     pub otlp: OtlpConfig,
     /// Prometheus scrape endpoint.
     pub prometheus: PrometheusConfig,
@@ -247,13 +247,15 @@ pub struct OtlpConfig {
     pub tls: Option<OtlpTlsConfig>,
     /// Export traces (one per signal, and API calls).
     pub traces: bool,
+    /// Export every anomaly as an OTLP log record as well (not sampled).
+    pub logs: bool,
     /// Export metrics.
     pub metrics: bool,
     /// Share of signals (and API calls without a sampled parent) traced, 0.0–1.0.
     pub sampling: f64,
-    /// Spans waiting for export; more are dropped (and counted).
+    /// Spans (and, apart, log records) waiting for export; more are dropped (and counted).
     pub queue_size: usize,
-    /// Spans per export request.
+    /// Spans (log records) per export request.
     pub batch_size: usize,
     /// Longest wait before a partial batch is sent.
     #[serde(with = "humantime_serde")]
@@ -289,6 +291,7 @@ impl Default for OtlpConfig {
             timeout: None,
             tls: None,
             traces: true,
+            logs: true,
             metrics: true,
             sampling: 1.0,
             queue_size: 16384,
@@ -922,8 +925,11 @@ mod tests {
 
     #[test]
     fn telemetry_keys_are_checked_and_named() {
-        with_file("[telemetry.otlp]\nendpoint = \"http://c:4318\"\nprotocol = \"http/protobuf\"\nsampling = 0.25\n[telemetry.otlp.headers]\nx-api-key = \"k\"\n[telemetry.prometheus]\nenabled = true\n", |f| {
+        assert!(Config::default().telemetry.otlp.logs, "anomalies go out as log records unless turned off");
+        with_file("[telemetry.otlp]\nendpoint = \"http://c:4318\"\nprotocol = \"http/protobuf\"\nsampling = 0.25\nlogs = false\n[telemetry.otlp.headers]\nx-api-key = \"k\"\n[telemetry.prometheus]\nenabled = true\n", |f| {
             let c = Config::load(Some(f), &Overrides::default()).unwrap();
+            assert!(!c.telemetry.otlp.logs);
+            assert!(c.telemetry.otlp.traces);
             assert_eq!(c.telemetry.otlp.protocol, Some(OtlpProtocol::HttpProtobuf));
             assert_eq!(c.telemetry.otlp.sampling, 0.25);
             assert_eq!(c.telemetry.otlp.headers["x-api-key"], "k");
@@ -931,6 +937,7 @@ mod tests {
         });
         for (toml, key) in [
             ("[telemetry.otlp]\nsampling = 1.5\n", "telemetry.otlp.sampling"),
+            ("[telemetry.otlp]\nlogs = \"no\"\n", "telemetry.otlp.logs"),
             ("[telemetry.otlp]\nendpoint = \"collector:4317\"\n", "telemetry.otlp.endpoint"),
             ("[telemetry.otlp]\nprotocol = \"http/json\"\n", "telemetry.otlp.protocol"),
             ("[telemetry.otlp]\nbatch_size = 10\nqueue_size = 5\n", "telemetry.otlp.queue_size"),

@@ -1,10 +1,13 @@
-//! OpenTelemetry export (OTLP traces and metrics) and the Prometheus scrape
-//! endpoint. Detection hands spans to a bounded queue and metric values to
-//! shared counters; export runs in its own tasks, so a collector that is
-//! down or slow never blocks or slows detection.
+//! OpenTelemetry export (OTLP traces, anomaly log records and metrics) and
+//! the Prometheus scrape endpoint. Detection hands spans and anomalies to
+//! bounded queues and metric values to shared counters; export runs in its
+//! own tasks, so a collector that is down or slow never blocks or slows
+//! detection.
 
 pub mod export;
 pub mod http;
+pub mod log_export;
+pub mod logs;
 pub mod metrics;
 pub mod process;
 pub mod rpc;
@@ -17,12 +20,14 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 use crate::config::{Config, OtlpConfig, OtlpProtocol};
 use export::SpanQueue;
+use log_export::LogQueue;
 use metrics::Metrics;
 use settings::{OtlpSignal, Resolved};
 use spans::PodInfo;
@@ -34,7 +39,7 @@ pub enum TelemetryError {
     /// The OTLP exporter could not be built.
     #[error("OTLP {what} exporter: {detail}")]
     Exporter {
-        /// traces or metrics.
+        /// trace, log or metric.
         what: &'static str,
         /// The exporter's message.
         detail: String,
@@ -73,6 +78,9 @@ pub struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
     export_task: Option<tokio::task::JoinHandle<()>>,
+    logs: Option<LogQueue>,
+    logger_provider: Option<SdkLoggerProvider>,
+    log_task: Option<tokio::task::JoinHandle<()>>,
     prometheus: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
@@ -92,6 +100,7 @@ pub fn otlp_enabled(o: &OtlpConfig) -> bool {
             || [
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
             ]
             .iter()
@@ -217,6 +226,48 @@ fn span_exporter(o: &OtlpConfig, r: &Resolved) -> Result<opentelemetry_otlp::Spa
     }
 }
 
+fn log_exporter(o: &OtlpConfig, r: &Resolved) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
+    let err =
+        |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "log", detail: e.to_string() };
+    let b = opentelemetry_otlp::LogExporter::builder();
+    match r.protocol {
+        OtlpProtocol::Grpc => with_tonic(b.with_tonic(), r, o)?.build().map_err(err),
+        OtlpProtocol::HttpProtobuf => with_http(b.with_http(), r, o)?.build().map_err(err),
+    }
+}
+
+/// Anomalies as log records: the SDK's logger provider with its batch
+/// processor (bounded and counted), fed by a task from `queue`'s receiver.
+fn start_logs(
+    o: &OtlpConfig,
+    resource: Resource,
+    pod: PodInfo,
+    metrics: &Arc<Metrics>,
+) -> Result<(LogQueue, SdkLoggerProvider, tokio::task::JoinHandle<()>), TelemetryError> {
+    use opentelemetry::logs::LoggerProvider as _;
+    use opentelemetry_sdk::logs::{BatchConfigBuilder, BatchLogProcessor};
+    let r = settings::resolve(o, OtlpSignal::Logs, &env_var)?;
+    let exporter = log_exporter(o, &r)?;
+    tracing::info!(endpoint = %r.endpoint, protocol = ?r.protocol, timeout = ?r.timeout, "OTLP log export of anomalies on.");
+    let in_flight = log_export::InFlight::new(metrics.clone());
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(o.queue_size)
+        .with_max_export_batch_size(o.batch_size)
+        .with_scheduled_delay(o.batch_delay)
+        .build();
+    let batch = BatchLogProcessor::builder(log_export::Counted::new(exporter, in_flight.clone()))
+        .with_batch_config(config)
+        .build();
+    let provider = SdkLoggerProvider::builder()
+        .with_log_processor(log_export::Bounded { inner: batch, capacity: o.queue_size, in_flight })
+        .with_resource(resource)
+        .build();
+    let (queue, rx) = LogQueue::new(o.queue_size, metrics.clone());
+    let records = log_export::Records { pod, traced: o.traces.then_some(o.sampling) };
+    let logger = provider.logger_with_scope(spans::scope());
+    Ok((queue, provider, tokio::spawn(log_export::run(logger, rx, records))))
+}
+
 fn metric_exporter(o: &OtlpConfig, r: &Resolved) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
     let err =
         |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter { what: "metric", detail: e.to_string() };
@@ -267,6 +318,9 @@ impl Telemetry {
             tracer_provider: None,
             meter_provider: None,
             export_task: None,
+            logs: None,
+            logger_provider: None,
+            log_task: None,
             prometheus: None,
         };
         if otlp_enabled(o) {
@@ -297,6 +351,12 @@ impl Telemetry {
                         .build(),
                 );
                 t.spans = Some(queue);
+            }
+            if o.logs {
+                let (queue, provider, task) = start_logs(o, resource.clone(), t.pod.clone(), &metrics)?;
+                t.logs = Some(queue);
+                t.logger_provider = Some(provider);
+                t.log_task = Some(task);
             }
             if o.metrics {
                 let r = settings::resolve(o, OtlpSignal::Metrics, &env_var)?;
@@ -337,13 +397,17 @@ impl Telemetry {
         }
     }
 
-    /// An anomaly (as streamed) of signal `signal_id`.
+    /// An anomaly (as streamed) of signal `signal_id`: counted, and queued
+    /// for its span and its log record.
     pub fn anomaly(&self, a: &crate::bus::Sequenced, signal_id: &str) {
         self.metrics.anomaly(a.1.event_type.name(), &a.1.container.image);
         let latency = time::OffsetDateTime::now_utc() - a.1.event.time;
         self.metrics.detection_latency(a.1.event_type.name(), latency.as_seconds_f64());
         if let Some(q) = &self.spans {
             q.push(export::Item::Anomaly(a.clone(), signal_id.to_owned()));
+        }
+        if let Some(q) = &self.logs {
+            q.push(a.clone(), signal_id.to_owned());
         }
     }
 
@@ -365,6 +429,18 @@ impl Telemetry {
         if let Some(task) = self.export_task.take() {
             if tokio::time::timeout(timeout, task).await.is_err() {
                 tracing::warn!("OTLP trace export did not finish in time; the rest is dropped.");
+            }
+        }
+        self.logs = None; // the record task drains the queue into the batch processor and ends
+        if let Some(task) = self.log_task.take() {
+            if tokio::time::timeout(timeout, task).await.is_err() {
+                tracing::warn!("OTLP log records were not all handed over in time; the rest is dropped.");
+            }
+        }
+        if let Some(p) = self.logger_provider.take() {
+            // Exports what the batch processor holds; its export thread blocks its caller.
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || p.shutdown_with_timeout(timeout)).await {
+                tracing::warn!(error = %e, "OTLP log export did not finish; the rest is dropped.");
             }
         }
         if let Some(p) = self.meter_provider.take() {

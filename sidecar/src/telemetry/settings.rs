@@ -1,4 +1,4 @@
-//! What one OTLP exporter (traces or metrics) uses, resolved from
+//! What one OTLP exporter (traces, logs or metrics) uses, resolved from
 //! `[telemetry.otlp]` and the standard `OTEL_EXPORTER_OTLP_*` variables
 //! (pure: the environment comes in as a lookup function).
 //!
@@ -18,20 +18,23 @@ use super::TelemetryError;
 /// Export timeout when neither key nor variable sets one (the spec's 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The two exporters.
+/// The exporters, one per OTLP signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpSignal {
     /// Spans.
     Traces,
+    /// Log records (anomalies).
+    Logs,
     /// Metrics.
     Metrics,
 }
 
 impl OtlpSignal {
-    /// `traces` / `metrics`: the OTLP/HTTP path's last part.
+    /// `traces` / `logs` / `metrics`: the OTLP/HTTP path's last part.
     pub fn path(self) -> &'static str {
         match self {
             Self::Traces => "traces",
+            Self::Logs => "logs",
             Self::Metrics => "metrics",
         }
     }
@@ -39,6 +42,7 @@ impl OtlpSignal {
     fn var_infix(self) -> &'static str {
         match self {
             Self::Traces => "TRACES_",
+            Self::Logs => "LOGS_",
             Self::Metrics => "METRICS_",
         }
     }
@@ -209,6 +213,21 @@ mod tests {
         assert_eq!(m.protocol, OtlpProtocol::HttpProtobuf);
         assert_eq!(m.endpoint, "https://collector:4318/v1/metrics");
         assert_eq!(m.timeout, Duration::from_millis(700));
+        // Logs have their own variables too, else the general ones.
+        let l = resolve(&otlp(), OtlpSignal::Logs, &e).unwrap();
+        assert_eq!((l.protocol, l.endpoint.as_str()), (OtlpProtocol::Grpc, "https://collector:4318/"));
+        let l = resolve(
+            &otlp(),
+            OtlpSignal::Logs,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(l.timeout, Duration::from_millis(1500));
 
         let keys = OtlpConfig {
             endpoint: Some("http://otel:4317".into()),

@@ -14,7 +14,17 @@ use sha2::{Digest, Sha256};
 
 use telltale_core::detect::{Anomaly, Container};
 use telltale_core::event::EventKind;
+use telltale_core::profile::EventType;
 use telltale_core::signal::Signal;
+
+/// Span name of an exec anomaly.
+pub const ANOMALY_EXEC: &str = "telltale.anomaly.exec";
+/// Span name of a file anomaly.
+pub const ANOMALY_FILE: &str = "telltale.anomaly.file";
+/// Span name of a DNS anomaly.
+pub const ANOMALY_DNS: &str = "telltale.anomaly.dns";
+/// Span name of a connect anomaly.
+pub const ANOMALY_CONNECT: &str = "telltale.anomaly.connect";
 
 /// The pod the sidecar watches (empty outside Kubernetes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,7 +130,7 @@ fn span(
     signal_id: &str,
     id: SpanId,
     parent: SpanId,
-    name: String,
+    name: Cow<'static, str>,
     time: SystemTime,
     attributes: Vec<KeyValue>,
 ) -> SpanData {
@@ -129,7 +139,7 @@ fn span(
         parent_span_id: parent,
         parent_span_is_remote: false,
         span_kind: SpanKind::Internal,
-        name: Cow::Owned(name),
+        name,
         start_time: time,
         end_time: time,
         attributes,
@@ -169,8 +179,9 @@ pub fn signal_updated(s: &Signal, principal: &str, now: SystemTime, pod: &PodInf
     span(&s.id, id, root_span_id(&s.id), "telltale.signal.update".into(), now, attrs)
 }
 
-/// The span of one anomaly of signal `signal_id`.
-pub fn anomaly(a: &Anomaly, sequence: u64, signal_id: &str, pod: &PodInfo) -> SpanData {
+/// The attributes of one anomaly of signal `signal_id`: its span and its log
+/// record carry the same ones.
+pub fn anomaly_attributes(a: &Anomaly, sequence: u64, signal_id: &str, pod: &PodInfo) -> Vec<KeyValue> {
     let p = &a.event.process;
     let mut attrs = container_attributes(&a.container, pod);
     attrs.extend([
@@ -204,9 +215,29 @@ pub fn anomaly(a: &Anomaly, sequence: u64, signal_id: &str, pod: &PodInfo) -> Sp
             transport(&mut attrs, connect.protocol);
         }
     }
-    let name = format!("telltale.anomaly.{}", a.event_type.name());
-    let id = span_id(&["telltale.anomaly", &a.id]);
-    span(signal_id, id, root_span_id(signal_id), name, SystemTime::from(a.time), attrs)
+    attrs
+}
+
+/// The span name of an anomaly of type `t` (also its log record's event name).
+pub fn anomaly_name(t: EventType) -> &'static str {
+    match t {
+        EventType::Exec => ANOMALY_EXEC,
+        EventType::File => ANOMALY_FILE,
+        EventType::Dns => ANOMALY_DNS,
+        EventType::Connect => ANOMALY_CONNECT,
+    }
+}
+
+/// The span id of anomaly `anomaly_id` (its log record points at it).
+pub fn anomaly_span_id(anomaly_id: &str) -> SpanId {
+    span_id(&["telltale.anomaly", anomaly_id])
+}
+
+/// The span of one anomaly of signal `signal_id`.
+pub fn anomaly(a: &Anomaly, sequence: u64, signal_id: &str, pod: &PodInfo) -> SpanData {
+    let attrs = anomaly_attributes(a, sequence, signal_id, pod);
+    let name = anomaly_name(a.event_type).into();
+    span(signal_id, anomaly_span_id(&a.id), root_span_id(signal_id), name, SystemTime::from(a.time), attrs)
 }
 
 /// `network.transport` takes the semantic conventions' values (`tcp`,
