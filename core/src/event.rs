@@ -42,7 +42,9 @@ pub struct Process {
     pub gid: u32,
     /// Kernel command name (`comm`).
     pub comm: String,
-    /// Absolute path of the executable (the script, for `#!` scripts).
+    /// Absolute path of the executable (the script, for `#!` scripts); for
+    /// a program run from a file no mount reaches (a memfd), its name,
+    /// `memfd:<name>`, escaped: never a path ([`Process::is_fileless`]).
     pub path: String,
     /// The interpreter, when `path` is a `#!` script.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +55,22 @@ pub struct Process {
     pub args_truncated: bool,
     /// Executable paths of the ancestors, outermost first (the parent last).
     pub ancestors: Vec<String>,
+}
+
+impl Process {
+    /// True if the program ran from a file no mount reaches (fexecve of a
+    /// memfd): its `path` is then `memfd:<name>` rather than a path, so a
+    /// fileless program is never the same behaviour as a file's, and two
+    /// memfd names are two programs.
+    pub fn is_fileless(&self) -> bool {
+        is_fileless(&self.path)
+    }
+}
+
+/// True if an executable "path" names a fileless program (`memfd:<name>`):
+/// anything but an absolute path; the empty string (unknown) is not.
+pub fn is_fileless(path: &str) -> bool {
+    !path.is_empty() && !path.starts_with('/')
 }
 
 /// The kind-specific part of an event.

@@ -322,6 +322,34 @@ __noinline __u64 hash_bytes(struct tt_exec_event *e, __u32 off, __u32 len, __u64
 	return h;
 }
 
+/*
+ * A file no mount reaches: its dentry is its own parent without being a
+ * mount's root (a memfd, or another file made with alloc_file_pseudo). The
+ * path walk would end at once and say "/"; its dentry name ("memfd:<name>")
+ * is what identifies it.
+ */
+static __always_inline bool is_detached(struct file *file)
+{
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *m = BPF_CORE_READ(file, f_path.mnt);
+	return d && d == BPF_CORE_READ(d, d_parent) && d != BPF_CORE_READ(m, mnt_root);
+}
+
+/* Seed of the identity of a fileless program: never that of a path walk. */
+#define TT_FILELESS_SEED 0x6d656d66642d6578ULL
+
+/* Copy the dentry name of `file` (at most TT_NAME_MASK bytes) to dst. */
+static __always_inline __u32 copy_dentry_name(__u8 *dst, struct file *file)
+{
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct qstr name;
+	bpf_core_read(&name, sizeof(name), &d->d_name);
+	__u32 len = name.len & TT_NAME_MASK;
+	if (bpf_probe_read_kernel(dst, len, name.name) < 0)
+		return 0;
+	return len;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -344,18 +372,35 @@ int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	/* The binary that runs: for scripts, the interpreter. */
 	struct file *file = BPF_CORE_READ(bprm, file);
-	__u32 len = walk_path((__u64)__builtin_preserve_access_index(&file->f_path), w);
-	copy_walked(e->data, w, len);
+	__u32 len;
+	__u64 exe_key;
+	if (is_detached(file)) {
+		/* fexecve of a memfd: its name, hashed apart from any path. */
+		len = copy_dentry_name(e->data, file);
+		e->hdr.flags |= TT_FLAG_FILELESS;
+		exe_key = hash_bytes(e, 0, len, mix(0xcbf29ce484222325ULL, TT_FILELESS_SEED));
+	} else {
+		len = walk_path((__u64)__builtin_preserve_access_index(&file->f_path), w);
+		copy_walked(e->data, w, len);
+		if (w->truncated)
+			e->hdr.flags |= TT_FLAG_PATH_TRUNCATED;
+		exe_key = w->key;
+	}
 	e->path_len = len;
-	if (w->truncated)
-		e->hdr.flags |= TT_FLAG_PATH_TRUNCATED;
-	__u64 exe_key = w->key;
 	__u32 off = len & (TT_PATH_MAX - 1);
 
 	/* #! scripts (and binfmt_misc): keep the script path as passed. */
 	const char *filename = BPF_CORE_READ(bprm, filename);
 	const char *interp = BPF_CORE_READ(bprm, interp);
-	if (filename != interp) {
+	struct file *script = BPF_CORE_READ(bprm, executable);
+	if (filename != interp && script && is_detached(script)) {
+		/* A script in a memfd: "/dev/fd/N" would say nothing; its name. */
+		e->hdr.flags |= TT_FLAG_SCRIPT | TT_FLAG_SCRIPT_FILELESS;
+		__u32 slen = copy_dentry_name(&e->data[off], script);
+		e->script_len = slen;
+		exe_key = hash_bytes(e, off, slen, mix(exe_key, TT_FILELESS_SEED));
+		off = (off + slen) & (TT_PATH_MAX * 4 - 1);
+	} else if (filename != interp) {
 		e->hdr.flags |= TT_FLAG_SCRIPT;
 		long n = bpf_probe_read_kernel_str(&e->data[off], TT_PATH_MAX, filename);
 		if (n > 1) {
@@ -673,6 +718,68 @@ int tt_sendmsg6(struct bpf_sock_addr *ctx)
 
 /* ---------------------------------------------------------------- dns */
 
+/*
+ * DNS over TCP: a message may span segments and a segment may hold several
+ * messages, so the stream bytes are reported as they are (length prefixes
+ * included, with their sequence number and the socket cookie) and user
+ * space reassembles them. A segment longer than TT_DNS_MAX goes out in
+ * TT_DNS_MAX chunks, at most TT_DNS_TCP_CHUNKS of them; the last one's
+ * payload_len says how much was left out. SYN, FIN and RST are reported so
+ * user space knows where a stream starts and ends. No dedup: a repeated
+ * prefix or chunk is not a repeated query.
+ */
+static __always_inline int tcp_dns(struct __sk_buff *skb, struct tt_dns_event *e, __u32 l4)
+{
+	struct tcphdr tcp;
+	if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof(tcp)) < 0)
+		return 1;
+	if (tcp.dest != bpf_htons(DNS_PORT))
+		return 1;
+	__u32 off = l4 + tcp.doff * 4;
+	__u32 len = skb->len > off ? skb->len - off : 0;
+	__u8 flags = (tcp.fin ? TT_TCP_FIN : 0) | (tcp.syn ? TT_TCP_SYN : 0) | (tcp.rst ? TT_TCP_RST : 0);
+	if (!len && !flags)
+		return 1; /* a bare ACK */
+
+	fill_header(&e->hdr, TT_EVENT_DNS, 0);
+	e->hdr.lineage = current_lineage(e->hdr.tgid);
+	e->hdr.cgroup_id = bpf_skb_cgroup_id(skb);
+	e->protocol = TT_PROTO_TCP;
+	e->dport = DNS_PORT;
+	e->sock_cookie = bpf_get_socket_cookie(skb);
+	e->tcp_flags = flags;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	/* A SYN takes one sequence number: its data (TCP Fast Open) follows. */
+	__u32 seq = bpf_ntohl(tcp.seq) + (tcp.syn ? 1 : 0);
+
+	for (__u32 i = 0; i < TT_DNS_TCP_CHUNKS; i++) {
+		__u32 done = i * TT_DNS_MAX;
+		if (i > 0 && done >= len)
+			break;
+		__u32 rest = len - done;
+		__u64 n = rest;
+		if (n > TT_DNS_MAX)
+			n = TT_DNS_MAX;
+		e->tcp_seq = seq + done;
+		e->hdr.flags = 0;
+		if (i == TT_DNS_TCP_CHUNKS - 1 && rest > TT_DNS_MAX) {
+			/* The last chunk: the rest of the segment is left out. */
+			e->payload_len = rest;
+			e->hdr.flags = TT_FLAG_PAYLOAD_TRUNCATED;
+		} else {
+			e->payload_len = n;
+		}
+		asm volatile("%[n] &= %[mask]" : [n] "+r"(n) : [mask] "i"(TT_DNS_MAX * 2 - 1));
+		if (n > TT_DNS_MAX)
+			return 1;
+		if (n && bpf_skb_load_bytes(skb, off + done, e->payload, n) < 0)
+			return 1;
+		e->captured_len = n;
+		emit(e, offsetof(struct tt_dns_event, payload) + n, TT_EVENT_DNS, 0);
+	}
+	return 1;
+}
+
 SEC("cgroup_skb/egress")
 int tt_egress(struct __sk_buff *skb)
 {
@@ -708,31 +815,19 @@ int tt_egress(struct __sk_buff *skb)
 		return 1;
 	}
 
-	__u32 payload_off, payload_len;
-	if (proto == TT_PROTO_UDP) {
-		struct udphdr udp;
-		if (bpf_skb_load_bytes(skb, l4, &udp, sizeof(udp)) < 0)
-			return 1;
-		if (udp.dest != bpf_htons(DNS_PORT))
-			return 1;
-		payload_off = l4 + sizeof(udp);
-		if (skb->len <= payload_off)
-			return 1;
-		payload_len = skb->len - payload_off;
-	} else if (proto == TT_PROTO_TCP) {
-		struct tcphdr tcp;
-		if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof(tcp)) < 0)
-			return 1;
-		if (tcp.dest != bpf_htons(DNS_PORT))
-			return 1;
-		/* Skip the 2-byte DNS-over-TCP length prefix. */
-		payload_off = l4 + tcp.doff * 4 + 2;
-		if (skb->len <= payload_off)
-			return 1;
-		payload_len = skb->len - payload_off;
-	} else {
+	if (proto == TT_PROTO_TCP)
+		return tcp_dns(skb, e, l4);
+	if (proto != TT_PROTO_UDP)
 		return 1;
-	}
+	struct udphdr udp;
+	if (bpf_skb_load_bytes(skb, l4, &udp, sizeof(udp)) < 0)
+		return 1;
+	if (udp.dest != bpf_htons(DNS_PORT))
+		return 1;
+	__u32 payload_off = l4 + sizeof(udp);
+	if (skb->len <= payload_off)
+		return 1;
+	__u32 payload_len = skb->len - payload_off;
 
 	fill_header(&e->hdr, TT_EVENT_DNS, 0);
 	__u32 tgid = e->hdr.tgid;
@@ -741,7 +836,10 @@ int tt_egress(struct __sk_buff *skb)
 	e->protocol = proto;
 	e->dport = DNS_PORT;
 	e->payload_len = payload_len;
-	e->pad = 0;
+	e->tcp_seq = 0;
+	e->sock_cookie = 0;
+	e->tcp_flags = 0;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	__u64 n = payload_len;
 	if (n > TT_DNS_MAX) {
 		n = TT_DNS_MAX;

@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #endif
 
-#define TT_ABI_VERSION 1
+#define TT_ABI_VERSION 2
 
 /* Bounds of the variable-size parts of events. Powers of two (masks). */
 #define TT_PATH_MAX 4096
@@ -44,6 +44,13 @@ enum tt_event_kind {
 #define TT_FLAG_SCRIPT (1u << 2)		/* exec of a #! script or binfmt_misc */
 #define TT_FLAG_PAYLOAD_TRUNCATED (1u << 3)	/* DNS payload longer than TT_DNS_MAX */
 #define TT_FLAG_PATH_RELATIVE (1u << 4)	/* exec script path is relative to cwd */
+#define TT_FLAG_FILELESS (1u << 5)	/* exec of a file no mount reaches (memfd): path is its name */
+#define TT_FLAG_SCRIPT_FILELESS (1u << 6)	/* the #! script is such a file: script is its name */
+
+/* tt_dns_event.tcp_flags: the TCP header's flag bits */
+#define TT_TCP_FIN (1u << 0)
+#define TT_TCP_SYN (1u << 1)
+#define TT_TCP_RST (1u << 2)
 
 /* tt_file_event.access bits */
 #define TT_ACCESS_READ (1u << 0)
@@ -80,6 +87,9 @@ struct tt_event_header {
  * (the interpreter for scripts), then script_len bytes of the script path as
  * passed to execve (absolute, or relative to cwd: then cwd_len bytes of the
  * absolute cwd follow), then args_len bytes of NUL-separated argv.
+ * With TT_FLAG_FILELESS the binary, with TT_FLAG_SCRIPT_FILELESS the script,
+ * is a file no mount reaches (a memfd): instead of a path, its dentry name
+ * ("memfd:<name>"), raw bytes, at most 255.
  */
 struct tt_exec_event {
 	struct tt_event_header hdr;
@@ -103,18 +113,32 @@ struct tt_file_event {
 	__u8 path[TT_PATH_MAX];
 };
 
-/* An outgoing DNS packet (UDP or TCP, port 53). */
+/*
+ * An outgoing DNS packet (UDP or TCP, port 53).
+ * UDP: payload is the DNS message, one record per datagram, deduplicated.
+ * TCP: payload is raw stream bytes (length prefixes included) starting at
+ * sequence number tcp_seq; a segment longer than TT_DNS_MAX comes as several
+ * records (consecutive tcp_seq), at most TT_DNS_TCP_CHUNKS of them. User
+ * space reassembles the stream per sock_cookie. Never deduplicated; SYN,
+ * FIN and RST segments are reported even without payload.
+ */
 struct tt_dns_event {
 	struct tt_event_header hdr;
 	__u8 family;		/* TT_AF_* */
 	__u8 protocol;		/* TT_PROTO_* */
 	__u16 dport;		/* host byte order */
-	__u32 payload_len;	/* DNS message bytes in the packet (TCP length prefix excluded) */
+	__u32 payload_len;	/* UDP: DNS message bytes; TCP: segment bytes from tcp_seq on */
 	__u32 captured_len;	/* bytes in payload[] */
-	__u32 pad;
+	__u32 tcp_seq;		/* TCP: sequence number of payload[0] (host order) */
 	__u8 daddr[16];		/* IPv4 in the first 4 bytes */
+	__u64 sock_cookie;	/* TCP: the socket's cookie, the stream's identity */
+	__u8 tcp_flags;		/* TCP: TT_TCP_* */
+	__u8 pad[7];
 	__u8 payload[TT_DNS_MAX];
 };
+
+/* Most records one TCP segment to port 53 is reported in. */
+#define TT_DNS_TCP_CHUNKS 16
 
 /* An outbound connect (TCP, connected UDP) or unconnected UDP send. */
 struct tt_connect_event {
@@ -155,7 +179,7 @@ enum tt_counter {
 _Static_assert(sizeof(struct tt_event_header) == 80, "tt_event_header size");
 _Static_assert(sizeof(struct tt_exec_event) == 80 + 24 + TT_PATH_MAX * 4 + TT_ARGS_MAX, "tt_exec_event size");
 _Static_assert(sizeof(struct tt_file_event) == 80 + 16 + TT_PATH_MAX, "tt_file_event size");
-_Static_assert(sizeof(struct tt_dns_event) == 80 + 32 + TT_DNS_MAX, "tt_dns_event size");
+_Static_assert(sizeof(struct tt_dns_event) == 80 + 48 + TT_DNS_MAX, "tt_dns_event size");
 _Static_assert(sizeof(struct tt_connect_event) == 80 + 24, "tt_connect_event size");
 _Static_assert(sizeof(struct tt_exit_event) == 88, "tt_exit_event size");
 _Static_assert(sizeof(struct tt_scope) == 16, "tt_scope size");

@@ -6,7 +6,7 @@
 //! these types: decode with [`crate::decode`].
 
 /// `TT_ABI_VERSION`: records with another version are rejected.
-pub const ABI_VERSION: u16 = 1;
+pub const ABI_VERSION: u16 = 2;
 /// Longest path captured by the kernel (bytes, including no NUL).
 pub const PATH_MAX: usize = 4096;
 /// Longest argv captured (bytes).
@@ -39,6 +39,20 @@ pub const FLAG_SCRIPT: u32 = 1 << 2;
 pub const FLAG_PAYLOAD_TRUNCATED: u32 = 1 << 3;
 /// The script path is relative to the cwd that follows it.
 pub const FLAG_PATH_RELATIVE: u32 = 1 << 4;
+/// The executed file is reached by no mount (a memfd): the exec path is its
+/// dentry name (`memfd:<name>` for a memfd), raw bytes.
+pub const FLAG_FILELESS: u32 = 1 << 5;
+/// The `#!` script is such a file: the script bytes are its name.
+pub const FLAG_SCRIPT_FILELESS: u32 = 1 << 6;
+
+/// `tt_dns_event.tcp_flags`: FIN.
+pub const TCP_FIN: u8 = 1 << 0;
+/// SYN.
+pub const TCP_SYN: u8 = 1 << 1;
+/// RST.
+pub const TCP_RST: u8 = 1 << 2;
+/// Most records one TCP segment to port 53 is reported in.
+pub const DNS_TCP_CHUNKS: u32 = 16;
 
 /// File opened for reading.
 pub const ACCESS_READ: u32 = 1 << 0;
@@ -132,8 +146,11 @@ pub struct DnsEvent {
     pub dport: u16,
     pub payload_len: u32,
     pub captured_len: u32,
-    pub pad: u32,
+    pub tcp_seq: u32,
     pub daddr: [u8; 16],
+    pub sock_cookie: u64,
+    pub tcp_flags: u8,
+    pub pad: [u8; 7],
     pub payload: [u8; DNS_MAX],
 }
 
@@ -170,7 +187,7 @@ pub struct Scope {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 80 + 24 + PATH_MAX * 4 + ARGS_MAX);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 80 + 16 + PATH_MAX);
-const _: () = assert!(core::mem::size_of::<DnsEvent>() == 80 + 32 + DNS_MAX);
+const _: () = assert!(core::mem::size_of::<DnsEvent>() == 80 + 48 + DNS_MAX);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 80 + 24);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<Scope>() == 16);

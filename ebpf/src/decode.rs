@@ -129,9 +129,17 @@ pub struct DnsRecord {
     pub server: IpAddr,
     /// Destination port.
     pub port: u16,
-    /// Size of the DNS message in the packet.
+    /// UDP: size of the DNS message in the packet. TCP: bytes of the
+    /// segment from `tcp_seq` on (more than `payload` holds when cut).
     pub payload_len: u32,
-    /// The captured DNS message bytes.
+    /// TCP: sequence number of `payload[0]`.
+    pub tcp_seq: u32,
+    /// TCP: the socket's cookie, which identifies the stream.
+    pub sock_cookie: u64,
+    /// TCP: `abi::TCP_*` flags of the segment.
+    pub tcp_flags: u8,
+    /// UDP: the captured DNS message. TCP: captured stream bytes (length
+    /// prefixes included), to be reassembled.
     pub payload: Vec<u8>,
 }
 
@@ -331,6 +339,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 server: ip(family, get!(bytes, DnsEvent, daddr))?,
                 port: get!(bytes, DnsEvent, dport),
                 payload_len: get!(bytes, DnsEvent, payload_len),
+                tcp_seq: get!(bytes, DnsEvent, tcp_seq),
+                sock_cookie: get!(bytes, DnsEvent, sock_cookie),
+                tcp_flags: get!(bytes, DnsEvent, tcp_flags),
                 payload,
             }))
         }

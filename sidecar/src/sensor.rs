@@ -15,6 +15,7 @@ use telltale_ebpf::{abi, decode, globals, maps, programs};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use crate::sensor::dns::stream::{Segment, StreamLimits, TcpStreams};
 use crate::sensor::process::{Outcome, ProcSnapshot, ProcessTable};
 use crate::workload::cgroup::Cgroup;
 use telltale_core::event::Event;
@@ -133,8 +134,13 @@ pub struct Counters {
     pub connect: KindCounts,
     /// process exits (bookkeeping).
     pub exit: KindCounts,
-    /// DNS payloads that were not valid queries.
+    /// DNS payloads that were not valid queries, and DNS-over-TCP messages
+    /// that could not be reassembled (bytes missing, over the bound, cut by
+    /// the end or eviction of their connection).
     pub malformed_dns: u64,
+    /// DNS-over-TCP connections no longer followed to stay within the
+    /// reassembler's bound (the least recently active first).
+    pub dns_tcp_evicted: u64,
     /// Records that could not be decoded.
     pub undecodable: u64,
 }
@@ -158,19 +164,88 @@ struct PodScope(abi::Scope);
 // SAFETY: abi::Scope is #[repr(C)] plain old data with explicit padding.
 unsafe impl aya::Pod for PodScope {}
 
-/// Loaded, attached sensors.
-pub struct Sensor {
-    ebpf: Ebpf,
-    ring: AsyncFd<RingBuf<MapData>>,
+/// Turns decoded records into events: the process table, the DNS-over-TCP
+/// reassembly, and what user space counts.
+#[derive(Debug)]
+struct Assembler {
     table: ProcessTable,
-    scopes: Vec<Cgroup>,
+    streams: TcpStreams,
     malformed_dns: u64,
     undecodable: u64,
 }
 
+impl Assembler {
+    fn new(boot_epoch_ns: i128) -> Self {
+        Self {
+            table: ProcessTable::new(boot_epoch_ns),
+            streams: TcpStreams::new(StreamLimits::default()),
+            malformed_dns: 0,
+            undecodable: 0,
+        }
+    }
+
+    /// One decoded ring-buffer record; its events (none, one, or several
+    /// pipelined DNS-over-TCP queries) go to `out`.
+    fn feed(&mut self, record: Result<decode::Record, decode::DecodeError>, out: &mut Vec<Event>) {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                self.undecodable += 1;
+                tracing::warn!(error = %e, "Undecodable ring-buffer record.");
+                return;
+            }
+        };
+        let outcomes = match record {
+            decode::Record::Dns(r) if r.protocol == abi::PROTO_TCP => {
+                let segment = Segment {
+                    stream: r.sock_cookie,
+                    seq: r.tcp_seq,
+                    len: r.payload_len,
+                    bytes: &r.payload,
+                    flags: r.tcp_flags,
+                };
+                let before = self.streams.counts().malformed;
+                let messages = self.streams.feed(segment);
+                let lost = self.streams.counts().malformed - before;
+                if lost > 0 {
+                    self.malformed_dns += lost;
+                    tracing::debug!(lost, "DNS-over-TCP messages could not be reassembled.");
+                }
+                messages
+                    .iter()
+                    .map(|m| self.table.dns_message(&r.header, r.protocol, r.server, m, &proc_snapshot))
+                    .collect()
+            }
+            record => vec![self.table.feed(record, &proc_snapshot)],
+        };
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Event(e) => out.push(*e),
+                Outcome::Internal => {}
+                Outcome::MalformedDns(e) => {
+                    self.malformed_dns += 1;
+                    tracing::debug!(error = %e, "Malformed DNS payload skipped.");
+                }
+            }
+        }
+    }
+}
+
+/// Loaded, attached sensors.
+pub struct Sensor {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    assembler: Assembler,
+    scopes: Vec<Cgroup>,
+}
+
 impl std::fmt::Debug for Sensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sensor").field("scopes", &self.scopes).field("processes", &self.table.len()).finish()
+        f.debug_struct("Sensor")
+            .field("scopes", &self.scopes)
+            .field("processes", &self.assembler.table.len())
+            .field("dns_tcp_streams", &self.assembler.streams.len())
+            .finish()
     }
 }
 
@@ -246,14 +321,7 @@ impl Sensor {
         // owns, so it stays open for as long as it is registered.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| SensorError::Poll(e.into()))?;
-        Ok(Self {
-            ebpf,
-            ring,
-            table: ProcessTable::new(boot_epoch_ns()),
-            scopes: Vec::new(),
-            malformed_dns: 0,
-            undecodable: 0,
-        })
+        Ok(Self { ebpf, ring, assembler: Assembler::new(boot_epoch_ns()), scopes: Vec::new() })
     }
 
     /// Watch the subtree of `cgroup`: its tasks (and its descendants')
@@ -305,9 +373,9 @@ impl Sensor {
 
     /// Wait until records are available, then decode all of them into `out`.
     pub async fn next_events(&mut self, out: &mut Vec<Event>) -> Result<(), SensorError> {
-        let Self { ring, table, malformed_dns, undecodable, .. } = self;
+        let Self { ring, assembler, .. } = self;
         let mut guard = ring.readable_mut().await.map_err(SensorError::Poll)?;
-        drain_ring(guard.get_inner_mut(), table, malformed_dns, undecodable, out);
+        drain_ring(guard.get_inner_mut(), assembler, out);
         guard.clear_ready();
         Ok(())
     }
@@ -316,8 +384,8 @@ impl Sensor {
     /// waiting. Returns how many events were added.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
         let before = out.len();
-        let Self { ring, table, malformed_dns, undecodable, .. } = self;
-        drain_ring(ring.get_mut(), table, malformed_dns, undecodable, out);
+        let Self { ring, assembler, .. } = self;
+        drain_ring(ring.get_mut(), assembler, out);
         out.len() - before
     }
 
@@ -346,37 +414,18 @@ impl Sensor {
             dns: kind(abi::EVENT_DNS)?,
             connect: kind(abi::EVENT_CONNECT)?,
             exit: kind(abi::EVENT_EXIT)?,
-            malformed_dns: self.malformed_dns,
-            undecodable: self.undecodable,
+            malformed_dns: self.assembler.malformed_dns,
+            dns_tcp_evicted: self.assembler.streams.counts().evicted,
+            undecodable: self.assembler.undecodable,
         })
     }
 }
 
-fn drain_ring(
-    ring: &mut RingBuf<MapData>,
-    table: &mut ProcessTable,
-    malformed_dns: &mut u64,
-    undecodable: &mut u64,
-    out: &mut Vec<Event>,
-) {
+fn drain_ring(ring: &mut RingBuf<MapData>, assembler: &mut Assembler, out: &mut Vec<Event>) {
     while let Some(item) = ring.next() {
-        let record = match decode::decode(&item) {
-            Ok(r) => r,
-            Err(e) => {
-                *undecodable += 1;
-                tracing::warn!(error = %e, "Undecodable ring-buffer record.");
-                continue;
-            }
-        };
+        let record = decode::decode(&item);
         drop(item);
-        match table.feed(record, &proc_snapshot) {
-            Outcome::Event(e) => out.push(*e),
-            Outcome::Internal => {}
-            Outcome::MalformedDns(e) => {
-                *malformed_dns += 1;
-                tracing::debug!(error = %e, "Malformed DNS payload skipped.");
-            }
-        }
+        assembler.feed(record, out);
     }
 }
 

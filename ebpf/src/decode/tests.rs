@@ -201,6 +201,9 @@ mod fuzz {
                 put(&mut b, offset_of!(DnsEvent, payload_len), d.payload_len);
                 put(&mut b, offset_of!(DnsEvent, captured_len), d.payload.len() as u32);
                 put(&mut b, offset_of!(DnsEvent, daddr), raw);
+                put(&mut b, offset_of!(DnsEvent, tcp_seq), d.tcp_seq);
+                put(&mut b, offset_of!(DnsEvent, sock_cookie), d.sock_cookie);
+                put(&mut b, offset_of!(DnsEvent, tcp_flags), d.tcp_flags);
             }
             Record::Connect(c) => {
                 let (family, raw) = ip_raw(&c.address);
@@ -266,12 +269,31 @@ mod fuzz {
         let file = (header(), any::<u32>(), any::<i32>(), bytes(128)).prop_map(|(header, access, fd, path)| {
             Record::File(FileRecord { header: Header { kind: abi::EVENT_FILE, ..header }, access, fd, path })
         });
-        let dns = (header(), any::<u8>(), address(), any::<u16>(), any::<u32>(), bytes(abi::DNS_MAX)).prop_map(
-            |(header, protocol, server, port, payload_len, payload)| {
-                let header = Header { kind: abi::EVENT_DNS, ..header };
-                Record::Dns(DnsRecord { header, protocol, server, port, payload_len, payload })
-            },
-        );
+        let dns = (
+            header(),
+            any::<u8>(),
+            address(),
+            any::<u16>(),
+            any::<u32>(),
+            (any::<u32>(), any::<u64>(), any::<u8>()),
+            bytes(abi::DNS_MAX),
+        )
+            .prop_map(
+                |(header, protocol, server, port, payload_len, (tcp_seq, sock_cookie, tcp_flags), payload)| {
+                    let header = Header { kind: abi::EVENT_DNS, ..header };
+                    Record::Dns(DnsRecord {
+                        header,
+                        protocol,
+                        server,
+                        port,
+                        payload_len,
+                        tcp_seq,
+                        sock_cookie,
+                        tcp_flags,
+                        payload,
+                    })
+                },
+            );
         let connect = (header(), any::<u8>(), address(), any::<u16>()).prop_map(|(header, protocol, address, port)| {
             Record::Connect(ConnectRecord {
                 header: Header { kind: abi::EVENT_CONNECT, ..header },

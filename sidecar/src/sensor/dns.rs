@@ -1,4 +1,7 @@
-//! DNS query parsing (hickory-proto) of payloads captured in the kernel.
+//! DNS query parsing (hickory-proto) of payloads captured in the kernel,
+//! and reassembly of DNS-over-TCP streams ([`stream`]).
+
+pub mod stream;
 
 use hickory_proto::op::{Message, MessageType};
 

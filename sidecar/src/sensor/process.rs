@@ -3,6 +3,7 @@
 //! started before the sensor are injected by the caller.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use telltale_ebpf::abi;
@@ -77,8 +78,14 @@ impl ProcessTable {
     pub fn feed(&mut self, record: Record, lookup: &dyn Fn(u32) -> Option<ProcSnapshot>) -> Outcome {
         match record {
             Record::Exec(r) => {
-                let path = String::from_utf8_lossy(&r.path).into_owned();
+                let flags = r.header.flags;
+                let path = if flags & abi::FLAG_FILELESS != 0 {
+                    fileless_name(&r.path)
+                } else {
+                    String::from_utf8_lossy(&r.path).into_owned()
+                };
                 let (path, interpreter) = match &r.script {
+                    Some(script) if flags & abi::FLAG_SCRIPT_FILELESS != 0 => (fileless_name(script), Some(path)),
                     Some(script) => {
                         let script = String::from_utf8_lossy(script);
                         let abs = match &r.cwd {
@@ -115,21 +122,34 @@ impl ProcessTable {
                 };
                 self.event(&r.header, process, EventKind::File { file })
             }
-            Record::Dns(r) => {
-                let questions = match parse_query(&r.payload) {
-                    Ok(q) => q,
-                    Err(e) => return Outcome::MalformedDns(e),
-                };
-                let process = self.process_of(&r.header, lookup);
-                let dns = DnsQuery { questions, protocol: protocol(r.protocol), server: r.server };
-                self.event(&r.header, process, EventKind::Dns { dns })
-            }
+            Record::Dns(r) => self.dns_message(&r.header, r.protocol, r.server, &r.payload, lookup),
             Record::Connect(r) => {
                 let process = self.process_of(&r.header, lookup);
                 let connect = Endpoint { protocol: protocol(r.protocol), address: r.address, port: r.port };
                 self.event(&r.header, process, EventKind::Connect { connect })
             }
         }
+    }
+
+    /// One DNS message sent by the process of `h` (a UDP record's payload,
+    /// or a message reassembled from TCP records by
+    /// [`crate::sensor::dns::stream::TcpStreams`]: a TCP record's own bytes
+    /// are stream bytes, not a message).
+    pub fn dns_message(
+        &mut self,
+        h: &Header,
+        protocol_number: u8,
+        server: IpAddr,
+        message: &[u8],
+        lookup: &dyn Fn(u32) -> Option<ProcSnapshot>,
+    ) -> Outcome {
+        let questions = match parse_query(message) {
+            Ok(q) => q,
+            Err(e) => return Outcome::MalformedDns(e),
+        };
+        let process = self.process_of(h, lookup);
+        let dns = DnsQuery { questions, protocol: protocol(protocol_number), server };
+        self.event(h, process, EventKind::Dns { dns })
     }
 
     fn event(&self, h: &Header, process: Process, kind: EventKind) -> Outcome {
@@ -233,6 +253,31 @@ pub fn access_modes(bits: u32) -> Vec<Access> {
     .filter(|(bit, _)| bits & bit != 0)
     .map(|(_, a)| a)
     .collect()
+}
+
+/// The name of a program run from a file no mount reaches (a memfd), as
+/// the kernel gives it (`memfd:<name>`): printable ASCII is kept, a
+/// backslash is doubled, every other byte (`/`, controls, non-ASCII) is
+/// written `\xNN`. Two names are the same string only if they are the
+/// same bytes, and the result never starts with `/`, so it can never be
+/// taken for a path (see [`telltale_core::event::Process::is_fileless`]).
+pub fn fileless_name(raw: &[u8]) -> String {
+    use std::fmt::Write as _;
+    if raw.is_empty() {
+        return "memfd:\\?".to_owned();
+    }
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'/' => out.push_str("\\x2f"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
 }
 
 /// Lexically normalize an absolute path: drop `.` and empty segments,

@@ -118,6 +118,9 @@ fn malformed_dns_is_an_outcome_not_a_panic() {
         server: "127.0.0.1".parse().expect("ip"),
         port: 53,
         payload_len: 3,
+        tcp_seq: 0,
+        sock_cookie: 0,
+        tcp_flags: 0,
         payload: vec![1, 2, 3],
     });
     assert!(matches!(t.feed(r, &no_proc), Outcome::MalformedDns(_)));
@@ -146,4 +149,56 @@ fn access_bits() {
         access_modes(abi::ACCESS_WRITE | abi::ACCESS_CREATE | abi::ACCESS_TRUNCATE),
         vec![Access::Write, Access::Create, Access::Truncate]
     );
+}
+
+#[test]
+fn a_memfd_exec_is_named_and_never_a_path() {
+    let mut t = ProcessTable::new(0);
+    let mut r = exec(60, 1, 0, 61, "memfd:payload", &["x"]);
+    if let Record::Exec(e) = &mut r {
+        e.header.flags |= abi::FLAG_FILELESS;
+    }
+    let e = event(t.feed(r, &no_proc));
+    assert_eq!(e.process.path, "memfd:payload");
+    assert!(e.process.is_fileless());
+    // The name's odd bytes are escaped, one way: a slash cannot make it a
+    // path, and two names differing in one byte stay apart.
+    assert_eq!(fileless_name(b"memfd:/bin/sh"), "memfd:\\x2fbin\\x2fsh");
+    assert_eq!(fileless_name(b"memfd:a\xff\n\\"), "memfd:a\\xff\\x0a\\\\");
+    assert_ne!(fileless_name(b"memfd:a\xff"), fileless_name(b"memfd:a\xfe"));
+    assert_ne!(fileless_name(b"memfd:\\x41"), fileless_name(b"memfd:A"));
+    // A path exec of a file literally named like that is a path.
+    let p = event(t.feed(exec(62, 1, 0, 63, "/tmp/memfd:payload", &["x"]), &no_proc));
+    assert!(!p.process.is_fileless());
+    assert_ne!(p.process.path, e.process.path);
+}
+
+#[test]
+fn a_memfd_script_is_named_and_its_interpreter_kept() {
+    let mut t = ProcessTable::new(0);
+    let mut r = exec(70, 1, 0, 71, "/usr/bin/dash", &["sh"]);
+    if let Record::Exec(e) = &mut r {
+        e.header.flags |= abi::FLAG_SCRIPT | abi::FLAG_SCRIPT_FILELESS;
+        e.script = Some(b"memfd:s\ncript".to_vec());
+    }
+    let e = event(t.feed(r, &no_proc));
+    assert_eq!(e.process.path, "memfd:s\\x0acript");
+    assert_eq!(e.process.interpreter.as_deref(), Some("/usr/bin/dash"));
+}
+
+mod fileless_names {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Different bytes, different names; never a path.
+        #[test]
+        fn injective_and_never_a_path(a in proptest::collection::vec(any::<u8>(), 1..40), b in proptest::collection::vec(any::<u8>(), 1..40)) {
+            let (na, nb) = (fileless_name(&a), fileless_name(&b));
+            prop_assert_eq!(na == nb, a == b);
+            prop_assert!(telltale_core::event::is_fileless(&na));
+            prop_assert!(!na.chars().any(|c| c.is_control() || !c.is_ascii()));
+        }
+    }
 }
