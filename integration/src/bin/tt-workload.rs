@@ -17,6 +17,9 @@
 //!   exec32 PROGRAM                    32-bit execve(PROGRAM, [PROGRAM], []) by int 0x80
 //!   dns-udp ADDR NAME TYPE            UDP DNS query to ADDR (ip:port)
 //!   dns-tcp ADDR NAME TYPE            TCP DNS query to ADDR
+//!   dns-tcp-split ADDR NAME TYPE      TCP DNS query, its 2-byte length prefix in a segment of its own
+//!   dns-tcp-pipelined ADDR TYPE NAME...  TCP DNS queries, all in one write
+//!   memfd-exec NAME PROGRAM [ARGS...] copy PROGRAM into memfd_create(NAME), fexecve it
 //!   dns-many ADDR PREFIX N            N UDP DNS queries: PREFIX0.., type A
 //!   raw-udp ADDR HEX                  send raw bytes over UDP
 //!   connect ADDR                      TCP connect
@@ -331,6 +334,51 @@ fn run(args: &[String]) -> Result<()> {
             s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
             let mut sink = Vec::new();
             let _ = s.read_to_end(&mut sink);
+        }
+        "dns-tcp-split" => {
+            let a = addr(arg(args, 1, "address")?)?;
+            let q = dns_query(arg(args, 2, "name")?, arg(args, 3, "type")?)?;
+            let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            s.set_nodelay(true).map_err(|e| e.to_string())?;
+            s.write_all(&(q.len() as u16).to_be_bytes()).map_err(|e| e.to_string())?;
+            // Let the prefix leave alone (no Nagle, and time to go out).
+            std::thread::sleep(Duration::from_millis(100));
+            s.write_all(&q).map_err(|e| e.to_string())?;
+            s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        }
+        "dns-tcp-pipelined" => {
+            let a = addr(arg(args, 1, "address")?)?;
+            let qtype = arg(args, 2, "type")?;
+            let mut framed = Vec::new();
+            for name in &args[3..] {
+                let q = dns_query(name, qtype)?;
+                framed.extend_from_slice(&(q.len() as u16).to_be_bytes());
+                framed.extend_from_slice(&q);
+            }
+            let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            s.write_all(&framed).map_err(|e| e.to_string())?;
+            s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        }
+        "memfd-exec" => {
+            let name = cstr(arg(args, 1, "name")?)?;
+            let program = arg(args, 2, "program")?;
+            let bytes = std::fs::read(program).map_err(|e| format!("reading {program}: {e}"))?;
+            // SAFETY: valid C string; the descriptor is ours.
+            let fd = sys(unsafe { libc::memfd_create(name.as_ptr(), 0) }, "memfd_create")?;
+            // SAFETY: fd is open; the file is wrapped once and not closed elsewhere.
+            let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            file.write_all(&bytes).map_err(|e| format!("writing the memfd: {e}"))?;
+            let argv: Vec<CString> = args[2..].iter().map(|a| cstr(a)).collect::<Result<_>>()?;
+            let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+            argv_ptrs.push(std::ptr::null());
+            let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+            // SAFETY: NULL-terminated arrays of valid C strings; returns only on failure.
+            unsafe { libc::fexecve(std::os::fd::AsRawFd::as_raw_fd(&file), argv_ptrs.as_ptr(), envp.as_ptr()) };
+            return Err(format!("fexecve: {}", std::io::Error::last_os_error()));
         }
         "raw-udp" => {
             let a = addr(arg(args, 1, "address")?)?;
