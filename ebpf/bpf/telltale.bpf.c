@@ -350,6 +350,44 @@ static __always_inline __u32 copy_dentry_name(__u8 *dst, struct file *file)
 	return len;
 }
 
+/*
+ * N of "/dev/fd/N", the name the kernel gives the file of
+ * execveat(fd, "", AT_EMPTY_PATH) (fexecve), read from data[off .. off+len);
+ * -1 for any other name. For a #! script that file is still open at fd N
+ * when the new program starts (a close-on-exec one cannot run a script).
+ */
+static __always_inline long dev_fd_number(struct tt_exec_event *e, __u32 off, __u32 len)
+{
+	const char prefix[] = "/dev/fd/";
+	if (len < 9 || len > 16)
+		return -1;
+	for (__u32 i = 0; i < 8; i++)
+		if (e->data[(off + i) & (TT_PATH_MAX * 2 - 1)] != prefix[i])
+			return -1;
+	long n = 0;
+	for (__u32 i = 8; i < 16; i++) {
+		if (i >= len)
+			break;
+		__u8 c = e->data[(off + i) & (TT_PATH_MAX * 2 - 1)];
+		if (c < '0' || c > '9')
+			return -1;
+		n = n * 10 + (c - '0');
+	}
+	return n;
+}
+
+/* The file at descriptor `fd` of the current task, or NULL. */
+static __always_inline struct file *fd_file(long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	if (fd < 0 || fd >= fdt->max_fds)
+		return NULL;
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd & 0xffffff]);
+	return file;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -392,22 +430,22 @@ int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	/* #! scripts (and binfmt_misc): keep the script path as passed. */
 	const char *filename = BPF_CORE_READ(bprm, filename);
 	const char *interp = BPF_CORE_READ(bprm, interp);
-	struct file *script = BPF_CORE_READ(bprm, executable);
-	if (filename != interp && script && is_detached(script)) {
-		/* A script in a memfd: "/dev/fd/N" would say nothing; its name. */
-		e->hdr.flags |= TT_FLAG_SCRIPT | TT_FLAG_SCRIPT_FILELESS;
-		__u32 slen = copy_dentry_name(&e->data[off], script);
-		e->script_len = slen;
-		exe_key = hash_bytes(e, off, slen, mix(exe_key, TT_FILELESS_SEED));
-		off = (off + slen) & (TT_PATH_MAX * 4 - 1);
-	} else if (filename != interp) {
+	if (filename != interp) {
 		e->hdr.flags |= TT_FLAG_SCRIPT;
 		long n = bpf_probe_read_kernel_str(&e->data[off], TT_PATH_MAX, filename);
 		if (n > 1) {
 			__u32 slen = (n - 1) & (TT_PATH_MAX - 1);
-			e->script_len = slen;
-			exe_key = hash_bytes(e, off, slen, exe_key);
-			if (e->data[off & (TT_PATH_MAX * 2 - 1)] != '/') {
+			struct file *sf = fd_file(dev_fd_number(e, off, slen));
+			if (sf && is_detached(sf)) {
+				/* A script in a memfd: "/dev/fd/N" says nothing; its name. */
+				e->hdr.flags |= TT_FLAG_SCRIPT_FILELESS;
+				slen = copy_dentry_name(&e->data[off], sf);
+				e->script_len = slen;
+				exe_key = hash_bytes(e, off, slen, mix(exe_key, TT_FILELESS_SEED));
+				off = (off + slen) & (TT_PATH_MAX * 4 - 1);
+			} else if (e->data[off & (TT_PATH_MAX * 2 - 1)] != '/') {
+				e->script_len = slen;
+				exe_key = hash_bytes(e, off, slen, exe_key);
 				e->hdr.flags |= TT_FLAG_PATH_RELATIVE;
 				off = (off + slen) & (TT_PATH_MAX * 2 - 1);
 				struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
@@ -419,6 +457,8 @@ int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 				exe_key = mix(exe_key, w->key);
 				off = (off + clen) & (TT_PATH_MAX * 4 - 1);
 			} else {
+				e->script_len = slen;
+				exe_key = hash_bytes(e, off, slen, exe_key);
 				off = (off + slen) & (TT_PATH_MAX * 4 - 1);
 			}
 		}

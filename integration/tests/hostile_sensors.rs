@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 
 use telltale_core::event::{Event, EventKind, Protocol};
 use telltale_core::profile::Observation;
-use telltale_integration::{kernel_tests_enabled, resolve, workload_bin, Traced};
+use telltale_integration::{kernel_tests_enabled, resolve, workload_bin, TempDir, Traced};
 use telltale_sidecar::sensor::SensorOptions;
 
 /// (name, type, protocol, server) of every DNS question, in order.
@@ -161,4 +161,26 @@ async fn memfd_exec_is_named_and_fileless() {
     assert_ne!(a, p);
     assert_ne!(b, p);
     assert_eq!(a.lineage, vec![bin.clone(), "memfd:payload".to_owned()]);
+}
+
+/// A `#!` script run from a memfd: the script is `memfd:<name>`, fileless,
+/// its interpreter the resolved shell (not "/dev/fd/N").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memfd_script_is_named_and_fileless() {
+    if !kernel_tests_enabled("memfd_script_is_named_and_fileless") {
+        return;
+    }
+    let dir = TempDir::new("memfd-script");
+    let script = dir.join("s.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("script");
+    let bin = workload_bin();
+    let mut t = Traced::new(SensorOptions::default());
+    let (s, events) = t.run(&[&bin, "memfd-exec", "dropper", &script.display().to_string()]).await;
+    assert!(s.success());
+    let e =
+        events.iter().find(|e| matches!(e.kind, EventKind::Exec) && e.process.path != bin).expect("the script's exec");
+    assert_eq!(e.process.path, "memfd:dropper");
+    assert!(e.process.is_fileless());
+    assert_eq!(e.process.interpreter.as_deref(), Some(resolve("sh").as_str()));
+    assert_eq!(e.process.ancestors, vec![bin.clone()]);
 }
