@@ -67,39 +67,6 @@ impl Backlog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(audit: usize) -> Batch {
-        let action = |i| {
-            telltale_core::audit::Action::new(
-                i,
-                "p",
-                telltale_core::audit::AssetType::SecuritySignal,
-                "s",
-                telltale_core::audit::Verb::Update,
-                telltale_core::audit::Outcome::Success,
-            )
-        };
-        Batch { audit: (0..audit as i64).map(action).collect(), ..Batch::default() }
-    }
-
-    #[test]
-    fn batches_wait_in_order_within_the_bound_and_the_rest_is_counted() {
-        let mut b = Backlog::default();
-        assert!(b.push(batch(3)));
-        assert!(b.push(batch(MAX_ENTRIES - 3)));
-        assert!(!b.push(batch(1)), "past the bound");
-        assert_eq!((b.len(), b.entries(), b.dropped), (2, MAX_ENTRIES, 1));
-        assert_eq!(b.front().map(Batch::len), Some(3), "oldest first");
-        b.pop();
-        assert_eq!((b.len(), b.entries()), (1, MAX_ENTRIES - 3));
-        b.pop();
-        assert!(b.is_empty());
-    }
-}
-
 impl<S: super::EventSource, D: super::Discovery> super::Daemon<S, D> {
     /// Write `batch`, or keep it for later if the disk is full (behind what
     /// already waits, so the store sees batches in order).
@@ -148,5 +115,38 @@ impl<S: super::EventSource, D: super::Discovery> super::Daemon<S, D> {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(audit: usize) -> Batch {
+        let action = |i| {
+            telltale_core::audit::Action::new(
+                i,
+                "p",
+                telltale_core::audit::AssetType::SecuritySignal,
+                "s",
+                telltale_core::audit::Verb::Update,
+                telltale_core::audit::Outcome::Success,
+            )
+        };
+        Batch { audit: (0..audit as i64).map(action).collect(), ..Batch::default() }
+    }
+
+    #[test]
+    fn batches_wait_in_order_within_the_bound_and_the_rest_is_counted() {
+        let mut b = Backlog::default();
+        assert!(b.push(batch(3)));
+        assert!(b.push(batch(MAX_ENTRIES - 3)));
+        assert!(!b.push(batch(1)), "past the bound");
+        assert_eq!((b.len(), b.entries(), b.dropped), (2, MAX_ENTRIES, 1));
+        assert_eq!(b.front().map(Batch::len), Some(3), "oldest first");
+        b.pop();
+        assert_eq!((b.len(), b.entries()), (1, MAX_ENTRIES - 3));
+        b.pop();
+        assert!(b.is_empty());
     }
 }
