@@ -73,6 +73,16 @@ pub fn is_fileless(path: &str) -> bool {
     !path.is_empty() && !path.starts_with('/')
 }
 
+/// Can `s` stand in a lineage: an absolute path, or the name the sensors
+/// give a fileless program (`memfd:` and its escaped name: no control
+/// characters, not empty), as a person may add it to a profile.
+pub fn is_program_name(s: &str) -> bool {
+    if s.contains('\0') {
+        return false;
+    }
+    s.starts_with('/') || s.strip_prefix("memfd:").is_some_and(|n| !n.is_empty() && !n.chars().any(char::is_control))
+}
+
 /// The kind-specific part of an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -349,10 +349,10 @@ impl ProfileDocument {
                 );
             }
             for (j, exe) in p.lineage.iter().enumerate() {
-                if !exe.starts_with('/') || exe.contains('\0') {
+                if !crate::event::is_program_name(exe) {
                     return Err(FieldError::new(
                         at(&format!("lineage[{j}]")),
-                        format!("{exe:?} is not an absolute path"),
+                        format!("{exe:?} is neither an absolute path nor a fileless program (memfd:<name>)"),
                     )
                     .into());
                 }

@@ -532,7 +532,15 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
         return Err(bad(format!("behaviours[{i}].lineage"), "is empty: give the executable paths, outermost first"));
     }
     for (j, p) in lineage.iter().enumerate() {
-        absolute_path(format!("behaviours[{i}].lineage[{j}]"), p)?;
+        let field = format!("behaviours[{i}].lineage[{j}]");
+        if telltale_core::event::is_fileless(p) {
+            // A fileless program as the sensors name it (memfd:<name>).
+            if p.len() > 4096 || !telltale_core::event::is_program_name(p) {
+                return Err(bad(field, format!("{} is neither an absolute path nor memfd:<name>", echo(p))));
+            }
+        } else {
+            absolute_path(field, p)?;
+        }
     }
     let field = format!("behaviours[{i}].behaviour");
     let kind = behaviour.as_ref().and_then(|b| b.kind.as_ref()).ok_or_else(|| bad(&field, "is missing"))?;
@@ -656,10 +664,20 @@ mod tests {
     }
 
     #[test]
+    fn a_fileless_program_can_be_added_by_its_sensor_name() {
+        let o =
+            behaviour_to_add(0, &add(&["/bin/sh", "memfd:payload"], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})))
+                .unwrap();
+        assert_eq!(o.lineage, vec!["/bin/sh".to_owned(), "memfd:payload".to_owned()]);
+    }
+
+    #[test]
     fn invalid_behaviours_name_the_field() {
         let cases: Vec<(pb::BehaviourToAdd, &str)> = vec![
             (add(&[], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})), "behaviours[3].lineage"),
             (add(&["/bin/a", "rel/b"], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})), "behaviours[3].lineage[1]"),
+            (add(&["/bin/a", "memfd:"], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})), "behaviours[3].lineage[1]"),
+            (add(&["memfd:a\nb"], pb::behaviour::Kind::Exec(pb::ExecBehaviour {})), "behaviours[3].lineage[0]"),
             (
                 add(
                     &["/bin/a"],

@@ -130,6 +130,17 @@ fn another_version_or_kind_is_refused_as_such() {
 }
 
 #[test]
+fn a_fileless_program_is_a_lineage_entry_but_a_relative_path_is_not() {
+    let d = parse(doc_with(serde_json::json!({"lineage": ["/bin/sh", "memfd:payload"]}))).unwrap();
+    let obs = d.observations().unwrap();
+    assert_eq!(obs[0].lineage, vec!["/bin/sh".to_owned(), "memfd:payload".to_owned()]);
+    for bad in ["memfd:", "memfd:a\u{7}b", "payload"] {
+        let e = parse(doc_with(serde_json::json!({"lineage": [bad]}))).unwrap().observations().unwrap_err().to_string();
+        assert!(e.contains("spec.processes[0].lineage[0]"), "{bad:?}: {e}");
+    }
+}
+
+#[test]
 fn bad_fields_are_named() {
     let cases = [
         (serde_json::json!({"lineage": []}), "spec.processes[0].lineage"),
