@@ -60,6 +60,10 @@ pub static DEFS: &[Def] = &[
     counter("telltale.kernel.lost", "Ring-buffer records lost because the buffer was full, per kind."),
     counter("telltale.kernel.truncated", "Records with a truncated path, argv or payload, per kind."),
     counter("telltale.dns.malformed", "DNS payloads that were not valid queries."),
+    counter(
+        "telltale.dns.tcp_evicted",
+        "DNS-over-TCP connections dropped from reassembly (too many open at once; their partial query is lost).",
+    ),
     counter("telltale.records.undecodable", "Ring-buffer records that could not be decoded."),
     counter("telltale.anomalies", "Anomalies reported, per event type and image."),
     gauge("telltale.signals", "Signals, per triage status."),
@@ -302,6 +306,7 @@ impl Metrics {
             }
         }
         push("telltale.dns.malformed", vec![], c.malformed_dns);
+        push("telltale.dns.tcp_evicted", vec![], c.dns_tcp_evicted);
         push("telltale.records.undecodable", vec![], c.undecodable);
         for ((t, image), n) in lock(&self.anomalies).iter() {
             push("telltale.anomalies", vec![("type", (*t).to_owned()), ("image", image.clone())], *n);
