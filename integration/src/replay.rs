@@ -68,7 +68,9 @@ impl Running {
         };
         let clock = Arc::new(AtomicI64::new(0));
         let read_clock = clock.clone();
-        let shell = Shell { cfg, store, out: None, clock: Arc::new(move || read_clock.load(Ordering::SeqCst)) };
+        let clock_fn = Arc::new(move || read_clock.load(Ordering::SeqCst));
+        // Nothing is watched: the local admin socket admits its callers.
+        let shell = Shell { cfg, store, out: None, clock: clock_fn, watched: None };
         let (at_tx, at_rx) = tokio::sync::oneshot::channel::<Listening>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(shell.serve(
@@ -85,9 +87,14 @@ impl Running {
         Running { at, replay, clock, stop: Some(stop), task: Some(task), dir }
     }
 
-    /// The API's URL.
+    /// The API's URL (TCP: a token is needed).
     pub fn api(&self) -> String {
         format!("http://{}", self.at.api.expect("the API listens"))
+    }
+
+    /// The local admin socket's address (`unix://…`): admin, no token.
+    pub fn socket(&self) -> String {
+        format!("unix://{}", self.dir.join("data").join(telltale_sidecar::config::API_SOCKET_FILE).display())
     }
 
     /// Move the daemon's clock.

@@ -11,11 +11,13 @@
 //! - `stream`: the resumable stream engine (backlog, then live, each item once);
 //! - `service`: the `Telltale` service itself;
 //! - `server`: listening, connection limits, TLS, health and reflection;
+//! - `local`: the local admin socket and the check of its callers' cgroups;
 //! - `convert`: domain ↔ proto, private to the API.
 
 mod auth;
 mod convert;
 mod error;
+mod local;
 mod server;
 mod service;
 mod stream;
@@ -23,8 +25,11 @@ mod stream;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use auth::{token_sha256, Auth, AuthError, Call, FailureAudit, Principal, FAILURE_KINDS, FAILURE_WINDOW};
+pub use auth::{
+    token_sha256, Auth, AuthError, Call, FailureAudit, Principal, FAILURE_KINDS, FAILURE_WINDOW, MTLS_PRINCIPAL,
+};
 pub use error::{echo, CallError, ECHO_MAX, MESSAGE_MAX};
+pub use local::{Admits, LocalChannel, LocalPeer, Placement, Verdict};
 pub use server::{
     bind, serve, Limits, Listener, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
     MAX_CONNECTIONS,
@@ -55,6 +60,24 @@ pub enum ApiError {
     /// Reflection could not be built.
     #[error("building server reflection")]
     Reflection(#[source] tonic_reflection::server::Error),
+    /// The local admin socket could not be set up.
+    #[error("local admin socket {path}")]
+    Socket {
+        /// The socket's path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server of the local admin socket failed.
+    #[error("gRPC server on {path}")]
+    ServeSocket {
+        /// The socket's path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// Binding the listener failed.
     #[error("listening on {addr}")]
     Bind {

@@ -438,6 +438,43 @@ pub struct ApiConfig {
     /// TLS (rustls); with `client_ca`, clients must present a certificate (mTLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// The local admin channel: a Unix socket (mode 0600) whose callers
+    /// are identified by their process, and refused when that process is in
+    /// a watched cgroup. `true` (the default): `<data_dir>/api.sock`; a path
+    /// (relative ones are taken in the data directory); `false`: none.
+    #[serde(default)]
+    pub socket: ApiSocket,
+}
+
+/// The file name of the local admin socket in the data directory.
+pub const API_SOCKET_FILE: &str = "api.sock";
+
+/// `api.socket`: on (in the data directory), off, or at a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ApiSocket {
+    /// `true`: `<data_dir>/api.sock`; `false`: no socket.
+    Enabled(bool),
+    /// This path.
+    Path(PathBuf),
+}
+
+impl Default for ApiSocket {
+    fn default() -> Self {
+        ApiSocket::Enabled(true)
+    }
+}
+
+impl ApiConfig {
+    /// Where the local admin socket listens, if it does (`data_dir` for
+    /// the default and relative paths).
+    pub fn socket_path(&self, data_dir: &Path) -> Option<PathBuf> {
+        match &self.socket {
+            ApiSocket::Enabled(false) => None,
+            ApiSocket::Enabled(true) => Some(data_dir.join(API_SOCKET_FILE)),
+            ApiSocket::Path(p) => Some(data_dir.join(p)),
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -452,6 +489,7 @@ impl Default for ApiConfig {
             tokens: Vec::new(),
             tokens_file: None,
             tls: None,
+            socket: ApiSocket::default(),
         }
     }
 }

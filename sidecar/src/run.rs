@@ -127,10 +127,15 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         }
     };
     let (root, data_dir) = (pod.root.clone(), cfg.data_dir.clone());
+    let watched = Some(root.path.clone());
+    let socket = cfg.api.enabled.then(|| cfg.api.socket_path(&cfg.data_dir)).flatten();
     let banner = move |l: &Listening| {
         let mut note = String::new();
         if let Some(addr) = l.api {
             note.push_str(&format!("; API on {addr}"));
+            if let Some(socket) = &socket {
+                note.push_str(&format!("; admin socket {}", socket.display()));
+            }
         }
         if let Some(addr) = l.metrics {
             note.push_str(&format!("; metrics on http://{addr}/metrics"));
@@ -143,7 +148,7 @@ pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
         );
     };
     let discovery = HostDiscovery { workload: pod, cfg: cfg.clone() };
-    let shell = Shell { cfg, store, out, clock: Arc::new(telltale_core::clock::now_ms) };
+    let shell = Shell { cfg, store, out, clock: Arc::new(telltale_core::clock::now_ms), watched };
     shell.serve(sensor, discovery, banner, stop).await?;
     if let Some(cg) = owned {
         cg.remove()?;
@@ -171,6 +176,9 @@ pub struct Shell {
     pub out: Option<Box<dyn Write + Send>>,
     /// The wall clock.
     pub clock: crate::daemon::Clock,
+    /// The cgroup watched (none: events come from elsewhere): no process in
+    /// it or below it may use the local admin socket.
+    pub watched: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Shell {
@@ -192,7 +200,7 @@ impl Shell {
         listening: impl FnOnce(&Listening),
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), RunError> {
-        let Shell { cfg, store, out, clock } = self;
+        let Shell { cfg, store, out, clock, watched } = self;
         let telemetry = crate::telemetry::Telemetry::start(&cfg).await?;
         let feeds = crate::bus::Feeds::new(cfg.api.stream_buffer);
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(crate::bus::INBOX);
@@ -200,7 +208,11 @@ impl Shell {
         let mut api_task = None;
         let mut at = Listening { api: None, metrics: telemetry.prometheus_addr() };
         if cfg.api.enabled {
-            let listener = crate::api::bind(&cfg.api).await?;
+            let local = cfg
+                .api
+                .socket_path(&cfg.data_dir)
+                .map(|socket| crate::api::LocalChannel { socket, watched: watched.clone() });
+            let listener = crate::api::bind(&cfg.api, local.as_ref()).await?;
             at.api = listener.local_addr().ok();
             let api = crate::api::Api::new(
                 cmd_tx.clone(),

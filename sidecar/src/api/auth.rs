@@ -21,7 +21,8 @@ use tonic::{Request, Status};
 use telltale_core::audit::{Action, Verb};
 use telltale_core::clock::now_ms;
 
-use super::error::CallError;
+use super::error::{echo, CallError};
+use super::local::{LocalPeer, Verdict};
 use crate::bus::Command;
 use crate::config::{ApiConfig, Role};
 use crate::telemetry::metrics::Metrics;
@@ -36,12 +37,19 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// Token hashes → principals. Empty: no authentication (loopback only,
-/// enforced by the configuration check); every caller is a local admin.
+/// Who may call over TCP: the holders of a configured token; without
+/// tokens, clients with a certificate of `api.tls.client_ca` (mTLS, checked
+/// by the TLS handshake) as admins; without either, no one (the local
+/// admin socket is the way in). The local socket's callers are identified
+/// by their process instead ([`Auth::local`]).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     tokens: HashMap<String, Principal>,
+    client_certificates: bool,
 }
+
+/// The principal of an mTLS client when no tokens are configured.
+pub const MTLS_PRINCIPAL: &str = "mtls-client";
 
 /// Hex SHA-256 of a token, as stored in the configuration.
 pub fn token_sha256(token: &str) -> String {
@@ -49,8 +57,31 @@ pub fn token_sha256(token: &str) -> String {
 }
 
 /// Why a caller was not authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// TCP without tokens or client certificates: no one may call.
+    #[error(
+        "the API over TCP admits no one: no [[api.tokens]] (or api.tls.client_ca) are configured. \
+         Use the local admin socket from outside the watched containers (telltalectl --socket <data_dir>/api.sock, \
+         address unix://<data_dir>/api.sock) or configure tokens"
+    )]
+    NoCredentialsConfigured,
+    /// A local caller whose process is in the watched cgroup.
+    #[error("{principal} is in the watched cgroup {}: what telltale watches may not administer it", echo(.cgroup))]
+    WatchedCaller {
+        /// `uid:<uid> pid:<pid>`.
+        principal: String,
+        /// Its cgroup directory.
+        cgroup: String,
+    },
+    /// A local caller that cannot be told apart from a watched process.
+    #[error("{principal} cannot be placed outside the watched cgroup ({why}): refused")]
+    UnplacedCaller {
+        /// `uid:<uid> pid:<pid>`.
+        principal: String,
+        /// Why.
+        why: String,
+    },
     /// No `authorization` header.
     #[error("missing credentials: send `authorization: Bearer <token>`")]
     Missing,
@@ -77,13 +108,18 @@ impl Auth {
                 .iter()
                 .map(|t| (t.sha256.to_ascii_lowercase(), Principal { name: t.principal.clone(), role: t.role }))
                 .collect(),
+            client_certificates: cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         }
     }
 
-    /// Authenticate a request's metadata.
+    /// Authenticate a TCP request's metadata.
     pub fn authenticate(&self, md: &MetadataMap) -> Result<Principal, AuthError> {
         if self.tokens.is_empty() {
-            return Ok(Principal { name: "local".into(), role: Role::Admin });
+            return if self.client_certificates {
+                Ok(Principal { name: MTLS_PRINCIPAL.into(), role: Role::Admin })
+            } else {
+                Err(AuthError::NoCredentialsConfigured)
+            };
         }
         let header = md.get("authorization").ok_or(AuthError::Missing)?;
         let value = header.to_str().map_err(|_| AuthError::NotAscii)?;
@@ -92,6 +128,25 @@ impl Auth {
             return Err(AuthError::Scheme);
         }
         self.tokens.get(&token_sha256(token.trim())).cloned().ok_or(AuthError::BadToken)
+    }
+}
+
+impl Auth {
+    /// Authenticate a caller of the local admin socket by its process: an
+    /// admin named `uid:<uid> pid:<pid>` unless it is in (or cannot be
+    /// placed outside) the watched cgroup. Tokens play no part.
+    pub fn local(peer: Option<&LocalPeer>) -> Result<Principal, AuthError> {
+        let peer = peer.ok_or(AuthError::NotChecked)?;
+        let principal = peer.principal();
+        match &peer.verdict {
+            Verdict::Outside { .. } | Verdict::OwnContainer { .. } => {
+                Ok(Principal { name: principal, role: Role::Admin })
+            }
+            Verdict::Watched { cgroup } => {
+                Err(AuthError::WatchedCaller { principal, cgroup: cgroup.display().to_string() })
+            }
+            Verdict::Unknown { why } => Err(AuthError::UnplacedCaller { principal, why: why.clone() }),
+        }
     }
 }
 
@@ -348,34 +403,52 @@ pub(super) fn require<T>(req: &Request<T>, call: Call, failures: &FailureAudit) 
 }
 
 /// The interceptor: authenticates a call and leaves its [`Principal`] in
-/// the request's extensions; a failure is audited (with the peer's IP
-/// address and the reason) and answered `UNAUTHENTICATED`.
+/// the request's extensions; a failure is audited (with the peer: its IP
+/// address, or its process on the local socket, and the reason) and
+/// answered `UNAUTHENTICATED`.
 #[derive(Debug, Clone)]
 pub struct Gate {
-    auth: Arc<Auth>,
+    /// TCP: tokens (or mTLS); `None`: the local socket, by process.
+    auth: Option<Arc<Auth>>,
     failures: FailureAudit,
 }
 
 impl Gate {
-    /// Checks calls against `auth`, auditing failures through `failures`.
+    /// Checks TCP calls against `auth`, auditing failures through `failures`.
     pub fn new(auth: Auth, failures: FailureAudit) -> Self {
-        Self { auth: Arc::new(auth), failures }
+        Self { auth: Some(Arc::new(auth)), failures }
+    }
+
+    /// Checks calls of the local socket by their process ([`Auth::local`]).
+    pub fn local(failures: FailureAudit) -> Self {
+        Self { auth: None, failures }
     }
 }
 
 impl tonic::service::Interceptor for Gate {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        match self.auth.authenticate(req.metadata()) {
+        let (result, principal, peer) = match &self.auth {
+            Some(auth) => (
+                auth.authenticate(req.metadata()),
+                "anonymous".to_owned(),
+                // The address without the port: each connection has a port of its own.
+                req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+            ),
+            None => {
+                let local = req.extensions().get::<LocalPeer>();
+                let principal = local.map_or_else(|| "anonymous".to_owned(), LocalPeer::principal);
+                (Auth::local(local), principal, "local socket".to_owned())
+            }
+        };
+        match result {
             Ok(principal) => {
                 req.extensions_mut().insert(principal);
                 Ok(req)
             }
             Err(e) => {
-                // The address without the port: each connection has a port of its own.
-                let peer = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
                 self.failures.failed(Failure::new(
                     Verb::Authenticate,
-                    "anonymous",
+                    &principal,
                     "",
                     vec![("reason", e.to_string()), ("peer", peer)],
                 ));

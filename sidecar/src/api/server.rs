@@ -3,7 +3,9 @@
 //! server reflection in both versions clients speak (`grpc.reflection.v1`
 //! and `v1alpha`: grpcurl speaks v1, grpcio-reflection, evans and grpc_cli
 //! only v1alpha) and the `telltale.v1.Telltale` service, both behind the
-//! authenticating interceptor.
+//! authenticating interceptor. The local admin socket, when there is one,
+//! is served the same service and limits by a second server without TLS,
+//! whose interceptor identifies callers by their process.
 
 mod listener;
 
@@ -17,10 +19,12 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use super::auth::{Auth, Gate};
+use super::local::{LocalChannel, LocalListener};
 use super::service::Api;
 use super::ApiError;
 use crate::config::ApiConfig;
 
+pub(crate) use listener::Accept;
 use listener::Incoming;
 
 /// Connections held at once by default.
@@ -76,10 +80,12 @@ impl Default for Limits {
     }
 }
 
-/// A bound listener and the limits its connections get.
+/// The bound listeners (TCP, and the local admin socket if any) and the
+/// limits their connections get (each listener's own cap).
 #[derive(Debug)]
 pub struct Listener {
     tcp: tokio::net::TcpListener,
+    local: Option<LocalListener>,
     limits: Limits,
 }
 
@@ -87,6 +93,11 @@ impl Listener {
     /// The address it listens on (the port chosen for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// The local admin socket's path, if there is one.
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        self.local.as_ref().map(LocalListener::path)
     }
 
     /// Serve its connections under `limits` instead.
@@ -100,13 +111,18 @@ impl Listener {
     }
 }
 
-/// Bind the API's address (with the default [`Limits`]). Binding first
-/// reports errors (address in use) before the daemon starts detecting.
-pub async fn bind(cfg: &ApiConfig) -> Result<Listener, ApiError> {
+/// Bind the API's address and, with `local`, the local admin socket (with
+/// the default [`Limits`]). Binding first reports errors (address in use)
+/// before the daemon starts detecting.
+pub async fn bind(cfg: &ApiConfig, local: Option<&LocalChannel>) -> Result<Listener, ApiError> {
     let tcp = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
-    Ok(Listener { tcp, limits: Limits::default() })
+    let local = match local {
+        Some(channel) => Some(super::local::bind(channel).await?),
+        None => None,
+    };
+    Ok(Listener { tcp, local, limits: Limits::default() })
 }
 
 /// Serve `api` on `listener` until `shutdown` resolves.
@@ -118,26 +134,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
     let addr = listener.local_addr().unwrap_or(cfg.listen);
-    let Listener { tcp, limits } = listener;
+    let Listener { tcp, local, limits } = listener;
     let failures = api.failures();
-    let gate = Gate::new(Auth::new(&cfg), failures.clone());
-    let telltale = TelltaleServer::new(api)
-        .max_decoding_message_size(cfg.max_request_bytes)
-        .max_encoding_message_size(MAX_RESPONSE_BYTES);
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(telltale_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1().map_err(ApiError::Reflection)?;
-    let reflection_v1alpha = reflection().build_v1alpha().map_err(ApiError::Reflection)?;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<TelltaleServer<Api>>().await;
 
-    let mut builder = tonic::transport::Server::builder()
-        .timeout(cfg.request_timeout)
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+    let mut builder = server_builder(&cfg, limits);
     if let Some(tls) = &cfg.tls {
         let read = |p: &PathBuf| std::fs::read(p).map_err(|source| ApiError::TlsFile { path: p.clone(), source });
         let mut t = ServerTlsConfig::new()
@@ -148,26 +150,82 @@ pub async fn serve(
         }
         builder = builder.tls_config(t).map_err(|source| ApiError::Serve { addr, source })?;
     }
+    // Both servers stop when `shutdown` resolves.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     // Records of failed authentications leave when their window ends, and
-    // every one left when the server stops.
+    // every one left when the servers stop.
     let (served_tx, served) = tokio::sync::oneshot::channel::<()>();
-    let flusher = tokio::spawn(failures.run(async move {
+    let flusher = tokio::spawn(failures.clone().run(async move {
         let _ = served.await;
     }));
-    let result = builder
-        .layer(crate::telemetry::rpc::RpcTraceLayer(tracer))
-        .add_service(health)
-        .add_service(InterceptedService::new(reflection_v1, gate.clone()))
-        .add_service(InterceptedService::new(reflection_v1alpha, gate.clone()))
-        .add_service(InterceptedService::new(telltale, gate))
-        .serve_with_incoming_shutdown(Incoming::new(tcp, limits), shutdown)
-        .await
-        .map_err(|source| ApiError::Serve { addr, source });
+    let tcp_gate = Gate::new(Auth::new(&cfg), failures.clone());
+    let tcp_server = add_services(builder, &cfg, api.clone(), health.clone(), tcp_gate, tracer.clone())?
+        .serve_with_incoming_shutdown(Incoming::new(tcp, limits), stopped(stop_rx.clone()));
+    let tcp_served = async { tcp_server.await.map_err(|source| ApiError::Serve { addr, source }) };
+    let result = match local {
+        None => tcp_served.await,
+        Some(local) => {
+            let path = local.path().to_path_buf();
+            let local_server =
+                add_services(server_builder(&cfg, limits), &cfg, api, health, Gate::local(failures), tracer)?
+                    .serve_with_incoming_shutdown(Incoming::new(local, limits), stopped(stop_rx));
+            let local_served = async { local_server.await.map_err(|source| ApiError::ServeSocket { path, source }) };
+            tokio::try_join!(tcp_served, local_served).map(|_| ())
+        }
+    };
+    stopper.abort();
     drop(served_tx);
     if let Err(e) = flusher.await {
         tracing::warn!(error = %e, "Audit of failed authentications ended abnormally.");
     }
     result
+}
+
+/// A server with the request timeout and keepalive of `cfg` and `limits`.
+fn server_builder(cfg: &ApiConfig, limits: Limits) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .timeout(cfg.request_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+}
+
+/// Health (open), both reflections and the service (behind `gate`).
+fn add_services<H: tonic_health::pb::health_server::Health>(
+    builder: tonic::transport::Server,
+    cfg: &ApiConfig,
+    api: Api,
+    health: tonic_health::pb::health_server::HealthServer<H>,
+    gate: Gate,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Result<
+    tonic::transport::server::Router<
+        tower::layer::util::Stack<crate::telemetry::rpc::RpcTraceLayer, tower::layer::util::Identity>,
+    >,
+    ApiError,
+> {
+    let telltale = TelltaleServer::new(api)
+        .max_decoding_message_size(cfg.max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(telltale_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().map_err(ApiError::Reflection)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(ApiError::Reflection)?;
+    Ok(builder
+        .layer(crate::telemetry::rpc::RpcTraceLayer(tracer))
+        .add_service(health)
+        .add_service(InterceptedService::new(reflection_v1, gate.clone()))
+        .add_service(InterceptedService::new(reflection_v1alpha, gate.clone()))
+        .add_service(InterceptedService::new(telltale, gate)))
 }
 
 #[cfg(test)]

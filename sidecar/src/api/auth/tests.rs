@@ -56,11 +56,81 @@ fn token_hash_is_hex_sha256() {
 }
 
 #[test]
-fn without_configured_tokens_every_caller_is_the_local_admin() {
+fn without_tokens_or_client_certificates_tcp_admits_no_one() {
     let auth = Auth::new(&ApiConfig::default());
-    let local = Principal { name: "local".into(), role: Role::Admin };
-    assert_eq!(auth.authenticate(&metadata(None)), Ok(local.clone()));
-    assert_eq!(auth.authenticate(&metadata(Some("Bearer anything"))), Ok(local));
+    for header in [None, Some("Bearer anything")] {
+        let e = auth.authenticate(&metadata(header)).expect_err("no one");
+        assert_eq!(e, AuthError::NoCredentialsConfigured);
+        let status = Status::from(CallError::from(e));
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert!(
+            status.message().contains("--socket") && status.message().contains("api.tokens"),
+            "{}",
+            status.message()
+        );
+    }
+}
+
+#[test]
+fn without_tokens_a_verified_client_certificate_is_an_admin() {
+    let cfg = ApiConfig {
+        tls: Some(crate::config::TlsConfig {
+            cert: "/c.pem".into(),
+            key: "/k.pem".into(),
+            client_ca: Some("/ca.pem".into()),
+        }),
+        ..ApiConfig::default()
+    };
+    let admin = Principal { name: MTLS_PRINCIPAL.into(), role: Role::Admin };
+    assert_eq!(Auth::new(&cfg).authenticate(&metadata(None)), Ok(admin));
+}
+
+fn peer(verdict: Verdict) -> LocalPeer {
+    LocalPeer { pid: Some(4242), uid: 1000, verdict }
+}
+
+#[test]
+fn local_callers_are_admins_named_by_their_process_unless_watched() {
+    let admin = Principal { name: "uid:1000 pid:4242".into(), role: Role::Admin };
+    let outside = peer(Verdict::Outside { cgroup: "/sys/fs/cgroup/user.slice".into() });
+    assert_eq!(Auth::local(Some(&outside)), Ok(admin.clone()));
+    let own = peer(Verdict::OwnContainer { cgroup: "/sys/fs/cgroup/pod/sidecar".into() });
+    assert_eq!(Auth::local(Some(&own)), Ok(admin));
+
+    let watched = peer(Verdict::Watched { cgroup: "/sys/fs/cgroup/pod/web\n".into() });
+    let e = Auth::local(Some(&watched)).expect_err("watched");
+    assert_eq!(
+        e.to_string(),
+        "uid:1000 pid:4242 is in the watched cgroup \"/sys/fs/cgroup/pod/web\\n\": what telltale watches may not administer it"
+    );
+    let unknown = peer(Verdict::Unknown { why: "gone".into() });
+    assert!(matches!(Auth::local(Some(&unknown)), Err(AuthError::UnplacedCaller { .. })));
+    assert_eq!(Auth::local(None), Err(AuthError::NotChecked));
+}
+
+#[test]
+fn the_local_gate_refuses_watched_callers_whatever_token_they_send_and_audits_them() {
+    let (tx, mut rx) = mpsc::channel(8);
+    let mut gate = Gate::local(failures(&tx));
+    let mut req = Request::new(());
+    *req.metadata_mut() = metadata(Some("Bearer a-token"));
+    req.extensions_mut().insert(peer(Verdict::Watched { cgroup: "/sys/fs/cgroup/pod/web".into() }));
+    let status = gate.call(req).expect_err("refused");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let records = audited(&mut rx);
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].principal.as_str(), records[0].action.as_str()), ("uid:1000 pid:4242", "authenticate"));
+    assert_eq!(records[0].after.as_ref().expect("details")["peer"], "local socket");
+
+    let mut req = Request::new(());
+    req.extensions_mut().insert(peer(Verdict::Outside { cgroup: "/sys/fs/cgroup/user.slice".into() }));
+    let req = gate.call(req).expect("admitted");
+    assert_eq!(
+        req.extensions().get::<Principal>().map(|p| (p.name.as_str(), p.role)),
+        Some(("uid:1000 pid:4242", Role::Admin))
+    );
+    // A request that did not come through the socket has no peer.
+    assert_eq!(gate.call(Request::new(())).expect_err("no peer").code(), Code::Unauthenticated);
 }
 
 #[test]

@@ -135,28 +135,47 @@ impl Warning {
     }
 }
 
-type Accepting = Pin<Box<dyn Future<Output = Conn<TcpStream>> + Send>>;
+/// A listening socket: TCP, or the local admin socket.
+pub(crate) trait Accept: Send + Sync + 'static {
+    /// An accepted connection.
+    type Io: Send + 'static;
+
+    /// The next connection.
+    fn accept_one(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Io = TcpStream;
+
+    async fn accept_one(&self) -> io::Result<TcpStream> {
+        let (tcp, _peer) = self.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+}
+
+type Accepting<IO> = Pin<Box<dyn Future<Output = Conn<IO>> + Send>>;
 
 /// The connections the server gets: accepted while under the cap, never
 /// an error (a failed `accept` is logged and retried).
-pub(super) struct Incoming {
-    listener: Arc<TcpListener>,
+pub(super) struct Incoming<L: Accept> {
+    listener: Arc<L>,
     permits: Arc<Semaphore>,
     limits: Limits,
     full: Arc<Warning>,
-    next: Option<Accepting>,
+    next: Option<Accepting<L::Io>>,
 }
 
-impl Incoming {
+impl<L: Accept> Incoming<L> {
     /// Connections of `listener` under `limits`.
-    pub(super) fn new(listener: TcpListener, limits: Limits) -> Self {
+    pub(super) fn new(listener: L, limits: Limits) -> Self {
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         Self { listener: Arc::new(listener), permits, limits, full: Arc::new(Warning::default()), next: None }
     }
 }
 
-impl Stream for Incoming {
-    type Item = io::Result<Conn<TcpStream>>;
+impl<L: Accept> Stream for Incoming<L> {
+    type Item = io::Result<Conn<L::Io>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -170,12 +189,12 @@ impl Stream for Incoming {
 }
 
 /// The next connection, once one of the cap's places is free.
-async fn accept(
-    listener: Arc<TcpListener>,
+async fn accept<L: Accept>(
+    listener: Arc<L>,
     permits: Arc<Semaphore>,
     limits: Limits,
     full: Arc<Warning>,
-) -> Conn<TcpStream> {
+) -> Conn<L::Io> {
     let permit = match permits.clone().try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {
@@ -193,11 +212,8 @@ async fn accept(
         }
     };
     loop {
-        match listener.accept().await {
-            Ok((tcp, _peer)) => {
-                let _ = tcp.set_nodelay(true);
-                return Conn::new(tcp, permit, &limits);
-            }
+        match listener.accept_one().await {
+            Ok(io) => return Conn::new(io, permit, &limits),
             // The peer gave up before we accepted: nothing to wait for.
             Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) => {
                 tracing::debug!(error = %e, "API connection gone before it was accepted.");

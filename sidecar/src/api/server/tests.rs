@@ -54,7 +54,7 @@ impl Served {
             tokens: vec![token("vera", Role::Viewer, VIEWER), token("adam", Role::Admin, ADMIN)],
             ..ApiConfig::default()
         };
-        let listener = bind(&cfg).await.expect("bind").with_limits(limits);
+        let listener = bind(&cfg, None).await.expect("bind").with_limits(limits);
         assert_eq!(listener.limits(), limits);
         let addr = listener.local_addr().expect("address");
         let (commands, inbox) = mpsc::channel(64);
