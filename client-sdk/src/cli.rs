@@ -51,12 +51,24 @@ impl Cli {
     }
 }
 
+/// The daemon's local admin socket in its default data directory (the
+/// sidecar's `api.socket` default: `<data_dir>/api.sock`).
+pub const DEFAULT_SOCKET: &str = "/var/lib/telltale/api.sock";
+
+/// The TCP address used when nothing else is given and there is no socket.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7443";
+
 /// Server address, credentials and TLS.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
-    /// Server address.
-    #[arg(long, env = "TELLTALE_ADDR", default_value = "http://127.0.0.1:7443", global = true)]
-    pub addr: String,
+    /// Server address: http://HOST:PORT, https://HOST:PORT or unix:///PATH/api.sock. Default: the local
+    /// admin socket /var/lib/telltale/api.sock if it exists, else http://127.0.0.1:7443 (TCP needs a token).
+    #[arg(long, env = "TELLTALE_ADDR", global = true)]
+    pub addr: Option<String>,
+    /// The daemon's local admin socket (`--addr unix://PATH`; wins over --addr): admin without a token,
+    /// for callers outside the containers the daemon watches.
+    #[arg(long, value_name = "PATH", env = "TELLTALE_SOCKET", global = true)]
+    pub socket: Option<PathBuf>,
     /// Bearer token.
     #[arg(long, env = "TELLTALE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
@@ -72,6 +84,23 @@ pub struct Connection {
     /// Server name to verify in its certificate.
     #[arg(long, global = true)]
     pub domain: Option<String>,
+}
+
+impl Connection {
+    /// The address to connect to: `--socket`, else `--addr`, else the
+    /// default socket when `socket_exists` says it exists, else [`DEFAULT_ADDR`].
+    pub fn address(&self, socket_exists: impl FnOnce(&std::path::Path) -> bool) -> String {
+        if let Some(s) = &self.socket {
+            return format!("{}{}", telltale_client::UNIX_SCHEME, s.display());
+        }
+        if let Some(a) = &self.addr {
+            return a.clone();
+        }
+        if socket_exists(std::path::Path::new(DEFAULT_SOCKET)) {
+            return format!("{}{DEFAULT_SOCKET}", telltale_client::UNIX_SCHEME);
+        }
+        DEFAULT_ADDR.to_owned()
+    }
 }
 
 /// `-o`: how to print.

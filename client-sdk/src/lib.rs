@@ -8,6 +8,8 @@
 //! # async fn demo() -> Result<(), telltale_client::ClientError> {
 //! use tokio_stream::StreamExt;
 //! let client = telltale_client::Client::builder("http://127.0.0.1:7443").token("secret").connect().await?;
+//! // Or, on the daemon's machine and outside the watched containers, the
+//! // local admin socket (no token): `Client::builder("unix:///var/lib/telltale/api.sock")`.
 //! for p in client.learning_status(None).await? {
 //!     println!("{}: {} behaviours", p.image, p.behaviours);
 //! }
@@ -27,6 +29,7 @@ use std::time::Duration;
 use telltale_proto::v1 as pb;
 use telltale_proto::v1::telltale_client::TelltaleClient;
 use time::OffsetDateTime;
+use tokio::net::UnixStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
@@ -132,6 +135,9 @@ pub fn valid_traceparent(v: &str) -> bool {
 
 type Inner = TelltaleClient<InterceptedService<Channel, BearerAuth>>;
 
+/// The scheme of a local socket address: `unix:///var/lib/telltale/api.sock`.
+pub const UNIX_SCHEME: &str = "unix://";
+
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
@@ -192,6 +198,29 @@ impl ClientBuilder {
     /// Connect.
     pub async fn connect(self) -> Result<Client, ClientError> {
         let bad = |reason: String| ClientError::Address { addr: self.addr.clone(), reason };
+        if let Some(path) = self.addr.strip_prefix(UNIX_SCHEME) {
+            if path.is_empty() {
+                return Err(
+                    bad("a unix:// address needs the socket's path (unix:///var/lib/telltale/api.sock)".into()),
+                );
+            }
+            if self.ca.is_some() || self.identity.is_some() {
+                return Err(bad("the local socket does not speak TLS: drop --ca/--cert/--key".into()));
+            }
+            let path = PathBuf::from(path);
+            // The URI only fills the requests' :authority; the connector
+            // goes to the socket, every time the channel (re)connects.
+            let endpoint = Endpoint::from_static("http://localhost").connect_timeout(Duration::from_secs(5));
+            let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(UnixStream::connect(path).await?)) }
+            });
+            let channel = endpoint
+                .connect_with_connector(connector)
+                .await
+                .map_err(|source| ClientError::Connect { addr: self.addr.clone(), source })?;
+            return self.finish(channel);
+        }
         let mut endpoint = Endpoint::from_shared(self.addr.clone()).map_err(|e| bad(e.to_string()))?;
         endpoint = endpoint.connect_timeout(Duration::from_secs(5));
         let read = |p: &PathBuf| std::fs::read(p).map_err(|source| ClientError::TlsFile { path: p.clone(), source });
@@ -210,6 +239,11 @@ impl ClientBuilder {
         }
         let channel =
             endpoint.connect().await.map_err(|source| ClientError::Connect { addr: self.addr.clone(), source })?;
+        self.finish(channel)
+    }
+
+    /// The client over a connected `channel`.
+    fn finish(self, channel: Channel) -> Result<Client, ClientError> {
         let header = match &self.token {
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ClientError::Token)?),
             None => None,
@@ -263,7 +297,11 @@ where
 }
 
 impl Client {
-    /// Start building a client for `addr` (`http://host:port`, or `https://`).
+    /// Start building a client for `addr`: `http://host:port`,
+    /// `https://host:port`, or the daemon's local admin socket
+    /// `unix:///path/api.sock` (no TLS; the daemon identifies the caller by
+    /// its process, so no token is needed, and refuses processes in the
+    /// containers it watches).
     pub fn builder(addr: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             addr: addr.into(),

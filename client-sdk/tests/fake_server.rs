@@ -853,3 +853,53 @@ async fn telltalectl_without_a_good_token() {
         "telltalectl: error: gRPC status Unauthenticated: missing or unknown bearer token\n"
     );
 }
+
+/// Serve a fresh fake on a Unix socket in a new directory: its path and the fake.
+async fn serve_unix(tag: &str) -> (std::path::PathBuf, Fake) {
+    let dir = std::env::temp_dir().join(format!("telltale-sdk-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("api.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+    let fake = Fake::default();
+    let server = tonic::transport::Server::builder()
+        .add_service(TelltaleServer::new(fake.clone()))
+        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
+    tokio::spawn(server);
+    (path, fake)
+}
+
+#[tokio::test]
+async fn unix_socket_addresses_reach_the_server_for_the_sdk_and_telltalectl() {
+    let (path, _) = serve_unix("calls").await;
+    let addr = format!("unix://{}", path.display());
+    let c = client(&addr, TOKEN).await;
+    let status = c.learning_status(None).await.expect("status over the socket");
+    assert!(!status.is_empty());
+    // A stream too (it reconnects through the same connector).
+    let mut w = c.watch(WatchFilter::default(), 0);
+    assert_eq!(next(&mut w).await.expect("1").sequence, 1);
+
+    // telltalectl: --socket PATH, and --addr unix://PATH.
+    for args in [vec!["--socket", path.to_str().expect("utf-8")], vec!["--addr", addr.as_str()]] {
+        let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_telltalectl"))
+            .env_remove("TELLTALE_ADDR")
+            .env("TELLTALE_TOKEN", TOKEN)
+            .args(&args)
+            .args(["status", "-o", "name"])
+            .output()
+            .await
+            .expect("telltalectl runs");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("web"), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+
+    // Mistakes are named.
+    let e = Client::builder("unix://").connect().await.expect_err("no path");
+    assert!(e.to_string().contains("socket's path"), "{e}");
+    let e = Client::builder(&addr).ca("/ca.pem").connect().await.expect_err("no TLS");
+    assert!(e.to_string().contains("TLS"), "{e}");
+    let gone = format!("unix://{}", path.with_file_name("nothing-here.sock").display());
+    assert!(matches!(Client::builder(&gone).connect().await, Err(ClientError::Connect { .. })));
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}

@@ -59,7 +59,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<E
 }
 
 async fn connect(c: &Connection) -> Result<Client> {
-    let mut b = Client::builder(c.addr.clone()).maybe_token(c.token.clone());
+    let addr = c.address(|p| std::fs::symlink_metadata(p).is_ok());
+    let mut b = Client::builder(addr).maybe_token(c.token.clone());
     if let Some(ca) = &c.ca {
         b = b.ca(ca);
     }

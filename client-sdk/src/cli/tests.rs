@@ -185,3 +185,14 @@ fn man_pages_one_per_command() {
     assert!(main.contains("suppressions") && main.contains("completion"), "{main}");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[test]
+fn the_address_is_the_socket_the_addr_or_a_default() {
+    let c = parse(&["--socket", "/run/tt/api.sock", "--addr", "http://10.0.0.1:7443", "status"]).connection;
+    assert_eq!(c.address(|_| false), "unix:///run/tt/api.sock", "--socket wins");
+    let c = parse(&["--addr", "http://10.0.0.1:7443", "status"]).connection;
+    assert_eq!(c.address(|_| true), "http://10.0.0.1:7443");
+    let none = Connection { addr: None, socket: None, token: None, ca: None, cert: None, key: None, domain: None };
+    assert_eq!(none.address(|p| p == std::path::Path::new(DEFAULT_SOCKET)), "unix:///var/lib/telltale/api.sock");
+    assert_eq!(none.address(|_| false), DEFAULT_ADDR);
+}
