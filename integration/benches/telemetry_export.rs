@@ -38,7 +38,7 @@ async fn round(mode: &str, endpoint: Option<String>, burst: u64, round: u64) -> 
     }
     let pod = Pod::new(&format!("otel-bench-{mode}"), &[("app", "bench:v1")], &cfg);
     let d = pod.start();
-    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let client = Client::builder(d.socket.clone().expect("admin socket")).connect().await.expect("connect");
     let w = workload_bin();
     let app = pod.container("app");
     run_in(&app, &["/bin/sh", "-c", &format!("{w} dns-udp 127.0.0.1:53 learn.telltale.test A")]);

@@ -127,6 +127,7 @@ impl Pod {
         let after =
             |marker: &str| last.trim().split(marker).nth(1).and_then(|r| r.split(';').next()).map(str::to_owned);
         let api = after("; API on ").map(|a| format!("http://{a}"));
+        let socket = after("; admin socket ").map(|p| format!("unix://{p}"));
         let metrics = after("; metrics on ");
         // Keep draining stderr so the daemon never blocks on it.
         std::thread::spawn(move || {
@@ -135,7 +136,7 @@ impl Pod {
                 sink.clear();
             }
         });
-        Daemon { child, api, metrics }
+        Daemon { child, api, socket, metrics }
     }
 
     /// `telltale status --json`.
@@ -215,8 +216,11 @@ fn read_until_watching(stderr: &mut impl BufRead) -> String {
 pub struct Daemon {
     /// The process.
     pub child: Child,
-    /// The API address it printed, if any.
+    /// The API address it printed, if any (TCP: needs a token).
     pub api: Option<String>,
+    /// Its local admin socket as an address (`unix://…`), if any: admin
+    /// without a token for callers outside the pod cgroup (the tests).
+    pub socket: Option<String>,
     /// The Prometheus endpoint URL it printed, if any.
     pub metrics: Option<String>,
 }
@@ -235,6 +239,19 @@ impl Daemon {
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();
     }
+}
+
+/// Run `argv` inside `container`, wait for it, and return what it did
+/// (whether it succeeded or not).
+pub fn output_in(container: &Cgroup, argv: &[&str]) -> std::process::Output {
+    let procs = container.path.join("cgroup.procs");
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
+        .arg("sh")
+        .args(argv)
+        .output()
+        .expect("workload")
 }
 
 /// Run `argv` inside `container` and wait for it.

@@ -52,7 +52,7 @@ async fn kill_9_during_a_burst_leaves_signals_log_and_outbox_consistent() {
     let dns = UdpSocket::bind("127.0.0.97:53").unwrap();
     let dns_addr = dns.local_addr().unwrap();
     let d = pod.start();
-    let client = Client::builder(d.api.clone().unwrap()).connect().await.unwrap();
+    let client = Client::builder(d.socket.clone().unwrap()).connect().await.unwrap();
     // The burst's process is learned (so each new name is its own anomaly,
     // not folded into a new process's one).
     let addr = dns_addr.to_string();

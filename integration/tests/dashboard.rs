@@ -44,7 +44,7 @@ async fn every_series_the_dashboard_queries_exists() {
         "[api]\nlisten = \"127.0.0.1:0\"\n[telemetry.prometheus]\nenabled = true\nlisten = \"127.0.0.1:0\"\n",
     )
     .await;
-    let client = Client::builder(r.api()).connect().await.unwrap();
+    let client = Client::builder(r.socket()).connect().await.unwrap();
     // One rule that delivers (a local listener) and one that fails (a closed port).
     let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sink_addr = sink.local_addr().unwrap();

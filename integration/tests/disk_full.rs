@@ -86,7 +86,7 @@ async fn a_full_disk_keeps_detection_and_streams_going_and_nothing_is_lost() {
     let _mount = Tmpfs::mount(&data, "4m");
     let mut d = pod.start();
     let metrics = d.metrics.clone().expect("metrics endpoint");
-    let client = Client::builder(d.api.clone().unwrap()).connect().await.unwrap();
+    let client = Client::builder(d.socket.clone().unwrap()).connect().await.unwrap();
     let app = pod.container("app");
     let w = workload_bin();
     run_in(&app, &[w.as_str(), "open", "/etc/hostname"]);

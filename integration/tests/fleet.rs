@@ -41,7 +41,7 @@ async fn two_pods_of_one_image_learn_and_triage_as_one() {
 
     let pod_a = Pod::new("fleet-a", &[("app", &format!("{image}:v1"))], &config(&endpoint, "pod-a"));
     let a = pod_a.start();
-    let ca = Client::builder(a.api.clone().unwrap()).connect().await.unwrap();
+    let ca = Client::builder(a.socket.clone().unwrap()).connect().await.unwrap();
     let start = Instant::now();
     loop {
         let s = ca.profile_store().await.unwrap();
@@ -59,7 +59,7 @@ async fn two_pods_of_one_image_learn_and_triage_as_one() {
     // start, knowing what pod A learned, detecting from its first event.
     let pod_b = Pod::new("fleet-b", &[("app", &format!("{image}:v2"))], &config(&endpoint, "pod-b"));
     let b = pod_b.start();
-    let cb = Client::builder(b.api.clone().unwrap()).connect().await.unwrap();
+    let cb = Client::builder(b.socket.clone().unwrap()).connect().await.unwrap();
     let st = cb.learning_status(Some("fleet-app")).await.unwrap();
     assert!(
         st.len() == 1 && st[0].types.iter().all(|t| t.state == LearningState::Stable),

@@ -139,7 +139,7 @@ fn start_daemon(cgroup: &Cgroup, dir: &TempDir, args: &[&str], env: &[(&str, Str
             l.clear();
         }
     });
-    (Daemon { child, api: None, metrics: None }, watched)
+    (Daemon { child, api: None, socket: None, metrics: None }, watched)
 }
 
 fn status(dir: &TempDir) -> Vec<Value> {

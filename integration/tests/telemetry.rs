@@ -166,7 +166,7 @@ async fn signals_become_traces_metrics_flow_and_export_survives_a_receiver_resta
     let pod = Pod::new("otel", &[("app", "registry.example.com/shop/web:v3")], &cfg);
     // A key wins over the same header in OTEL_EXPORTER_OTLP_HEADERS; other entries there are sent too.
     let d = pod.start_with_env(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=from-env,x-route=otel%2Fa")]);
-    let api = d.api.clone().expect("api");
+    let api = d.socket.clone().expect("admin socket");
     let metrics_url = d.metrics.clone().expect("the readiness line names the metrics endpoint");
     let client = Client::builder(&api).connect().await.expect("connect");
     let w = workload_bin();
@@ -437,7 +437,7 @@ async fn otlp_http_protobuf_from_standard_environment_variables() {
         assert!(start.elapsed() < Duration::from_secs(5), "never ready: {after:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let client = Client::builder(d.socket.clone().expect("admin socket")).connect().await.expect("connect");
     let w = workload_bin();
     let job = pod.container("job");
     run_in(&job, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
@@ -511,7 +511,7 @@ async fn shutdown_flushes_log_records_and_logs_false_sends_none() {
         format!("{learning}[telemetry.otlp]\nendpoint = \"http://{addr}\"\nbatch_delay = \"60s\"\nmetrics = false\n");
     let pod = Pod::new("otel-flush", &[("app", "shop/web:v3")], &cfg);
     let d = pod.start();
-    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let client = Client::builder(d.socket.clone().expect("admin socket")).connect().await.expect("connect");
     let app = pod.container("app");
     run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
     wait_stable(&client, Some("web")).await;
@@ -537,7 +537,7 @@ async fn shutdown_flushes_log_records_and_logs_false_sends_none() {
     );
     let pod = Pod::new("otel-nologs", &[("app", "shop/web:v3")], &cfg);
     let d = pod.start();
-    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let client = Client::builder(d.socket.clone().expect("admin socket")).connect().await.expect("connect");
     let app = pod.container("app");
     run_in(&app, &["/bin/sh", "-c", &format!("{w} open /etc/hostname")]);
     wait_stable(&client, Some("web")).await;

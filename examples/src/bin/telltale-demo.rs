@@ -173,10 +173,13 @@ async fn main() -> Result<()> {
     stderr.read_line(&mut line)?;
     print!("{line}");
     let after = |marker: &str| line.trim().split(marker).nth(1).and_then(|r| r.split(';').next()).map(str::to_owned);
-    let addr = after("; API on ").map(|a| format!("http://{a}")).context("no API address")?;
+    // The local admin socket: this demo runs outside the watched pod, so
+    // it administers without a token (TCP would need one; the web app,
+    // inside the pod, gets neither).
+    let socket = after("; admin socket ").map(|p| format!("unix://{p}")).context("no admin socket")?;
     let metrics_url = after("; metrics on ").context("no metrics address")?;
     std::thread::spawn(move || for _ in stderr.lines() {});
-    let client = Client::builder(addr).connect().await?;
+    let client = Client::builder(socket).connect().await?;
 
     section("2. the web app runs normally and is learned");
     for _ in 0..3 {

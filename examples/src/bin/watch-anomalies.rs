@@ -1,7 +1,9 @@
 //! SDK example: print learning status, then every anomaly as it arrives,
 //! resuming by itself after disconnects.
 //!
-//! `TELLTALE_ADDR=http://127.0.0.1:7443 TELLTALE_TOKEN=... cargo run -p telltale-examples --bin watch-anomalies`
+//! `TELLTALE_ADDR=http://127.0.0.1:7443 TELLTALE_TOKEN=... cargo run -p telltale-examples --bin watch-anomalies`,
+//! or without a token through the daemon's local admin socket (from outside
+//! the watched containers): `TELLTALE_ADDR=unix:///var/lib/telltale/api.sock`.
 
 use anyhow::Result;
 use telltale_client::{Client, WatchFilter};
