@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::profile::lifecycle::{Clock, LearningConfig};
-use crate::profile::{Behaviour, EventType, Observation, Profile, Verdict};
+use crate::profile::{Behaviour, EventType, Node, Observation, Profile, Verdict};
 use crate::workload::image::ImageRef;
 
 /// A container: a cgroup under the pod cgroup.
@@ -148,6 +148,8 @@ pub struct Detector {
     suppressed: HashSet<(String, Vec<String>)>,
     /// States change only by [`Detector::adopt_clock`] (fleet profiles).
     external_lifecycle: bool,
+    /// Process nodes added by hand alone: their first run is learned.
+    first_runs: first_run::FirstRuns,
 }
 
 impl Detector {
@@ -168,6 +170,7 @@ impl Detector {
             suppressions: Vec::new(),
             suppressed: HashSet::new(),
             external_lifecycle: false,
+            first_runs: first_run::FirstRuns::default(),
         }
     }
 
@@ -298,6 +301,8 @@ impl Detector {
         let time_ms = crate::clock::unix_ms(event.time);
         let mut out = Outcome { known: true, ..Outcome::default() };
         for o in Observation::from_event(event) {
+            let pid = event.process.pid;
+            self.first_runs.seen(&container.image, &container.id, &o.lineage, pid, now_ms);
             match profile.observe(&o, &container.tag, now_ms, warmup) {
                 Verdict::Known => {}
                 Verdict::Learned => {
@@ -317,9 +322,12 @@ impl Detector {
                 Verdict::Anomaly => {
                     let node = (container.id.clone(), o.lineage.clone());
                     let covered = self.suppressed.contains(&node)
-                        || self.suppressions.iter().any(|r| r.matches(&container.image, &o));
+                        || self.suppressions.iter().any(|r| r.matches(&container.image, &o))
+                        || (o.behaviour != Behaviour::Exec
+                            && self.first_runs.learns(&container.image, &container.id, &o.lineage, pid, now_ms));
                     if covered {
-                        // Suppressed: learned instead of reported.
+                        // Suppressed, or the first run of a process node
+                        // added by hand: learned instead of reported.
                         if o.behaviour == Behaviour::Exec {
                             self.suppressed.insert(node);
                         }
@@ -399,9 +407,13 @@ impl Detector {
         let profile = self.profiles.get_mut(image)?;
         let tag = profile.tags.iter().next_back().cloned().unwrap_or_else(|| "latest".to_owned());
         let (mut added, mut known) = (0, 0);
+        let mut new_execs = Vec::new();
         for o in observations {
             if profile.add_manual(o, &tag, now_ms) {
                 added += 1;
+                if o.behaviour == Behaviour::Exec {
+                    new_execs.push(&o.lineage);
+                }
                 changes.push(Change::Behaviour {
                     image: image.to_owned(),
                     observation: o.clone(),
@@ -415,6 +427,13 @@ impl Detector {
                 });
             } else {
                 known += 1;
+            }
+        }
+        // A process node added alone (nothing it does, in this request or
+        // before): its first run is learned, within bounds (`first_run`).
+        for lineage in new_execs {
+            if profile.nodes().get(lineage).is_some_and(does_nothing) {
+                self.first_runs.arm(image, lineage);
             }
         }
         Some((added, known, changes))
@@ -438,11 +457,18 @@ impl Detector {
     }
 }
 
+/// A process node with nothing it does: its exec alone.
+fn does_nothing(n: &Node) -> bool {
+    n.files.is_empty() && n.dns.is_empty() && n.endpoints.is_empty() && n.endpoint_ranges.is_empty()
+}
+
 fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+mod first_run;
 mod reported;
+pub use first_run::{MAX_LEARNED as FIRST_RUN_MAX_LEARNED, WINDOW_MS as FIRST_RUN_WINDOW_MS};
 pub use reported::MAX_REPORTED;
 
 #[cfg(test)]

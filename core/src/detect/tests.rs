@@ -197,3 +197,69 @@ fn what_was_reported_stays_bounded_and_a_forgotten_anomaly_is_reported_again() {
     let repeat = d.on_event(&open(100, &format!("/srv/x{}/data", n - 1)), 22_000);
     assert!(anomalies(&repeat.changes).is_empty(), "a remembered one is not");
 }
+
+#[test]
+fn a_process_added_alone_by_hand_has_its_first_run_learned_and_no_more() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.on_event(&open(100, "/etc/web.conf"), 1_000);
+    d.tick(20_000, &Default::default());
+    let cat = || build::process("/usr/bin/cat", &["/bin/sh"]);
+    let lineage = vec!["/bin/sh".to_owned(), "/usr/bin/cat".to_owned()];
+    let exec_o = Observation { lineage: lineage.clone(), behaviour: Behaviour::Exec };
+    let (added, _, _) = d.add_to_profile("web", &[exec_o], 21_000).unwrap();
+    assert_eq!(added, 1);
+
+    // Its first run: exec known, its library and locale loads learned.
+    let run = |pid: u32| {
+        let mut p = cat();
+        p.pid = pid;
+        p
+    };
+    assert!(d.on_event(&build::exec(100, run(50)), 30_000).known);
+    for (i, f) in
+        ["/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/locale/locale-archive", "/etc/hostname"].iter().enumerate()
+    {
+        let o = d.on_event(&build::read(100, run(50), f), 30_001 + i as i64);
+        assert!(anomalies(&o.changes).is_empty() && o.known, "{f} learned in the first run");
+        assert!(o.changes.iter().any(|c| matches!(c, Change::Behaviour { .. })));
+    }
+    // Another process of the node at the same time is judged.
+    assert_eq!(anomalies(&d.on_event(&build::read(100, run(51), "/etc/shadow"), 30_010).changes).len(), 1);
+    // The same process past the window is judged.
+    let late = 30_000 + FIRST_RUN_WINDOW_MS + 1;
+    assert_eq!(anomalies(&d.on_event(&build::read(100, run(50), "/etc/passwd"), late).changes).len(), 1);
+    // The next run: what the first one did is known, anything new reported.
+    assert!(d.on_event(&build::read(100, run(60), "/etc/hostname"), late + 1).known);
+    assert_eq!(anomalies(&d.on_event(&build::read(100, run(60), "/etc/group"), late + 2).changes).len(), 1);
+    // A program it starts is a new process node: still reported.
+    let child = build::process("/tmp/x", &["/bin/sh", "/usr/bin/cat"]);
+    assert_eq!(anomalies(&d.on_event(&build::exec(100, child), late + 3).changes).len(), 1);
+}
+
+#[test]
+fn a_process_added_with_what_it_does_gets_no_learning_run() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.on_event(&open(100, "/etc/web.conf"), 1_000);
+    d.tick(20_000, &Default::default());
+    let lineage = vec!["/bin/sh".to_owned(), "/usr/bin/cat".to_owned()];
+    let exec_o = Observation { lineage: lineage.clone(), behaviour: Behaviour::Exec };
+    let file_o = Observation { lineage, behaviour: Behaviour::File { pattern: "/etc/hostname".into(), access: 1 } };
+    d.add_to_profile("web", &[exec_o, file_o], 21_000).unwrap();
+    let cat = build::process("/usr/bin/cat", &["/bin/sh"]);
+    d.on_event(&build::exec(100, cat.clone()), 30_000);
+    assert!(d.on_event(&build::read(100, cat.clone(), "/etc/hostname"), 30_001).known);
+    assert_eq!(
+        anomalies(&d.on_event(&build::read(100, cat, "/etc/shadow"), 30_002).changes).len(),
+        1,
+        "its behaviour came with it (an imported profile): nothing more is learned"
+    );
+    // An exec already known (learned) is not armed either.
+    let mut app = build::process("/bin/app", &[]);
+    app.pid = 77;
+    let app_o = Observation { lineage: vec!["/bin/app".into()], behaviour: Behaviour::Exec };
+    assert_eq!(d.add_to_profile("web", &[app_o], 31_000).unwrap().0, 0);
+    d.on_event(&build::exec(100, app.clone()), 32_000);
+    assert_eq!(anomalies(&d.on_event(&build::read(100, app, "/etc/other"), 32_001).changes).len(), 1);
+}
