@@ -916,6 +916,27 @@ mod tests {
         });
     }
 
+    #[test]
+    fn the_local_admin_socket_is_in_the_data_dir_unless_moved_or_off() {
+        let socket = |toml: &str| {
+            let mut got = None;
+            with_file(toml, |f| {
+                let c = Config::load(Some(f), &Overrides::default()).unwrap();
+                got = Some(c.api.socket_path(&c.data_dir));
+            });
+            got.unwrap()
+        };
+        assert_eq!(socket("data_dir = \"/d\"\n"), Some(PathBuf::from("/d/api.sock")));
+        assert_eq!(socket("data_dir = \"/d\"\n[api]\nsocket = true\n"), Some(PathBuf::from("/d/api.sock")));
+        assert_eq!(socket("data_dir = \"/d\"\n[api]\nsocket = false\n"), None);
+        assert_eq!(socket("data_dir = \"/d\"\n[api]\nsocket = \"run/a.sock\"\n"), Some(PathBuf::from("/d/run/a.sock")));
+        assert_eq!(
+            socket("data_dir = \"/d\"\n[api]\nsocket = \"/run/t/a.sock\"\n"),
+            Some(PathBuf::from("/run/t/a.sock"))
+        );
+        assert!(refused("[api]\nsocket = 3\n").contains("socket"));
+    }
+
     /// The error loading `toml` (which must be refused).
     fn refused(toml: &str) -> String {
         let mut e = String::new();

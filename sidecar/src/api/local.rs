@@ -8,6 +8,7 @@
 
 mod peer;
 
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,9 @@ const SOCKET_MODE: u32 = 0o600;
 
 /// Mode of a directory created for the socket.
 const SOCKET_DIR_MODE: u32 = 0o700;
+
+/// How long the connection of a caller that may not administer is kept.
+pub const REFUSED_LIFETIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Longest `/proc/<pid>/cgroup` read.
 const PROC_CGROUP_MAX: u64 = 64 * 1024;
@@ -248,22 +252,37 @@ impl Accept for LocalListener {
             .await
             .unwrap_or_else(|e| Verdict::Unknown { why: format!("judging the caller failed: {e}") });
         let peer = LocalPeer { pid, uid: cred.uid(), verdict };
-        if !peer.verdict.admits() {
-            tracing::warn!(principal = %peer.principal(), verdict = ?peer.verdict, "Local admin socket: a caller that may not administer connected; its calls are refused.");
-        }
-        Ok(LocalStream { io, peer })
+        // Its calls are refused and audited (counted, bounded): a log line
+        // per connection would let it flood the log.
+        let cut = (!peer.verdict.admits()).then(|| {
+            tracing::debug!(principal = %peer.principal(), verdict = ?peer.verdict, "Local admin socket: a caller that may not administer connected.");
+            Box::pin(tokio::time::sleep(REFUSED_LIFETIME))
+        });
+        Ok(LocalStream { io, peer, cut })
     }
 }
 
-/// An accepted local connection and who is on its other end.
+/// An accepted local connection and who is on its other end. The
+/// connection of a caller that may not administer is cut after
+/// [`REFUSED_LIFETIME`]: long enough to be told why, too short to hold
+/// the socket's connection places.
 #[derive(Debug)]
 pub(crate) struct LocalStream {
     io: UnixStream,
     peer: LocalPeer,
+    cut: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl AsyncRead for LocalStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(cut) = self.cut.as_mut() {
+            if cut.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "a caller that may not administer is not kept",
+                )));
+            }
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }

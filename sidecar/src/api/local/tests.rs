@@ -97,3 +97,21 @@ async fn accepted_connections_carry_their_peer() {
     drop(listener);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_refused_callers_connection_is_cut_soon() {
+    use tokio::io::AsyncReadExt;
+    let dir = scratch("cut");
+    let socket = dir.join("api.sock");
+    // Watching the cgroup this test runs in: the test is refused.
+    let listener = bind(&LocalChannel { socket: socket.clone(), watched: Some(own_cgroup()) }).await.expect("bind");
+    let _client = UnixStream::connect(&socket).await.expect("connect");
+    let mut conn = listener.accept_one().await.expect("accepted");
+    assert!(matches!(conn.connect_info().verdict, Verdict::Watched { .. }), "{:?}", conn.connect_info());
+    let mut buf = [0u8; 16];
+    let e =
+        tokio::time::timeout(REFUSED_LIFETIME * 6, conn.read(&mut buf)).await.expect("cut in time").expect_err("cut");
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}
