@@ -1,5 +1,5 @@
-//! End-to-end detection latency (exec in the workload → anomaly received by
-//! an SDK client) and anomalies/s delivered to 1 and 16 concurrent watchers,
+//! End-to-end detection latency per type (exec, file, DNS, connect in the
+//! workload → anomaly received by an SDK client) and anomalies/s delivered to 1 and 16 concurrent watchers,
 //! against the real daemon with real sensors.
 //!
 //! `cargo bench -p telltale-integration --bench api_delivery` (root).
@@ -13,10 +13,22 @@ use telltale_client::{AnomalyStreamItem, Client, EventType, WatchFilter};
 use telltale_integration::bench::env_u64;
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::{kernel_tests_enabled, wait_stable, workload_bin};
+use telltale_sidecar::workload::cgroup::Cgroup;
 use tokio_stream::StreamExt;
 
 fn now_ns() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+/// Resident memory of a process (MiB), from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -38,40 +50,61 @@ async fn main() {
         std::fs::copy("/bin/true", bins.join(&format!("t{i}"))).expect("copy");
     }
     let d = pod.start();
-    let client = Client::builder(d.api.clone().expect("api")).connect().await.expect("connect");
+    let client = Client::builder(d.socket.clone().expect("admin socket")).connect().await.expect("connect");
     let w = workload_bin();
     let app = pod.container("app");
     // Learn the driver: the shell, sleep, and the DNS workload.
     let learn = format!("sleep 0.001; {w} dns-udp 127.0.0.1:53 learn.telltale.test A");
     run_in(&app, &["/bin/sh", "-c", &learn]);
     wait_stable(&client, Some("bench")).await;
+    let pid = d.child.id();
+    let rss_learned = rss_mib(pid);
 
-    // Latency: one new executable every 3 ms; latency = receive time - kernel event time.
-    let mut watch = client.watch(WatchFilter { event_type: Some(EventType::Exec), ..WatchFilter::default() }, 0);
-    let script = format!("i=0; while [ $i -lt {execs} ]; do {}/t$i; sleep 0.003; i=$((i+1)); done", bins.str());
-    let driver = std::thread::spawn({
-        let app = app.clone();
-        move || run_in(&app, &["/bin/sh", "-c", &script])
-    });
-    let mut lat: Vec<f64> = Vec::new();
-    while (lat.len() as u64) < execs {
-        let a = tokio::time::timeout(Duration::from_secs(30), watch.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("ok");
-        let t = i64::try_from(a.anomaly.time.unix_timestamp_nanos()).expect("a time in i64 nanoseconds");
-        lat.push((now_ns() - t) as f64 / 1e6);
+    // Latency per type: one never-seen behaviour every 3 ms from a process
+    // the profile knows; latency = receive time - kernel event time.
+    let exec = format!("i=0; while [ $i -lt {execs} ]; do {}/t$i; sleep 0.003; i=$((i+1)); done", bins.str());
+    latency(&client, &app, EventType::Exec, "exec", execs, exec).await;
+    // Files: the shell itself opens a new file (`: < f`); names are letters
+    // only, so no two generalize to one pattern.
+    let files = telltale_integration::TempDir::new("api-bench-files");
+    let names: Vec<String> = (0..execs).map(|i| format!("f{}", letters(i))).collect();
+    for n in &names {
+        std::fs::write(files.join(n), b"x").expect("file");
     }
-    driver.join().expect("driver");
-    lat.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "detection latency (exec -> anomaly at an SDK client), {} anomalies: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 < 20 ms)",
-        lat.len(),
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        lat[lat.len() - 1]
+    let file = format!("for f in {}; do : < {}/$f; sleep 0.003; done", names.join(" "), files.str());
+    latency(&client, &app, EventType::File, "file", execs, file).await;
+    // The same in a quiet pod: one new file at a time, 200 ms apart.
+    let quiet = 50.min(execs);
+    let file = format!(
+        "for f in {}; do : < {}/$f; sleep 0.2; done",
+        names[..quiet as usize].iter().map(|n| format!("g{n}")).collect::<Vec<_>>().join(" "),
+        files.str()
     );
+    for n in &names[..quiet as usize] {
+        std::fs::write(files.join(&format!("g{n}")), b"x").expect("file");
+    }
+    latency(&client, &app, EventType::File, "file, 200 ms apart", quiet, file).await;
+    let few = execs.min(300);
+    // A new process for each file (the workload binary, known).
+    let file = format!(
+        "for f in {}; do {w} open {}/$f; sleep 0.003; done",
+        names[..few as usize].iter().map(|n| format!("h{n}")).collect::<Vec<_>>().join(" "),
+        files.str()
+    );
+    for n in &names[..few as usize] {
+        std::fs::write(files.join(&format!("h{n}")), b"x").expect("file");
+    }
+    latency(&client, &app, EventType::File, "file, a process each", few, file).await;
+    let dns = format!(
+        "for q in {}; do {w} dns-udp 127.0.0.1:53 $q.lat.telltale.test A; sleep 0.003; done",
+        (0..few).map(|i| format!("q{}", letters(i))).collect::<Vec<_>>().join(" ")
+    );
+    latency(&client, &app, EventType::Dns, "dns", few, dns).await;
+    // A refused connection still passes the connect hook.
+    let connect = format!(
+        "i=0; while [ $i -lt {few} ]; do {w} connect 127.0.0.1:$((20000+i)) 2>/dev/null; sleep 0.003; i=$((i+1)); done; true"
+    );
+    latency(&client, &app, EventType::Connect, "connect", few, connect).await;
 
     // Throughput: a burst of distinct DNS names, to 1 and then 16 watchers.
     for (round, watchers) in [(0u64, 1usize), (1, 16)] {
@@ -107,8 +140,58 @@ async fn main() {
             burst as f64 / secs,
             total as f64 / secs
         );
+        println!(
+            "daemon RSS: {rss_learned:.1} MiB once learned, {:.1} MiB after {} anomalies",
+            rss_mib(pid),
+            2 * execs + 3 * few + quiet + burst * (round + 1)
+        );
     }
     d.stop();
+}
+
+/// `n` anomalies of type `t` from `script` run in `app`: print p50/p99/max
+/// of (client receive time - kernel event time).
+async fn latency(client: &Client, app: &Cgroup, t: EventType, what: &str, n: u64, script: String) {
+    let after = last_sequence(client).await;
+    let mut watch = client.watch(WatchFilter { event_type: Some(t), ..WatchFilter::default() }, after);
+    let driver = std::thread::spawn({
+        let app = app.clone();
+        move || run_in(&app, &["/bin/sh", "-c", &script])
+    });
+    let mut lat: Vec<f64> = Vec::new();
+    while (lat.len() as u64) < n {
+        let a = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: {} of {n} anomalies in time", lat.len()))
+            .expect("open")
+            .expect("ok");
+        let t = i64::try_from(a.anomaly.time.unix_timestamp_nanos()).expect("a time in i64 nanoseconds");
+        lat.push((now_ns() - t) as f64 / 1e6);
+    }
+    driver.join().expect("driver");
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "detection latency ({what} -> anomaly at an SDK client), {} anomalies: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 < 20 ms)",
+        lat.len(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+}
+
+/// `i` in base 26 with letters only (`a`, `b`, … `ba`): names that no
+/// generalization rule folds together.
+fn letters(mut i: u64) -> String {
+    let mut s = Vec::new();
+    loop {
+        s.push(b'a' + (i % 26) as u8);
+        i /= 26;
+        if i == 0 {
+            break;
+        }
+    }
+    s.reverse();
+    String::from_utf8(s).expect("ascii")
 }
 
 /// The sequence number of the newest anomaly (via a replay of everything).
