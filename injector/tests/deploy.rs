@@ -137,14 +137,20 @@ fn webhook_manifest_matches_the_server() {
     assert_eq!(inject_ops, ["NotIn", "In"], "each namespace matches exactly one webhook");
 }
 
-/// The image has both binaries the manifests run: `telltale` (the sidecar,
-/// the injected container's command) and `telltale-injector` (webhook.yaml).
+/// The image has the binaries the manifests and the docs run: `telltale`
+/// (the sidecar, the injected container's command), `telltalectl` (`kubectl
+/// exec -c telltale -- telltalectl …` through the local admin socket) and
+/// `telltale-injector` (webhook.yaml).
 #[test]
 fn the_image_installs_the_injector_binary() {
     let path = format!("{}/../deploy/Dockerfile", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).expect(&path);
     let build = text.lines().find(|l| l.contains("cargo build")).expect("a cargo build line");
-    for (package, bin) in [("telltale-sidecar", "telltale"), ("telltale-injector", "telltale-injector")] {
+    for (package, bin) in [
+        ("telltale-sidecar", "telltale"),
+        ("telltale-client", "telltalectl"),
+        ("telltale-injector", "telltale-injector"),
+    ] {
         assert!(build.contains(&format!("-p {package}")) && build.contains(&format!("--bin {bin} ")), "{build}");
         let installed = format!("/usr/local/bin/{bin}");
         assert!(
