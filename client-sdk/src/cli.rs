@@ -242,7 +242,7 @@ pub enum ProfileCommand {
         file: String,
     },
     /// Add a behaviour to a profile: it is never reported again.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
 }
 
 /// `telltalectl profile add`.
@@ -268,7 +268,10 @@ pub struct AddArgs {
     /// An endpoint ADDR:PORT/PROTO (ADDR may be a CIDR; port 0 = any) used by --process.
     #[arg(long, group = "what", value_name = "ADDR:PORT/PROTO")]
     pub connect: Option<String>,
-    /// The process (executable path) the --file/--dns/--connect behaviour belongs to.
+    /// A mechanism the sensors cannot see through (io_uring) used by --process.
+    #[arg(long, group = "what", value_parser = ["io_uring"], value_name = "NAME")]
+    pub mechanism: Option<String>,
+    /// The process (executable path) the --file/--dns/--connect/--mechanism behaviour belongs to.
     #[arg(long, value_name = "PATH")]
     pub process: Option<String>,
     /// Ancestors of the process, outermost first (repeat).

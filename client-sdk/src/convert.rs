@@ -245,6 +245,7 @@ impl FromWire<Option<pb::Behaviour>> for Behaviour {
             Some(Kind::Connect(pb::ConnectBehaviour { protocol, address, port })) => {
                 Behaviour::Connect { protocol: protocol.into(), address, port }
             }
+            Some(Kind::Mechanism(pb::MechanismBehaviour { name })) => Behaviour::Mechanism { name },
             None => Behaviour::Unknown,
         })
     }
@@ -265,6 +266,7 @@ impl ToWire<Option<pb::Behaviour>> for Behaviour {
             Behaviour::Connect { protocol, address, port } => {
                 Kind::Connect(pb::ConnectBehaviour { protocol: protocol.into(), address, port })
             }
+            Behaviour::Mechanism { name } => Kind::Mechanism(pb::MechanismBehaviour { name }),
             Behaviour::Unknown => return None,
         };
         Some(pb::Behaviour { kind: Some(kind) })
@@ -308,6 +310,7 @@ impl FromWire<Option<pb::event::Kind>> for EventKind {
             Some(Kind::Connect(pb::Endpoint { protocol, address, port })) => {
                 EventKind::Connect { protocol: protocol.into(), address, port }
             }
+            Some(Kind::Mechanism(pb::MechanismUse { name })) => EventKind::Mechanism { name },
             None => EventKind::Unknown,
         })
     }
@@ -402,7 +405,8 @@ impl FromWire<pb::ProfileStatus> for ProfileStatus {
 
 impl FromWire<pb::ProcessNode> for ProcessNode {
     fn from_wire(w: pb::ProcessNode) -> Result<Self> {
-        let pb::ProcessNode { lineage, first_seen_unix_ms, last_seen_unix_ms, tags, files, dns, endpoints } = w;
+        let pb::ProcessNode { lineage, first_seen_unix_ms, last_seen_unix_ms, tags, files, dns, endpoints, mechanisms } =
+            w;
         Ok(ProcessNode {
             lineage,
             first_seen: time_ms(first_seen_unix_ms, "ProcessNode.first_seen_unix_ms")?,
@@ -421,6 +425,7 @@ impl FromWire<pb::ProcessNode> for ProcessNode {
                     port,
                 })
                 .collect(),
+            mechanisms,
         })
     }
 }

@@ -535,4 +535,9 @@ pub mod behaviour {
     pub fn connect(lineage: &[&str], protocol: Protocol, address: &str, port: u32) -> BehaviourToAdd {
         with(lineage, Behaviour::Connect { protocol, address: address.to_owned(), port })
     }
+
+    /// A mechanism (`io_uring`) used by the process `lineage`.
+    pub fn mechanism(lineage: &[&str], name: &str) -> BehaviourToAdd {
+        with(lineage, Behaviour::Mechanism { name: name.to_owned() })
+    }
 }

@@ -272,6 +272,12 @@ pub enum Behaviour {
         /// How it may be opened.
         access: Vec<Access>,
     },
+    /// A mechanism the sensors cannot see through (`io_uring`): its use
+    /// is judged with the exec type.
+    Mechanism {
+        /// Its name (`io_uring`).
+        name: String,
+    },
     /// Not set, or a kind this client does not know (from a newer server).
     Unknown,
 }
@@ -343,6 +349,11 @@ pub enum EventKind {
         address: String,
         /// Remote port.
         port: u32,
+    },
+    /// A mechanism the sensors cannot see through was used.
+    Mechanism {
+        /// Its name (`io_uring`).
+        name: String,
     },
     /// Not set, or a kind this client does not know (from a newer server).
     Unknown,
@@ -527,6 +538,8 @@ pub struct ProcessNode {
     pub dns: Vec<DnsEntry>,
     /// Endpoints.
     pub endpoints: Vec<EndpointEntry>,
+    /// Mechanisms used that the sensors cannot see through (`io_uring`).
+    pub mechanisms: Vec<String>,
 }
 
 /// A security profile: an image's activity tree.

@@ -242,6 +242,7 @@ impl Telltale for Fake {
             files,
             dns: vec![],
             endpoints: vec![],
+            mechanisms: vec![],
         };
         let file = |pattern: &str| pb::FileEntry { pattern: pattern.into(), access: vec![pb::Access::Read as i32] };
         Ok(Response::new(pb::GetProfileResponse {

@@ -104,6 +104,12 @@ pub enum EventKind {
         /// Where to.
         connect: Endpoint,
     },
+    /// The process used a mechanism whose operations the other sensors
+    /// cannot resolve (io_uring): the use itself is the behaviour.
+    Mechanism {
+        /// Which.
+        mechanism: Mechanism,
+    },
 }
 
 impl EventKind {
@@ -114,7 +120,40 @@ impl EventKind {
             EventKind::File { .. } => "file",
             EventKind::Dns { .. } => "dns",
             EventKind::Connect { .. } => "connect",
+            EventKind::Mechanism { .. } => "mechanism",
         }
+    }
+}
+
+/// A way for a process to act that the other sensors cannot see through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    /// io_uring: a ring set up or a request submitted. Its requests
+    /// (opens, connects, ...) run in the kernel, not as syscalls.
+    IoUring,
+}
+
+impl Mechanism {
+    /// Every mechanism.
+    pub const ALL: [Mechanism; 1] = [Mechanism::IoUring];
+
+    /// The stable name: `io_uring`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::IoUring => "io_uring",
+        }
+    }
+
+    /// Parse a stable name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Access, Event, EventKind, Protocol};
+use crate::event::{Access, Event, EventKind, Mechanism, Protocol};
 use lifecycle::{Clock, LearningConfig, State};
 
 /// The four event types a profile learns, each with its own lifecycle.
@@ -147,6 +147,13 @@ pub enum Behaviour {
         /// Port; 0 is any port.
         port: u16,
     },
+    /// The process used a mechanism the other sensors cannot see through
+    /// (io_uring). Judged with the process's exec type: how a program
+    /// acts is part of what it is.
+    Mechanism {
+        /// Which.
+        mechanism: Mechanism,
+    },
 }
 
 /// A behaviour of one process node.
@@ -181,13 +188,14 @@ impl Observation {
             EventKind::Connect { connect } => {
                 one(Behaviour::Connect { protocol: connect.protocol, address: connect.address, port: connect.port })
             }
+            EventKind::Mechanism { mechanism } => one(Behaviour::Mechanism { mechanism: *mechanism }),
         }
     }
 
     /// Its event type.
     pub fn event_type(&self) -> EventType {
         match self.behaviour {
-            Behaviour::Exec => EventType::Exec,
+            Behaviour::Exec | Behaviour::Mechanism { .. } => EventType::Exec,
             Behaviour::File { .. } => EventType::File,
             Behaviour::Dns { .. } => EventType::Dns,
             Behaviour::Connect { .. } | Behaviour::ConnectRange { .. } => EventType::Connect,
@@ -229,6 +237,9 @@ pub struct Node {
     /// bits all of them had.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub shapes: HashMap<String, Vec<u8>>,
+    /// Mechanisms used (io_uring).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub mechanisms: BTreeSet<Mechanism>,
 }
 
 /// The profile of one short image name.
@@ -272,6 +283,7 @@ impl Profile {
             Behaviour::ConnectRange { protocol, network, port } => {
                 node.endpoint_ranges.contains(&(*protocol, *network, *port))
             }
+            Behaviour::Mechanism { mechanism } => node.mechanisms.contains(mechanism),
         }
     }
 
@@ -323,6 +335,7 @@ impl Profile {
             Behaviour::ConnectRange { protocol, network, port } => {
                 node.endpoint_ranges.insert((*protocol, *network, *port))
             }
+            Behaviour::Mechanism { mechanism } => node.mechanisms.insert(*mechanism),
         };
         if added {
             node.last_seen_ms = now_ms;
@@ -338,7 +351,7 @@ impl Profile {
 
     /// Every behaviour in the profile: the exec of each process node, then
     /// its file patterns (with their access bits), DNS questions,
-    /// endpoints and endpoint ranges. Adding them all to an empty profile
+    /// endpoints, endpoint ranges and mechanisms. Adding them all to an empty profile
     /// gives this profile's tree back.
     pub fn observations(&self) -> Vec<Observation> {
         let mut out = Vec::new();
@@ -365,6 +378,7 @@ impl Profile {
                     .iter()
                     .map(|(p, n, port)| obs(Behaviour::ConnectRange { protocol: *p, network: *n, port: *port })),
             );
+            out.extend(node.mechanisms.iter().map(|m| obs(Behaviour::Mechanism { mechanism: *m })));
         }
         out
     }
@@ -425,9 +439,12 @@ impl Profile {
         &self.nodes
     }
 
-    /// Number of behaviours (nodes + files + names + endpoints).
+    /// Number of behaviours (nodes + files + names + endpoints + mechanisms).
     pub fn behaviour_count(&self) -> usize {
-        self.nodes.values().map(|n| 1 + n.files.len() + n.dns.len() + n.endpoints.len() + n.endpoint_ranges.len()).sum()
+        self.nodes
+            .values()
+            .map(|n| 1 + n.files.len() + n.dns.len() + n.endpoints.len() + n.endpoint_ranges.len() + n.mechanisms.len())
+            .sum()
     }
 }
 

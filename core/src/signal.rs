@@ -163,6 +163,7 @@ fn raw_summary(a: &Anomaly) -> String {
             "{lineage} connected to {}:{}/{} for the first time",
             connect.address, connect.port, connect.protocol
         ),
+        EventKind::Mechanism { mechanism } => format!("{lineage} started using {mechanism}"),
     }
 }
 
@@ -280,6 +281,11 @@ pub fn add_command(image: &str, o: &Observation) -> Option<String> {
         ),
         Behaviour::ConnectRange { protocol, network, port } => format!(
             "telltalectl profile add {} --connect {network}:{port}/{protocol} --process {}{parents}",
+            quote(image),
+            quote(process)
+        ),
+        Behaviour::Mechanism { mechanism } => format!(
+            "telltalectl profile add {} --mechanism {mechanism} --process {}{parents}",
             quote(image),
             quote(process)
         ),

@@ -20,7 +20,8 @@ pub struct Suppression {
     pub event_type: Option<EventType>,
     /// Executable pattern of the process (the lineage's last element).
     pub process: String,
-    /// Pattern on the behaviour: file pattern, DNS name, `address:port`.
+    /// Pattern on the behaviour: file pattern, DNS name, `address:port`,
+    /// mechanism (`io_uring`).
     pub detail: String,
 }
 
@@ -32,6 +33,7 @@ pub fn detail(b: &Behaviour) -> String {
         Behaviour::Dns { name, .. } => name.clone(),
         Behaviour::Connect { address, port, .. } => format!("{address}:{port}"),
         Behaviour::ConnectRange { network, port, .. } => format!("{network}:{port}"),
+        Behaviour::Mechanism { mechanism } => mechanism.name().to_owned(),
     }
 }
 

@@ -38,6 +38,8 @@ int main(void)
 	F(tt_connect_event, port) F(tt_connect_event, pad) F(tt_connect_event, addr)
 	S(tt_exit_event)
 	F(tt_exit_event, hdr) F(tt_exit_event, exit_code) F(tt_exit_event, pad)
+	S(tt_mechanism_event)
+	F(tt_mechanism_event, hdr) F(tt_mechanism_event, mechanism) F(tt_mechanism_event, detail)
 	S(tt_scope)
 	F(tt_scope, cgroup_id) F(tt_scope, level) F(tt_scope, pad)
 	printf("];\n");
@@ -51,6 +53,7 @@ int main(void)
 	C(TT_ACCESS_CREATE) C(TT_ACCESS_TRUNCATE) C(TT_AF_INET) C(TT_AF_INET6) C(TT_PROTO_TCP)
 	C(TT_PROTO_UDP) C(TT_KIND_SLOTS) C(TT_CNT_EMITTED) C(TT_CNT_DEDUP) C(TT_CNT_LOST)
 	C(TT_CNT_TRUNCATED) C(TT_CNT_KNOWN) C(TT_CNT_NR) C(TT_COUNTERS)
+	C(TT_EVENT_MECHANISM) C(TT_MECH_IO_URING)
 	printf("];\n");
 	return 0;
 }

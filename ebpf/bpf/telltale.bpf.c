@@ -696,6 +696,47 @@ int BPF_PROG(tt_sys_exit, struct pt_regs *regs, long ret)
 	return on_open_exit(ret, flags);
 }
 
+/* ---------------------------------------------------------------- io_uring */
+
+/*
+ * io_uring requests (IORING_OP_OPENAT, CONNECT, ...) run inside the kernel,
+ * not as syscalls, so the sys_exit program never sees them. What can be
+ * seen is that a process uses io_uring at all: a ring set up
+ * (io_uring_create) or a request submitted (io_uring_submit_req, which also
+ * covers rings inherited or passed in, and SQPOLL threads, which belong to
+ * the process). One record per lineage, cgroup and mechanism: the dedup
+ * key does not depend on the opcode, so the hot submission path costs one
+ * scope check and one LRU lookup.
+ */
+static __always_inline int on_mechanism(__u32 mechanism, __u32 detail)
+{
+	if (!in_scope())
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 lineage = current_lineage(tgid);
+	__u64 key = mix(mix(mix(lineage, bpf_get_current_cgroup_id()), mechanism), TT_EVENT_MECHANISM);
+	if (seen_before(key, TT_EVENT_MECHANISM))
+		return 0;
+	struct tt_mechanism_event e = {};
+	fill_header(&e.hdr, TT_EVENT_MECHANISM, lineage);
+	e.mechanism = mechanism;
+	e.detail = detail;
+	emit(&e, sizeof(e), TT_EVENT_MECHANISM, key);
+	return 0;
+}
+
+SEC("tp_btf/io_uring_create")
+int BPF_PROG(tt_io_uring_create, int fd, void *ring, __u32 sq_entries, __u32 cq_entries, __u32 flags)
+{
+	return on_mechanism(TT_MECH_IO_URING, 0xffffffff);
+}
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(tt_io_uring_submit, struct io_kiocb *req)
+{
+	return on_mechanism(TT_MECH_IO_URING, BPF_CORE_READ(req, opcode));
+}
+
 /* ---------------------------------------------------------------- connect */
 
 static __always_inline int on_sock_addr(struct bpf_sock_addr *ctx, __u8 family)

@@ -36,7 +36,11 @@ enum tt_event_kind {
 	TT_EVENT_DNS = 3,
 	TT_EVENT_CONNECT = 4,
 	TT_EVENT_EXIT = 5,
+	TT_EVENT_MECHANISM = 6,
 };
+
+/* tt_mechanism_event.mechanism: a way to act the other sensors cannot see through. */
+#define TT_MECH_IO_URING 1	/* io_uring: set up a ring or submitted a request */
 
 /* tt_event_header.flags */
 #define TT_FLAG_PATH_TRUNCATED (1u << 0)	/* a path hit TT_PATH_MAX or the walk depth */
@@ -157,6 +161,17 @@ struct tt_exit_event {
 	__u32 pad;
 };
 
+/*
+ * A process used a mechanism whose operations the other sensors cannot
+ * resolve (io_uring requests run in the kernel, not as syscalls): the use
+ * itself is the behaviour. Deduplicated per lineage, cgroup and mechanism.
+ */
+struct tt_mechanism_event {
+	struct tt_event_header hdr;
+	__u32 mechanism;	/* TT_MECH_* */
+	__u32 detail;		/* io_uring: opcode of the first request seen (IORING_OP_*), 0xffffffff for ring setup */
+};
+
 /* Map "scopes": array of TT_MAX_SCOPES watched cgroup subtrees. */
 struct tt_scope {
 	__u64 cgroup_id;	/* 0: unused slot */
@@ -182,6 +197,7 @@ _Static_assert(sizeof(struct tt_file_event) == 80 + 16 + TT_PATH_MAX, "tt_file_e
 _Static_assert(sizeof(struct tt_dns_event) == 80 + 48 + TT_DNS_MAX, "tt_dns_event size");
 _Static_assert(sizeof(struct tt_connect_event) == 80 + 24, "tt_connect_event size");
 _Static_assert(sizeof(struct tt_exit_event) == 88, "tt_exit_event size");
+_Static_assert(sizeof(struct tt_mechanism_event) == 88, "tt_mechanism_event size");
 _Static_assert(sizeof(struct tt_scope) == 16, "tt_scope size");
 
 #endif /* TELLTALE_ABI_H */

@@ -28,6 +28,13 @@ pub const EVENT_DNS: u16 = 3;
 pub const EVENT_CONNECT: u16 = 4;
 /// Process exit.
 pub const EVENT_EXIT: u16 = 5;
+/// Use of a mechanism the other sensors cannot see through.
+pub const EVENT_MECHANISM: u16 = 6;
+
+/// `tt_mechanism_event.mechanism`: io_uring (a ring set up or a request submitted).
+pub const MECH_IO_URING: u32 = 1;
+/// `tt_mechanism_event.detail` of an io_uring ring setup (no request yet).
+pub const IO_URING_SETUP: u32 = u32::MAX;
 
 /// A path was longer than [`PATH_MAX`] or deeper than the walk allows.
 pub const FLAG_PATH_TRUNCATED: u32 = 1 << 0;
@@ -175,6 +182,15 @@ pub struct ExitEvent {
     pub pad: u32,
 }
 
+/// `struct tt_mechanism_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MechanismEvent {
+    pub hdr: EventHeader,
+    pub mechanism: u32,
+    pub detail: u32,
+}
+
 /// `struct tt_scope`: value of the `scopes` array map.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -190,6 +206,7 @@ const _: () = assert!(core::mem::size_of::<FileEvent>() == 80 + 16 + PATH_MAX);
 const _: () = assert!(core::mem::size_of::<DnsEvent>() == 80 + 48 + DNS_MAX);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 80 + 24);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<MechanismEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<Scope>() == 16);
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::abi::{self, ConnectEvent, DnsEvent, EventHeader, ExecEvent, ExitEvent, FileEvent};
+use crate::abi::{self, ConnectEvent, DnsEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, MechanismEvent};
 
 /// Why a ring-buffer record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -165,6 +165,18 @@ pub struct ExitRecord {
     pub exit_code: u32,
 }
 
+/// A process used a mechanism the other sensors cannot see through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MechanismRecord {
+    /// Common header.
+    pub header: Header,
+    /// `abi::MECH_*`.
+    pub mechanism: u32,
+    /// io_uring: the opcode of the first request seen, or
+    /// [`abi::IO_URING_SETUP`] for a ring set up.
+    pub detail: u32,
+}
+
 /// A decoded ring-buffer record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -178,6 +190,8 @@ pub enum Record {
     Connect(ConnectRecord),
     /// [`abi::EVENT_EXIT`].
     Exit(ExitRecord),
+    /// [`abi::EVENT_MECHANISM`].
+    Mechanism(MechanismRecord),
 }
 
 impl Record {
@@ -189,6 +203,7 @@ impl Record {
             Record::Dns(r) => &r.header,
             Record::Connect(r) => &r.header,
             Record::Exit(r) => &r.header,
+            Record::Mechanism(r) => &r.header,
         }
     }
 }
@@ -358,6 +373,14 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         abi::EVENT_EXIT => {
             need(size_of::<ExitEvent>())?;
             Ok(Record::Exit(ExitRecord { header, exit_code: get!(bytes, ExitEvent, exit_code) }))
+        }
+        abi::EVENT_MECHANISM => {
+            need(size_of::<MechanismEvent>())?;
+            Ok(Record::Mechanism(MechanismRecord {
+                header,
+                mechanism: get!(bytes, MechanismEvent, mechanism),
+                detail: get!(bytes, MechanismEvent, detail),
+            }))
         }
         other => Err(DecodeError::UnknownKind(other)),
     }

@@ -26,6 +26,8 @@ pub mod programs {
         ("tt_fork", "sched_process_fork"),
         ("tt_exit", "sched_process_exit"),
         ("tt_sys_exit", "sys_exit"),
+        ("tt_io_uring_create", "io_uring_create"),
+        ("tt_io_uring_submit", "io_uring_submit_req"),
     ];
     /// `cgroup/connect*`, `cgroup/sendmsg*` programs.
     pub const SOCK_ADDR: &[&str] = &["tt_connect4", "tt_connect6", "tt_sendmsg4", "tt_sendmsg6"];

@@ -167,6 +167,8 @@ pub fn behaviour_hash(o: &Observation) -> String {
         Behaviour::ConnectRange { protocol, network, port } => {
             (vec!["range".to_owned(), protocol.to_string(), network.to_string(), port.to_string()], 0)
         }
+        // Judged with exec: the "mechanism" part keeps it apart from the exec itself.
+        Behaviour::Mechanism { mechanism } => (vec!["mechanism".to_owned(), mechanism.name().to_owned()], 0),
     };
     h.update(u32::try_from(parts.len()).unwrap_or(u32::MAX).to_be_bytes());
     for p in &parts {

@@ -315,7 +315,8 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
     /// leaves a process in the lineage table, not a behaviour unseen: it is
     /// logged, not charged to a type.
     fn lost_since_last(&mut self, c: &Counters) -> Lost {
-        let now = [c.exec.lost, c.file.lost, c.dns.lost, c.connect.lost, c.exit.lost];
+        // Mechanism use is judged with the exec type: its losses are exec's.
+        let now = [c.exec.lost + c.mechanism.lost, c.file.lost, c.dns.lost, c.connect.lost, c.exit.lost];
         let mut delta = Lost::default();
         for (t, (n, seen)) in EventType::ALL.into_iter().zip(now.iter().zip(self.lost_seen.iter())) {
             delta.add(t, n.saturating_sub(*seen));

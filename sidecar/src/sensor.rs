@@ -132,6 +132,8 @@ pub struct Counters {
     pub dns: KindCounts,
     /// connect events.
     pub connect: KindCounts,
+    /// mechanism (io_uring) events.
+    pub mechanism: KindCounts,
     /// process exits (bookkeeping).
     pub exit: KindCounts,
     /// DNS payloads that were not valid queries, and DNS-over-TCP messages
@@ -146,14 +148,16 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Sum over the four event kinds (exits excluded).
+    /// Sum over the event kinds (exits excluded).
     pub fn events(&self) -> KindCounts {
-        [self.exec, self.file, self.dns, self.connect].iter().fold(KindCounts::default(), |a, k| KindCounts {
-            emitted: a.emitted + k.emitted,
-            dropped_repeats: a.dropped_repeats + k.dropped_repeats,
-            lost: a.lost + k.lost,
-            truncated: a.truncated + k.truncated,
-            filtered_known: a.filtered_known + k.filtered_known,
+        [self.exec, self.file, self.dns, self.connect, self.mechanism].iter().fold(KindCounts::default(), |a, k| {
+            KindCounts {
+                emitted: a.emitted + k.emitted,
+                dropped_repeats: a.dropped_repeats + k.dropped_repeats,
+                lost: a.lost + k.lost,
+                truncated: a.truncated + k.truncated,
+                filtered_known: a.filtered_known + k.filtered_known,
+            }
         })
     }
 }
@@ -225,6 +229,10 @@ impl Assembler {
                 Outcome::MalformedDns(e) => {
                     self.malformed_dns += 1;
                     tracing::debug!(error = %e, "Malformed DNS payload skipped.");
+                }
+                Outcome::UnknownMechanism(m) => {
+                    self.undecodable += 1;
+                    tracing::warn!(mechanism = m, "Mechanism record of an unknown kind.");
                 }
             }
         }
@@ -413,6 +421,7 @@ impl Sensor {
             file: kind(abi::EVENT_FILE)?,
             dns: kind(abi::EVENT_DNS)?,
             connect: kind(abi::EVENT_CONNECT)?,
+            mechanism: kind(abi::EVENT_MECHANISM)?,
             exit: kind(abi::EVENT_EXIT)?,
             malformed_dns: self.assembler.malformed_dns,
             dns_tcp_evicted: self.assembler.streams.counts().evicted,

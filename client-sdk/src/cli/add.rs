@@ -34,7 +34,9 @@ impl AddArgs {
             lineage.push(exe);
             return Ok(behaviour::exec(&lineage));
         }
-        let process = || self.process.as_deref().context("--file/--dns/--connect need --process PATH (the executable)");
+        let process = || {
+            self.process.as_deref().context("--file/--dns/--connect/--mechanism need --process PATH (the executable)")
+        };
         if let Some(path) = &self.file {
             let access = match self.access.as_deref() {
                 Some("r") => vec![Access::Read],
@@ -54,7 +56,11 @@ impl AddArgs {
             lineage.push(process()?);
             return Ok(behaviour::connect(&lineage, protocol, &addr, port));
         }
-        bail!("say what to add: --exec, --file, --dns or --connect")
+        if let Some(name) = &self.mechanism {
+            lineage.push(process()?);
+            return Ok(behaviour::mechanism(&lineage, name));
+        }
+        bail!("say what to add: --exec, --file, --dns, --connect or --mechanism")
     }
 }
 
@@ -85,6 +91,7 @@ mod tests {
             dns: None,
             dns_type: "A".into(),
             connect: None,
+            mechanism: None,
             process: None,
             parents: vec!["/bin/init".into()],
         }
@@ -115,6 +122,11 @@ mod tests {
             .behaviour()
             .expect("connect");
         assert_eq!(b.behaviour, Behaviour::Connect { protocol: Protocol::Tcp, address: "10.0.0.0/8".into(), port: 0 });
+        let b = AddArgs { mechanism: Some("io_uring".into()), process: Some("/bin/a".into()), ..args("web") }
+            .behaviour()
+            .expect("mechanism");
+        assert_eq!(b.lineage, vec!["/bin/init", "/bin/a"]);
+        assert_eq!(b.behaviour, Behaviour::Mechanism { name: "io_uring".into() });
     }
 
     #[test]
@@ -122,6 +134,6 @@ mod tests {
         let e = AddArgs { dns: Some("example.com".into()), ..args("web") }.behaviour().unwrap_err();
         assert!(e.to_string().contains("--process"), "{e}");
         let e = args("web").behaviour().unwrap_err();
-        assert!(e.to_string().contains("--exec, --file, --dns or --connect"), "{e}");
+        assert!(e.to_string().contains("--exec, --file, --dns, --connect or --mechanism"), "{e}");
     }
 }

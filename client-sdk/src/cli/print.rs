@@ -239,7 +239,7 @@ fn accesses(a: &[Access]) -> String {
 }
 
 /// A behaviour in one line: `exec`, `file read,write /etc/x`,
-/// `dns example.com A`, `connect 10.0.0.1:443/tcp`.
+/// `dns example.com A`, `connect 10.0.0.1:443/tcp`, `mechanism io_uring`.
 pub fn behaviour_text(b: &Behaviour) -> String {
     match b {
         Behaviour::Exec => "exec".into(),
@@ -247,6 +247,7 @@ pub fn behaviour_text(b: &Behaviour) -> String {
         Behaviour::FilePattern { pattern, access } => format!("file {} {pattern}", accesses(access)),
         Behaviour::Dns { name, qtype } => format!("dns {name} {qtype}"),
         Behaviour::Connect { protocol, address, port } => format!("connect {address}:{port}/{protocol}"),
+        Behaviour::Mechanism { name } => format!("mechanism {name}"),
         Behaviour::Unknown => "unknown".into(),
     }
 }
@@ -323,6 +324,9 @@ impl Resource for Profile {
             }
             for e in &n.endpoints {
                 out.push_str(&format!("    connect {:<16} {}:{}\n", e.protocol.to_string(), e.address, e.port));
+            }
+            for m in &n.mechanisms {
+                out.push_str(&format!("    uses    {m}\n"));
             }
         }
         out

@@ -133,6 +133,11 @@ pub fn live_observations(p: &Profile) -> Result<Vec<Observation>> {
                 Behaviour::Connect { protocol, address, port }
             }));
         }
+        for m in &n.mechanisms {
+            let mechanism = telltale_core::event::Mechanism::from_name(m)
+                .with_context(|| format!("the server sent mechanism {m:?}, which this telltalectl does not know"))?;
+            out.push(o(Behaviour::Mechanism { mechanism }));
+        }
     }
     Ok(out)
 }
@@ -179,6 +184,7 @@ pub fn to_add(observations: &[Observation]) -> Result<Vec<BehaviourToAdd>> {
                 Behaviour::ConnectRange { protocol: p, network, port } => {
                     behaviour::connect(&lineage, protocol(*p)?, &network.to_string(), u32::from(*port))
                 }
+                Behaviour::Mechanism { mechanism } => behaviour::mechanism(&lineage, mechanism.name()),
             })
         })
         .collect()

@@ -39,6 +39,7 @@ fn event_back(e: Event) -> pb::Event {
         EventKind::Connect { protocol, address, port } => {
             Some(Kind::Connect(pb::Endpoint { protocol: protocol.into(), address, port }))
         }
+        EventKind::Mechanism { name } => Some(Kind::Mechanism(pb::MechanismUse { name })),
         EventKind::Unknown => None,
     };
     pb::Event {
@@ -145,24 +146,30 @@ fn profile_back(p: Profile) -> pb::Profile {
         tags,
         nodes: nodes
             .into_iter()
-            .map(|ProcessNode { lineage, first_seen, last_seen, tags, files, dns, endpoints }| pb::ProcessNode {
-                lineage,
-                first_seen_unix_ms: to_ms(first_seen),
-                last_seen_unix_ms: to_ms(last_seen),
-                tags,
-                files: files
-                    .into_iter()
-                    .map(|FileEntry { pattern, access }| pb::FileEntry { pattern, access: accesses_to_wire(access) })
-                    .collect(),
-                dns: dns.into_iter().map(|DnsEntry { name, qtype }| pb::DnsEntry { name, r#type: qtype }).collect(),
-                endpoints: endpoints
-                    .into_iter()
-                    .map(|EndpointEntry { protocol, address, port }| pb::EndpointEntry {
-                        protocol: protocol.into(),
-                        address,
-                        port,
-                    })
-                    .collect(),
+            .map(|ProcessNode { lineage, first_seen, last_seen, tags, files, dns, endpoints, mechanisms }| {
+                pb::ProcessNode {
+                    lineage,
+                    first_seen_unix_ms: to_ms(first_seen),
+                    last_seen_unix_ms: to_ms(last_seen),
+                    tags,
+                    files: files
+                        .into_iter()
+                        .map(|FileEntry { pattern, access }| pb::FileEntry {
+                            pattern,
+                            access: accesses_to_wire(access),
+                        })
+                        .collect(),
+                    dns: dns.into_iter().map(|DnsEntry { name, qtype }| pb::DnsEntry { name, r#type: qtype }).collect(),
+                    endpoints: endpoints
+                        .into_iter()
+                        .map(|EndpointEntry { protocol, address, port }| pb::EndpointEntry {
+                            protocol: protocol.into(),
+                            address,
+                            port,
+                        })
+                        .collect(),
+                    mechanisms,
+                }
             })
             .collect(),
         status: status.map(|ProfileStatus { image, tags, behaviours, types }| pb::ProfileStatus {
@@ -449,6 +456,7 @@ fn learning_status_never_and_not_learning() {
             files: vec![pb::FileEntry { pattern: "/etc/*".into(), access: vec![1, 2, 7] }],
             dns: vec![pb::DnsEntry { name: "example.com".into(), r#type: "AAAA".into() }],
             endpoints: vec![pb::EndpointEntry { protocol: 2, address: "10.0.0.0/8".into(), port: 0 }],
+            mechanisms: vec!["io_uring".into()],
         }],
         status: Some(wire),
     };

@@ -2,7 +2,7 @@
 //! daemon instead of the kernel. Each event's dedup key is derived from
 //! what it did, as the kernel derives it: the same behaviour, the same key.
 
-use super::{Access, Event, EventKind, FileAccess, Process};
+use super::{Access, Event, EventKind, FileAccess, Mechanism, Process};
 
 /// A process running `path` under `ancestors`.
 pub fn process(path: &str, ancestors: &[&str]) -> Process {
@@ -53,4 +53,19 @@ pub fn exec(cgroup_id: u64, process: Process) -> Event {
     lineage.push(&process.path);
     let dedup_key = key(&lineage);
     Event { time: time::OffsetDateTime::UNIX_EPOCH, cgroup_id, process, kind: EventKind::Exec, dedup_key }
+}
+
+/// `process` in cgroup `cgroup_id` used `mechanism` (io_uring).
+pub fn mechanism(cgroup_id: u64, process: Process, mechanism: Mechanism) -> Event {
+    let mut lineage: Vec<&str> = process.ancestors.iter().map(String::as_str).collect();
+    lineage.push(&process.path);
+    lineage.push(mechanism.name());
+    let dedup_key = key(&lineage);
+    Event {
+        time: time::OffsetDateTime::UNIX_EPOCH,
+        cgroup_id,
+        process,
+        kind: EventKind::Mechanism { mechanism },
+        dedup_key,
+    }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::generalize::check_pattern;
 use super::{access, Behaviour, EventType, Observation, Profile};
-use crate::event::{Access, Protocol};
+use crate::event::{Access, Mechanism, Protocol};
 use crate::field::FieldError;
 
 /// The `apiVersion` this build reads and writes.
@@ -135,6 +135,9 @@ pub struct Process {
     /// Ranges of endpoints it may connect to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect_ranges: Vec<EndpointRange>,
+    /// Mechanisms it may use that the sensors cannot see through (`io_uring`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mechanisms: Vec<Mechanism>,
 }
 
 /// A file pattern and the access modes allowed on it.
@@ -224,6 +227,7 @@ struct Node {
     dns: BTreeSet<(String, String)>,
     connect: BTreeSet<(Transport, IpAddr, u16)>,
     ranges: BTreeSet<(Transport, ipnet::IpNet, u16)>,
+    mechanisms: BTreeSet<Mechanism>,
 }
 
 /// Access modes of access bits, in a fixed order.
@@ -277,6 +281,9 @@ impl ProfileDocument {
                 Behaviour::ConnectRange { protocol, network, port } => {
                     n.ranges.insert((transport(*protocol)?, *network, *port));
                 }
+                Behaviour::Mechanism { mechanism } => {
+                    n.mechanisms.insert(*mechanism);
+                }
             }
         }
         let mut doc = Self::new(name, tags);
@@ -300,6 +307,7 @@ impl ProfileDocument {
                     .into_iter()
                     .map(|(protocol, network, port)| EndpointRange { protocol, network, port })
                     .collect(),
+                mechanisms: n.mechanisms.into_iter().collect(),
             })
             .collect();
         Ok(doc)
@@ -323,6 +331,7 @@ impl ProfileDocument {
             observations.extend(n.endpoint_ranges.iter().map(|(protocol, network, port)| {
                 o(Behaviour::ConnectRange { protocol: *protocol, network: *network, port: *port })
             }));
+            observations.extend(n.mechanisms.iter().map(|m| o(Behaviour::Mechanism { mechanism: *m })));
         }
         Self::from_observations(&p.image, p.tags.iter().cloned().collect(), &observations)
     }
@@ -402,6 +411,9 @@ impl ProfileDocument {
                     network: r.network.trunc(),
                     port: r.port,
                 }));
+            }
+            for m in &p.mechanisms {
+                out.push(o(Behaviour::Mechanism { mechanism: *m }));
             }
         }
         Ok(out)
@@ -518,6 +530,7 @@ impl fmt::Display for Line<'_> {
             Behaviour::ConnectRange { protocol, network, port } => {
                 write!(f, "connect {network} port {port}/{protocol}")
             }
+            Behaviour::Mechanism { mechanism } => write!(f, "mechanism {mechanism}"),
         }
     }
 }

@@ -185,3 +185,36 @@ fn many_siblings_of_one_shape_collapse_but_nothing_else() {
     }
     assert_eq!(q.observe(&obs(&node, file("/srv/r/rep-new.log", 1)), "v2", 31_000, false), Verdict::Anomaly);
 }
+
+#[test]
+fn a_mechanism_is_learned_then_its_first_use_is_an_exec_anomaly() {
+    use crate::event::Mechanism;
+    let mut p = Profile::new("cws-webapp", 0);
+    let nginx = ["/usr/sbin/nginx"];
+    let sh = ["/usr/sbin/nginx", "/bin/sh"];
+    let io_uring = Behaviour::Mechanism { mechanism: Mechanism::IoUring };
+    p.observe(&obs(&nginx, Behaviour::Exec), "v1", 1, false);
+    p.observe(&obs(&sh, Behaviour::Exec), "v1", 1, false);
+    assert_eq!(p.observe(&obs(&nginx, io_uring.clone()), "v1", 1, false), Verdict::Learned);
+    assert_eq!(obs(&nginx, io_uring.clone()).event_type(), EventType::Exec);
+    p.tick(20_000, &cfg());
+    assert_eq!(p.clock(EventType::Exec).state, State::Stable);
+    assert_eq!(p.observe(&obs(&nginx, io_uring.clone()), "v1", 30_000, false), Verdict::Known);
+    assert_eq!(p.observe(&obs(&sh, io_uring.clone()), "v1", 30_000, false), Verdict::Anomaly);
+    assert!(!p.contains(&obs(&sh, io_uring.clone())));
+    // The exec of a node is not its use of io_uring, nor the reverse.
+    assert!(!p.contains(&obs(&["/other"], io_uring.clone())));
+    assert_eq!(p.behaviour_count(), 3);
+    assert!(p.observations().contains(&obs(&nginx, io_uring)));
+}
+
+#[test]
+fn a_mechanism_behaviour_has_a_stable_json_form() {
+    use crate::event::Mechanism;
+    let b = Behaviour::Mechanism { mechanism: Mechanism::IoUring };
+    let json = serde_json::to_string(&b).unwrap();
+    assert_eq!(json, r#"{"type":"mechanism","mechanism":"io_uring"}"#);
+    assert_eq!(serde_json::from_str::<Behaviour>(&json).unwrap(), b);
+    assert_eq!(Mechanism::from_name("io_uring"), Some(Mechanism::IoUring));
+    assert_eq!(Mechanism::from_name("io-uring"), None);
+}

@@ -138,3 +138,20 @@ fn a_flood_is_counted_not_stored() {
     assert_eq!(sig.summary_copy().anomaly_count, MAX_ENTRIES as u64 + 50);
     assert!(sig.summary_copy().entries.is_empty());
 }
+
+#[test]
+fn a_mechanism_anomaly_reads_as_the_process_starting_to_use_it() {
+    use crate::event::Mechanism;
+    let e = build::mechanism(1, build::process("/bin/app", &["/bin/sh"]), Mechanism::IoUring);
+    let o = Observation::from_event(&e).remove(0);
+    assert_eq!(o.behaviour, Behaviour::Mechanism { mechanism: Mechanism::IoUring });
+    let a = anomaly("c1", 10, e, o.clone());
+    assert_eq!(a.event_type, crate::profile::EventType::Exec);
+    assert_eq!(summary(&a), "/bin/sh -> /bin/app started using io_uring");
+    assert_eq!(Severity::of(&o), Severity::Medium);
+    assert_eq!(
+        add_command("cws-webapp", &o).unwrap(),
+        "telltalectl profile add cws-webapp --mechanism io_uring --process /bin/app --parent /bin/sh"
+    );
+    assert_eq!(crate::suppress::detail(&o.behaviour), "io_uring");
+}

@@ -71,6 +71,10 @@ fn rust_layout(s: &str, f: &str) -> Option<(usize, usize)> {
         ("tt_exit_event", "hdr") => field!(ExitEvent, hdr),
         ("tt_exit_event", "exit_code") => field!(ExitEvent, exit_code),
         ("tt_exit_event", "pad") => field!(ExitEvent, pad),
+        ("tt_mechanism_event", "") => (0, size_of::<MechanismEvent>()),
+        ("tt_mechanism_event", "hdr") => field!(MechanismEvent, hdr),
+        ("tt_mechanism_event", "mechanism") => field!(MechanismEvent, mechanism),
+        ("tt_mechanism_event", "detail") => field!(MechanismEvent, detail),
         ("tt_scope", "") => (0, size_of::<Scope>()),
         ("tt_scope", "cgroup_id") => field!(Scope, cgroup_id),
         ("tt_scope", "level") => field!(Scope, level),
@@ -129,6 +133,8 @@ fn constants_match_the_c_header() {
         ("TT_CNT_KNOWN", CNT_KNOWN.into()),
         ("TT_CNT_NR", CNT_NR.into()),
         ("TT_COUNTERS", COUNTERS.into()),
+        ("TT_EVENT_MECHANISM", EVENT_MECHANISM.into()),
+        ("TT_MECH_IO_URING", MECH_IO_URING.into()),
     ];
     assert_eq!(rust.len(), C_CONSTANTS.len(), "a constant is missing on one side");
     for (name, value) in rust {

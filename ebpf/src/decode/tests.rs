@@ -41,6 +41,18 @@ fn decodes_a_file_record() {
 }
 
 #[test]
+fn decodes_a_mechanism_record() {
+    let mut b = header_bytes(abi::EVENT_MECHANISM, size_of::<MechanismEvent>(), 0);
+    put(&mut b, offset_of!(MechanismEvent, mechanism), abi::MECH_IO_URING);
+    put(&mut b, offset_of!(MechanismEvent, detail), 18u32);
+    let Record::Mechanism(m) = decode(&b).expect("decodes") else { panic!("not a mechanism record") };
+    assert_eq!((m.mechanism, m.detail), (abi::MECH_IO_URING, 18));
+    assert_eq!(m.header.tgid, 100);
+    let short = header_bytes(abi::EVENT_MECHANISM, size_of::<MechanismEvent>() - 4, 0);
+    assert!(matches!(decode(&short), Err(DecodeError::TooShort { .. })));
+}
+
+#[test]
 fn decodes_an_exec_record_with_script_cwd_and_args() {
     let data = offset_of!(ExecEvent, data);
     let parts: [&[u8]; 4] = [b"/usr/bin/bash", b"./evil.sh", b"/tmp", b"./evil.sh\0-x\0\0"];
@@ -163,6 +175,7 @@ mod fuzz {
             Record::Dns(d) => (offset_of!(DnsEvent, payload), d.payload.clone()),
             Record::Connect(_) => (size_of::<ConnectEvent>(), Vec::new()),
             Record::Exit(_) => (size_of::<ExitEvent>(), Vec::new()),
+            Record::Mechanism(_) => (size_of::<MechanismEvent>(), Vec::new()),
         };
         let mut b = header_bytes(h.kind, fixed + body.len(), h.flags);
         b[fixed..].copy_from_slice(&body);
@@ -213,6 +226,10 @@ mod fuzz {
                 put(&mut b, offset_of!(ConnectEvent, addr), raw);
             }
             Record::Exit(x) => put(&mut b, offset_of!(ExitEvent, exit_code), x.exit_code),
+            Record::Mechanism(m) => {
+                put(&mut b, offset_of!(MechanismEvent, mechanism), m.mechanism);
+                put(&mut b, offset_of!(MechanismEvent, detail), m.detail);
+            }
         }
         b
     }
@@ -305,7 +322,14 @@ mod fuzz {
         let exit = (header(), any::<u32>()).prop_map(|(header, exit_code)| {
             Record::Exit(ExitRecord { header: Header { kind: abi::EVENT_EXIT, ..header }, exit_code })
         });
-        prop_oneof![exec, file, dns, connect, exit]
+        let mechanism = (header(), any::<u32>(), any::<u32>()).prop_map(|(header, mechanism, detail)| {
+            Record::Mechanism(MechanismRecord {
+                header: Header { kind: abi::EVENT_MECHANISM, ..header },
+                mechanism,
+                detail,
+            })
+        });
+        prop_oneof![exec, file, dns, connect, exit, mechanism]
     }
 
     /// Offsets of a kind's length fields, with their widths.
@@ -338,6 +362,7 @@ mod fuzz {
             Record::Dns(d) => offset_of!(DnsEvent, payload) + d.payload.len(),
             Record::Connect(_) => size_of::<ConnectEvent>(),
             Record::Exit(_) => size_of::<ExitEvent>(),
+            Record::Mechanism(_) => size_of::<MechanismEvent>(),
         };
         used <= size
     }

@@ -132,6 +132,11 @@ fn the_hash_separates_what_a_profile_separates() {
                 port: 443,
             },
         },
+        exec(&["/app/server"]),
+        Observation {
+            lineage: vec!["/app/server".to_owned()],
+            behaviour: Behaviour::Mechanism { mechanism: telltale_core::event::Mechanism::IoUring },
+        },
     ];
     let hashes: std::collections::BTreeSet<String> = distinct.iter().map(behaviour_hash).collect();
     assert_eq!(hashes.len(), distinct.len());

@@ -14,6 +14,7 @@
 //!   open32 PATH                       32-bit open(PATH, O_RDONLY) by int 0x80 (x86_64)
 //!   openat32 PATH                     32-bit openat(AT_FDCWD, PATH, O_RDONLY) by int 0x80
 //!   open-by-handle PATH               name_to_handle_at, then open_by_handle_at
+//!   io-uring-open PATH                open (read) PATH by an io_uring IORING_OP_OPENAT request
 //!   exec32 PROGRAM                    32-bit execve(PROGRAM, [PROGRAM], []) by int 0x80
 //!   dns-udp ADDR NAME TYPE            UDP DNS query to ADDR (ip:port)
 //!   dns-tcp ADDR NAME TYPE            TCP DNS query to ADDR
@@ -191,6 +192,139 @@ mod compat {
     }
 }
 
+/// io_uring by raw syscalls: one ring, one request. Only what
+/// `io-uring-open` needs; the layouts are the kernel's uapi
+/// (`include/uapi/linux/io_uring.h`).
+mod uring {
+    use std::ffi::CString;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const IORING_OP_OPENAT: u8 = 18;
+    const IORING_ENTER_GETEVENTS: u32 = 1;
+    const IORING_OFF_SQ_RING: i64 = 0;
+    const IORING_OFF_CQ_RING: i64 = 0x800_0000;
+    const IORING_OFF_SQES: i64 = 0x1000_0000;
+    const SQE_SIZE: usize = 64;
+    const CQE_SIZE: usize = 16;
+
+    /// `struct io_sqring_offsets`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct SqOffsets {
+        head: u32,
+        tail: u32,
+        ring_mask: u32,
+        ring_entries: u32,
+        flags: u32,
+        dropped: u32,
+        array: u32,
+        resv1: u32,
+        user_addr: u64,
+    }
+
+    /// `struct io_cqring_offsets`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct CqOffsets {
+        head: u32,
+        tail: u32,
+        ring_mask: u32,
+        ring_entries: u32,
+        overflow: u32,
+        cqes: u32,
+        flags: u32,
+        resv1: u32,
+        user_addr: u64,
+    }
+
+    /// `struct io_uring_params` (120 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct Params {
+        sq_entries: u32,
+        cq_entries: u32,
+        flags: u32,
+        sq_thread_cpu: u32,
+        sq_thread_idle: u32,
+        features: u32,
+        wq_fd: u32,
+        resv: [u32; 3],
+        sq_off: SqOffsets,
+        cq_off: CqOffsets,
+    }
+    const _: () = assert!(std::mem::size_of::<Params>() == 120);
+
+    fn map(fd: i32, len: usize, offset: i64) -> super::Result<*mut u8> {
+        // SAFETY: a shared mapping of the ring fd at a kernel-defined offset.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap io_uring: {}", std::io::Error::last_os_error()));
+        }
+        Ok(p.cast())
+    }
+
+    /// Open `path` (O_RDONLY) by an IORING_OP_OPENAT request and close it:
+    /// the open is no syscall of this process.
+    pub fn open(path: &CString) -> super::Result<()> {
+        let mut params = Params::default();
+        // SAFETY: params is a valid io_uring_params the kernel fills in.
+        let ring = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, &mut params as *mut Params) };
+        let ring = super::sys(ring as i32, "io_uring_setup")?;
+        let sq_len = params.sq_off.array as usize + params.sq_entries as usize * 4;
+        let cq_len = params.cq_off.cqes as usize + params.cq_entries as usize * CQE_SIZE;
+        let sq = map(ring, sq_len, IORING_OFF_SQ_RING)?;
+        let cq = map(ring, cq_len, IORING_OFF_CQ_RING)?;
+        let sqes = map(ring, params.sq_entries as usize * SQE_SIZE, IORING_OFF_SQES)?;
+        // SAFETY: every offset below comes from the kernel's params and lies
+        // inside the mappings made with the lengths it implies; the head and
+        // tail words are shared with the kernel, hence atomics.
+        let res = unsafe {
+            let at = |base: *mut u8, off: u32| base.add(off as usize);
+            let mask = *at(sq, params.sq_off.ring_mask).cast::<u32>();
+            let tail = &*at(sq, params.sq_off.tail).cast::<AtomicU32>();
+            let t = tail.load(Ordering::Acquire);
+            let index = t & mask;
+            let sqe = sqes.add(index as usize * SQE_SIZE);
+            std::ptr::write_bytes(sqe, 0, SQE_SIZE);
+            *sqe = IORING_OP_OPENAT; // opcode
+            *sqe.add(4).cast::<i32>() = libc::AT_FDCWD; // fd
+            *sqe.add(16).cast::<u64>() = path.as_ptr() as u64; // addr: the path
+            *sqe.add(28).cast::<u32>() = libc::O_RDONLY as u32; // open_flags
+            *sqe.add(32).cast::<u64>() = 0x7474; // user_data
+            *at(sq, params.sq_off.array).cast::<u32>().add(index as usize) = index;
+            tail.store(t.wrapping_add(1), Ordering::Release);
+            let n = libc::syscall(libc::SYS_io_uring_enter, ring, 1u32, 1u32, IORING_ENTER_GETEVENTS, 0usize, 0usize);
+            super::sys(n as i32, "io_uring_enter")?;
+            let head = &*at(cq, params.cq_off.head).cast::<AtomicU32>();
+            let h = head.load(Ordering::Acquire);
+            let cmask = *at(cq, params.cq_off.ring_mask).cast::<u32>();
+            let cqe = at(cq, params.cq_off.cqes).add((h & cmask) as usize * CQE_SIZE);
+            let res = *cqe.add(8).cast::<i32>();
+            head.store(h.wrapping_add(1), Ordering::Release);
+            libc::munmap(sqes.cast(), params.sq_entries as usize * SQE_SIZE);
+            libc::munmap(cq.cast(), cq_len);
+            libc::munmap(sq.cast(), sq_len);
+            libc::close(ring);
+            res
+        };
+        if res < 0 {
+            return Err(format!("io_uring openat: {}", std::io::Error::from_raw_os_error(-res)));
+        }
+        // SAFETY: res is the descriptor the request opened.
+        unsafe { libc::close(res) };
+        Ok(())
+    }
+}
+
 fn open_close(path: &CString, flags: i32) -> Result<()> {
     // SAFETY: path is a valid NUL-terminated string.
     let fd = sys(unsafe { libc::open(path.as_ptr(), flags, 0o644) }, "open")?;
@@ -299,6 +433,7 @@ fn run(args: &[String]) -> Result<()> {
             let p = cstr(arg(args, 1, "program")?)?;
             return Err(compat::exec(&p));
         }
+        "io-uring-open" => uring::open(&cstr(arg(args, 1, "path")?)?)?,
         "open-by-handle" => {
             let p = arg(args, 1, "path")?;
             let parent = std::path::Path::new(p).parent().ok_or("path has no parent")?;

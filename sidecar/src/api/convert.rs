@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use telltale_proto::v1 as pb;
 
 use telltale_core::detect::{Anomaly, Container};
-use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
+use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Mechanism, Process, Protocol};
 use telltale_core::field::FieldError;
 use telltale_core::profile::generalize::{check_pattern, path_pattern};
 use telltale_core::profile::lifecycle::State;
@@ -104,6 +104,9 @@ pub fn event(e: &Event) -> pb::Event {
                 port: u32::from(*port),
             })
         }
+        EventKind::Mechanism { mechanism } => {
+            pb::event::Kind::Mechanism(pb::MechanismUse { name: mechanism.name().to_owned() })
+        }
     };
     pb::Event {
         time_unix_nano: time_nanos(*time),
@@ -146,6 +149,9 @@ pub fn behaviour(b: &Behaviour) -> pb::Behaviour {
             address: network.to_string(),
             port: u32::from(*port),
         }),
+        Behaviour::Mechanism { mechanism } => {
+            pb::behaviour::Kind::Mechanism(pb::MechanismBehaviour { name: mechanism.name().to_owned() })
+        }
     };
     pb::Behaviour { kind: Some(kind) }
 }
@@ -468,7 +474,17 @@ pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
         nodes: nodes
             .into_iter()
             .map(|(lineage, n)| {
-                let Node { first_seen_ms, last_seen_ms, tags, files, dns, endpoints, endpoint_ranges, shapes } = n;
+                let Node {
+                    first_seen_ms,
+                    last_seen_ms,
+                    tags,
+                    files,
+                    dns,
+                    endpoints,
+                    endpoint_ranges,
+                    shapes,
+                    mechanisms,
+                } = n;
                 // Collapsed sibling shapes are patterns too, with the access all siblings had.
                 let collapsed: Vec<(String, u8)> = shapes
                     .iter()
@@ -505,6 +521,7 @@ pub fn profile(p: &Profile, status: &ProfileStatus) -> pb::Profile {
                         .collect(),
                     dns: dns.into_iter().map(|(n, t)| pb::DnsEntry { name: n.clone(), r#type: t.clone() }).collect(),
                     endpoints: eps,
+                    mechanisms: mechanisms.iter().map(|m| m.name().to_owned()).collect(),
                 }
             })
             .collect(),
@@ -603,6 +620,11 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
                 Behaviour::Connect { protocol: proto, address: ip, port: port16 }
             }
         }
+        pb::behaviour::Kind::Mechanism(pb::MechanismBehaviour { name }) => Behaviour::Mechanism {
+            mechanism: Mechanism::from_name(name).ok_or_else(|| {
+                bad(format!("{field}.mechanism.name"), format!("unknown mechanism {} (io_uring)", echo(name)))
+            })?,
+        },
     };
     Ok(Observation { lineage: lineage.clone(), behaviour })
 }
@@ -616,6 +638,24 @@ mod tests {
             lineage: lineage.iter().map(|s| s.to_string()).collect(),
             behaviour: Some(pb::Behaviour { kind: Some(kind) }),
         }
+    }
+
+    #[test]
+    fn a_mechanism_converts_both_ways_and_an_unknown_one_is_refused() {
+        let io_uring = Behaviour::Mechanism { mechanism: Mechanism::IoUring };
+        let wire = pb::behaviour::Kind::Mechanism(pb::MechanismBehaviour { name: "io_uring".into() });
+        assert_eq!(behaviour(&io_uring), pb::Behaviour { kind: Some(wire.clone()) });
+        let o = behaviour_to_add(0, &add(&["/bin/app"], wire)).unwrap();
+        assert_eq!(o.behaviour, io_uring);
+        let bad = pb::behaviour::Kind::Mechanism(pb::MechanismBehaviour { name: "ptrace".into() });
+        let e = behaviour_to_add(0, &add(&["/bin/app"], bad)).unwrap_err().to_string();
+        assert!(e.contains("mechanism") && e.contains("ptrace"), "{e}");
+        let ev = telltale_core::event::build::mechanism(
+            1,
+            telltale_core::event::build::process("/bin/app", &[]),
+            Mechanism::IoUring,
+        );
+        assert_eq!(event(&ev).kind, Some(pb::event::Kind::Mechanism(pb::MechanismUse { name: "io_uring".into() })));
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn kind_counts<'a>(c: &'a mut Counters, kind: &EventKind) -> &'a mut KindCounts 
         EventKind::File { .. } => &mut c.file,
         EventKind::Dns { .. } => &mut c.dns,
         EventKind::Connect { .. } => &mut c.connect,
+        EventKind::Mechanism { .. } => &mut c.mechanism,
     }
 }
 

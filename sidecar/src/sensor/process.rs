@@ -11,7 +11,7 @@ use telltale_ebpf::decode::{Header, Record};
 use time::OffsetDateTime;
 
 use crate::sensor::dns::{parse_query, DnsParseError};
-use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Process, Protocol};
+use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Mechanism, Process, Protocol};
 
 /// At most this many arguments are kept per process.
 pub const MAX_ARGS: usize = 16;
@@ -35,6 +35,9 @@ pub enum Outcome {
     Internal,
     /// A DNS payload that is not a valid query: counted, skipped.
     MalformedDns(DnsParseError),
+    /// A mechanism record of a kind this build does not know: counted as
+    /// undecodable.
+    UnknownMechanism(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +131,13 @@ impl ProcessTable {
                 let connect = Endpoint { protocol: protocol(r.protocol), address: r.address, port: r.port };
                 self.event(&r.header, process, EventKind::Connect { connect })
             }
+            Record::Mechanism(r) => match r.mechanism {
+                abi::MECH_IO_URING => {
+                    let process = self.process_of(&r.header, lookup);
+                    self.event(&r.header, process, EventKind::Mechanism { mechanism: Mechanism::IoUring })
+                }
+                other => Outcome::UnknownMechanism(other),
+            },
         }
     }
 

@@ -71,6 +71,8 @@ fn behaviour_key(b: &Behaviour) -> (String, i64) {
         Behaviour::Dns { name, qtype } => (format!("{name}\t{qtype}"), 0),
         Behaviour::Connect { protocol, address, port } => (format!("{protocol} {address} {port}"), 0),
         Behaviour::ConnectRange { protocol, network, port } => (format!("{protocol} {network} {port}"), 0),
+        // Stored with the exec type: the prefix keeps it apart from the exec's empty key.
+        Behaviour::Mechanism { mechanism } => (format!("mechanism {mechanism}"), 0),
     }
 }
 

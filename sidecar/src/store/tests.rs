@@ -381,3 +381,38 @@ proptest! {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn a_mechanism_behaviour_and_its_anomaly_round_trip() {
+    use telltale_core::event::Mechanism;
+    let dir = tmp("mechanism");
+    let mut store = Store::open(&dir).unwrap();
+    let mut d = Detector::new(cfg(), vec![], vec![]);
+    let c = Container::new("c1", "web", &ImageRef::parse("web:v1").unwrap(), 5, 0);
+    let app = || build::process("/bin/app", &["/bin/sh"]);
+    let mut seq = 0;
+    commit_changes(&mut store, &mut seq, d.add_container(c, 0));
+    commit_changes(&mut store, &mut seq, d.on_event(&build::exec(5, app()), 1_000).changes);
+    commit_changes(&mut store, &mut seq, d.on_event(&build::mechanism(5, app(), Mechanism::IoUring), 1_000).changes);
+    commit_changes(&mut store, &mut seq, d.on_event(&build::exec(5, build::process("/bin/other", &[])), 1_000).changes);
+    commit_changes(&mut store, &mut seq, d.tick(20_000, &lost(0)));
+    let other = build::mechanism(5, build::process("/bin/other", &[]), Mechanism::IoUring);
+    commit_changes(&mut store, &mut seq, d.on_event(&other, 21_000).changes);
+    assert_eq!(seq, 1, "one anomaly: /bin/other never used io_uring while learning");
+    drop(store);
+
+    let store = Store::open_read_only(&dir).unwrap();
+    let profiles = store.load_profiles().unwrap();
+    let original = d.profile("web").unwrap();
+    assert_eq!(profiles[0].nodes(), original.nodes());
+    let learned = Observation {
+        lineage: vec!["/bin/sh".into(), "/bin/app".into()],
+        behaviour: Behaviour::Mechanism { mechanism: Mechanism::IoUring },
+    };
+    assert!(profiles[0].contains(&learned));
+    assert_eq!(profiles[0].behaviour_count(), original.behaviour_count());
+    let stored = store.anomalies_after(0, 10).unwrap();
+    assert!(matches!(stored[0].1.event.kind, EventKind::Mechanism { mechanism: Mechanism::IoUring }));
+    assert_eq!(stored[0].1.observation.behaviour, Behaviour::Mechanism { mechanism: Mechanism::IoUring });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

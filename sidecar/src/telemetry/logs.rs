@@ -54,6 +54,7 @@ pub fn body(a: &Anomaly) -> String {
         EventKind::Connect { connect } => {
             format!("{p} connected to {}:{}/{}", connect.address, connect.port, connect.protocol)
         }
+        EventKind::Mechanism { mechanism } => format!("{p} started using {mechanism}"),
     };
     let line = format!(
         "{} anomaly in container {} (image {}): {what}",

@@ -290,8 +290,13 @@ impl Metrics {
         };
         let d = lock(&self.daemon).clone();
         let c = &d.counters;
-        let kinds: [(&str, &KindCounts); 4] =
-            [("exec", &c.exec), ("file", &c.file), ("dns", &c.dns), ("connect", &c.connect)];
+        let kinds: [(&str, &KindCounts); 5] = [
+            ("exec", &c.exec),
+            ("file", &c.file),
+            ("dns", &c.dns),
+            ("connect", &c.connect),
+            ("mechanism", &c.mechanism),
+        ];
         type Field = fn(&KindCounts) -> u64;
         let per_kind: [(&str, Field); 5] = [
             ("telltale.events", |k| k.emitted),

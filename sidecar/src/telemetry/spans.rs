@@ -214,6 +214,9 @@ pub fn anomaly_attributes(a: &Anomaly, sequence: u64, signal_id: &str, pod: &Pod
             attrs.push(KeyValue::new("server.port", i64::from(connect.port)));
             transport(&mut attrs, connect.protocol);
         }
+        EventKind::Mechanism { mechanism } => {
+            attrs.push(KeyValue::new("telltale.mechanism", mechanism.name()));
+        }
     }
     attrs
 }

@@ -52,6 +52,9 @@ pub fn text_line(event: &Event) -> String {
             let addr = std::net::SocketAddr::new(connect.address, connect.port);
             let _ = write!(s, "{} {} {}", clean(&p.path), connect.protocol, addr);
         }
+        EventKind::Mechanism { mechanism } => {
+            let _ = write!(s, "{} {mechanism}", clean(&p.path));
+        }
     }
     if !p.ancestors.is_empty() {
         let anc: Vec<Cow<'_, str>> = p.ancestors.iter().map(|a| clean(a)).collect();
@@ -65,12 +68,13 @@ pub fn text_line(event: &Event) -> String {
 pub fn summary_text(printed: u64, c: &Counters) -> String {
     let t = c.events();
     format!(
-        "telltale: {printed} events printed (exec {}, file {}, dns {}, connect {} emitted by the kernel); \
+        "telltale: {printed} events printed (exec {}, file {}, dns {}, connect {}, mechanism {} emitted by the kernel); \
          {} repeats dropped in kernel; {} records lost; {} malformed DNS packets; {} truncated; {} undecodable\n",
         c.exec.emitted,
         c.file.emitted,
         c.dns.emitted,
         c.connect.emitted,
+        c.mechanism.emitted,
         t.dropped_repeats,
         t.lost + c.exit.lost,
         c.malformed_dns,
@@ -91,7 +95,7 @@ pub fn summary_json(printed: u64, c: &Counters) -> String {
             "malformed_dns_packets": c.malformed_dns,
             "truncated": t.truncated,
             "undecodable": c.undecodable,
-            "by_kind": {"exec": c.exec, "file": c.file, "dns": c.dns, "connect": c.connect},
+            "by_kind": {"exec": c.exec, "file": c.file, "dns": c.dns, "connect": c.connect, "mechanism": c.mechanism},
         }
     });
     format!("{v}\n")

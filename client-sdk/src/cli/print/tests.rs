@@ -456,6 +456,7 @@ fn a_profile_tree() {
                 address: "10.0.0.0/8".into(),
                 port: 0,
             }],
+            mechanisms: vec!["io_uring".into()],
         }],
         status: None,
     };
@@ -467,6 +468,7 @@ profile web (versions: v1, v2)
     file    read,write       /etc/*
     dns     A                db.example
     connect tcp              10.0.0.0/8:0
+    uses    io_uring
 "
     );
     assert!(out(Format::Wide, |p| p.one(&profile)).contains(

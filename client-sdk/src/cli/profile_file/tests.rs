@@ -114,6 +114,7 @@ fn node(lineage: &[&str]) -> ProcessNode {
         files: vec![],
         dns: vec![],
         endpoints: vec![],
+        mechanisms: vec![],
     }
 }
 

@@ -305,3 +305,25 @@ proptest! {
         prop_assert!(diff(&o, &again.observations().unwrap()).is_identical());
     }
 }
+
+#[test]
+fn a_mechanism_is_listed_under_its_process_and_read_back() {
+    let mut p = learned();
+    let curl = ["/usr/sbin/nginx", "/bin/sh", "/usr/bin/curl"];
+    p.add(&obs(&curl, Behaviour::Mechanism { mechanism: Mechanism::IoUring }), "v1", 1);
+    let doc = ProfileDocument::from_profile(&p).unwrap();
+    assert_eq!(doc.spec.processes[1].mechanisms, [Mechanism::IoUring]);
+    assert!(doc.spec.processes[0].mechanisms.is_empty());
+    let json = serde_json::to_value(&doc).unwrap();
+    assert_eq!(json["spec"]["processes"][1]["mechanisms"], serde_json::json!(["io_uring"]));
+    assert!(json["spec"]["processes"][0].get("mechanisms").is_none(), "left out when empty");
+    let back = doc.observations().unwrap();
+    assert!(back.contains(&obs(&curl, Behaviour::Mechanism { mechanism: Mechanism::IoUring })));
+    let mut again = Profile::new("cws-webapp", 0);
+    for o in &back {
+        again.add_manual(o, "v1", 1);
+    }
+    assert_eq!(again.behaviour_count(), p.behaviour_count());
+    let bad = serde_json::from_value::<Process>(serde_json::json!({"lineage": ["/bin/a"], "mechanisms": ["ptrace"]}));
+    assert!(bad.is_err(), "an unknown mechanism is refused");
+}
