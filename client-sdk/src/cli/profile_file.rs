@@ -3,8 +3,8 @@
 //! and docs/profiles-as-code.md) as YAML or JSON, and its conversion from the
 //! live profile the API shows and to the behaviours `AddToProfile` takes.
 
+use super::rule_file::{syntax, Syntax};
 use std::io::Read;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use telltale_client::{Access, BehaviourToAdd, Profile, Protocol};
@@ -25,23 +25,6 @@ pub struct Loaded {
     pub document: ProfileDocument,
     /// Its behaviours, checked and normalized.
     pub observations: Vec<Observation>,
-}
-
-/// How a file is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Syntax {
-    Json,
-    Yaml,
-}
-
-/// By extension; otherwise JSON when it starts with `{`, else YAML.
-fn syntax(text: &str, file: &str) -> Syntax {
-    match Path::new(file).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("json") => Syntax::Json,
-        Some("yaml" | "yml") => Syntax::Yaml,
-        _ if text.trim_start().starts_with('{') => Syntax::Json,
-        _ => Syntax::Yaml,
-    }
 }
 
 /// Read a profile document (`-`: stdin), at most [`MAX_BYTES`].

@@ -21,16 +21,16 @@ pub fn read(file: &str) -> Result<NotificationRule> {
     parse(&text, file)
 }
 
-/// How a file is written.
+/// How a file is written (rule files and profile documents alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Syntax {
+pub(super) enum Syntax {
     Json,
     Yaml,
 }
 
 /// By extension; otherwise (stdin, no or another extension) JSON when it
 /// starts with `{`, else YAML.
-fn syntax(text: &str, file: &str) -> Syntax {
+pub(super) fn syntax(text: &str, file: &str) -> Syntax {
     match Path::new(file).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("json") => Syntax::Json,
         Some("yaml" | "yml") => Syntax::Yaml,
