@@ -73,6 +73,10 @@ impl FirstRuns {
     /// An event of process `pid` of node `lineage` in `container` (of
     /// `image`): the first one after the add starts the node's first run.
     pub(crate) fn seen(&mut self, image: &str, container: &str, lineage: &[String], pid: u32, now_ms: i64) {
+        // Called for every observation: nothing to look up in the usual case.
+        if self.nodes.is_empty() {
+            return;
+        }
         let Some(run) = self.nodes.get_mut(image).and_then(|n| n.get_mut(lineage)) else {
             return;
         };
