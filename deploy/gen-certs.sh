@@ -3,7 +3,7 @@
 # Service, stores them as the Secret telltale-system/telltale-injector-tls and
 # writes the CA into the MutatingWebhookConfiguration's caBundle.
 # Needs openssl and kubectl (with rights on that namespace and on
-# mutatingwebhookconfigurations). Run after `kubectl apply -f deploy/webhook.yaml`;
+# mutatingwebhookconfigurations). Run after `kubectl apply -k deploy/base` (or an overlay);
 # run again to rotate: the running webhook loads the new files within a
 # minute, and the caBundle trusts the previous CA too meanwhile.
 #

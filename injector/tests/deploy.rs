@@ -1,6 +1,12 @@
 //! deploy/*.yaml parse as the Kubernetes objects they claim to be, agree
-//! with the webhook's routes and flags, and the example app gets injected.
+//! with the webhook's routes and flags, and the example app gets injected;
+//! [`kustomize`]: the Kustomize base and overlays render to what they claim.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+// A test crate's root resolves modules beside it: tests/kustomize.rs would be
+// a test target of its own.
+#[path = "deploy/kustomize.rs"]
+mod kustomize;
 
 use clap::Parser;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -13,7 +19,7 @@ use serde_json::Value;
 use telltale_injector::review::{self, AdmissionRequest, GroupVersionKind};
 use telltale_injector::{Mode, Settings, WebhookArgs, NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH};
 
-/// The documents of deploy/`name`, as JSON values.
+/// The documents of deploy/`name` (a path under deploy/), as JSON values.
 fn documents(name: &str) -> Vec<Value> {
     let path = format!("{}/../deploy/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).expect(&path);
@@ -67,7 +73,7 @@ fn assert_pod_restricted(pod: &k8s_openapi::api::core::v1::PodSpec, name: &str) 
 
 #[test]
 fn webhook_manifest_matches_the_server() {
-    let docs = documents("webhook.yaml");
+    let docs = documents("base/webhook.yaml");
     let kinds: Vec<&str> = docs.iter().map(kind).collect();
     assert_eq!(kinds, ["Namespace", "ServiceAccount", "Deployment", "Service", "MutatingWebhookConfiguration"]);
     let ns: Namespace = typed(&docs[0]);
@@ -140,7 +146,7 @@ fn webhook_manifest_matches_the_server() {
 /// The image has the binaries the manifests and the docs run: `telltale`
 /// (the sidecar, the injected container's command), `telltalectl` (`kubectl
 /// exec -c telltale -- telltalectl …` through the local admin socket) and
-/// `telltale-injector` (webhook.yaml).
+/// `telltale-injector` (base/webhook.yaml).
 #[test]
 fn the_image_installs_the_injector_binary() {
     let path = format!("{}/../deploy/Dockerfile", env!("CARGO_MANIFEST_DIR"));
@@ -298,7 +304,7 @@ esac
 #[test]
 fn otel_collector_receives_otlp_on_the_standard_ports() {
     use k8s_openapi::api::core::v1::ConfigMap;
-    let docs = documents("otel-collector.yaml");
+    let docs = documents("overlays/otel-collector/otel-collector.yaml");
     let kinds: Vec<&str> = docs.iter().map(kind).collect();
     assert_eq!(kinds, ["ConfigMap", "Deployment", "Service"]);
     let cm: ConfigMap = typed(&docs[0]);
@@ -337,10 +343,10 @@ fn url_port(url: &str) -> i32 {
     url.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or_else(|| panic!("{url}: no port"))
 }
 
-/// The `--etcd-*` flags of webhook.yaml, commented out there (an install
+/// The `--etcd-*` flags of base/webhook.yaml, commented out there (an install
 /// without etcd must keep working), as the webhook would parse them.
 fn webhook_etcd_args() -> WebhookArgs {
-    let path = format!("{}/../deploy/webhook.yaml", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../deploy/base/webhook.yaml", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).expect(&path);
     let mut argv = vec!["telltale-injector".to_owned(), "--tls-cert=/t/c".into(), "--tls-key=/t/k".into()];
     argv.extend(
@@ -353,7 +359,7 @@ fn webhook_etcd_args() -> WebhookArgs {
 /// etcd.yaml: every object parses as its Kubernetes type; the StatefulSet's
 /// etcd flags agree with its ports, Services, Secrets and member names; TLS
 /// is on for clients and peers; the pod passes `restricted`; and the
-/// endpoints and client Secret the webhook.yaml example passes are this
+/// endpoints and client Secret the base/webhook.yaml example passes are this
 /// cluster's.
 #[test]
 fn etcd_manifest_is_a_consistent_tls_cluster_the_webhook_points_at() {
@@ -525,7 +531,7 @@ fn etcd_manifest_is_a_consistent_tls_cluster_the_webhook_points_at() {
     assert_eq!(pdb_spec.min_available, Some(IntOrString::Int(replicas / 2 + 1)));
     assert!(selects(pdb_spec.selector.as_ref().unwrap().match_labels.as_ref().unwrap()));
 
-    // The webhook.yaml example: these members' client URLs, a client
+    // The base/webhook.yaml example: these members' client URLs, a client
     // Secret gen-etcd-certs.sh makes, and a valid configuration.
     let args = webhook_etcd_args();
     let settings = args.settings().unwrap();
