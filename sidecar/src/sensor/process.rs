@@ -12,18 +12,26 @@ use time::OffsetDateTime;
 
 use crate::sensor::dns::{parse_query, DnsParseError};
 use telltale_core::event::{Access, DnsQuery, Endpoint, Event, EventKind, FileAccess, Mechanism, Process, Protocol};
+use telltale_core::text::name_from_bytes;
 
 /// At most this many arguments are kept per process.
 pub const MAX_ARGS: usize = 16;
 
 /// What the caller knows of a process the sensor has not seen exec
-/// (it started before the sensor was attached).
+/// (it started before the sensor was attached). Names as
+/// [`telltale_core::text::name_from_bytes`] writes them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcSnapshot {
     /// Executable path (`/proc/<pid>/exe`).
     pub path: String,
     /// argv (`/proc/<pid>/cmdline`).
     pub args: Vec<String>,
+}
+
+/// Bytes of a path or argument as a name: not UTF-8 is escaped, never
+/// replaced, so two names are one only if they are the same bytes.
+fn name(bytes: &[u8]) -> String {
+    name_from_bytes(bytes).into_owned()
 }
 
 /// The result of feeding one record.
@@ -82,18 +90,13 @@ impl ProcessTable {
         match record {
             Record::Exec(r) => {
                 let flags = r.header.flags;
-                let path = if flags & abi::FLAG_FILELESS != 0 {
-                    fileless_name(&r.path)
-                } else {
-                    String::from_utf8_lossy(&r.path).into_owned()
-                };
+                let path = if flags & abi::FLAG_FILELESS != 0 { fileless_name(&r.path) } else { name(&r.path) };
                 let (path, interpreter) = match &r.script {
                     Some(script) if flags & abi::FLAG_SCRIPT_FILELESS != 0 => (fileless_name(script), Some(path)),
                     Some(script) => {
-                        let script = String::from_utf8_lossy(script);
                         let abs = match &r.cwd {
-                            Some(cwd) => normalize_path(&format!("{}/{}", String::from_utf8_lossy(cwd), script)),
-                            None => normalize_path(&script),
+                            Some(cwd) => normalize_path(&name(&[cwd.as_slice(), b"/", script].concat())),
+                            None => normalize_path(&name(script)),
                         };
                         (abs, Some(path))
                     }
@@ -103,8 +106,7 @@ impl ProcessTable {
                 let mut chain: Vec<String> = ancestors.to_vec();
                 chain.push(path.clone());
                 self.chains.insert(r.header.lineage, chain.into());
-                let mut args: Vec<String> =
-                    r.argv.iter().take(MAX_ARGS).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+                let mut args: Vec<String> = r.argv.iter().take(MAX_ARGS).map(|a| name(a)).collect();
                 args.shrink_to_fit();
                 let args_truncated = r.argv.len() > MAX_ARGS || r.header.flags & abi::FLAG_ARGS_TRUNCATED != 0;
                 let entry = ProcEntry { lineage: r.header.lineage, path, interpreter, args, args_truncated, ancestors };
@@ -119,7 +121,7 @@ impl ProcessTable {
             Record::File(r) => {
                 let process = self.process_of(&r.header, lookup);
                 let file = FileAccess {
-                    path: String::from_utf8_lossy(&r.path).into_owned(),
+                    path: name(&r.path),
                     access: access_modes(r.access),
                     truncated: r.header.flags & abi::FLAG_PATH_TRUNCATED != 0,
                 };
@@ -291,7 +293,8 @@ pub fn fileless_name(raw: &[u8]) -> String {
 }
 
 /// Lexically normalize an absolute path: drop `.` and empty segments,
-/// resolve `..` (never above `/`). Relative input is made absolute.
+/// resolve `..` (never above `/`). Relative input is made absolute. A
+/// name's escapes never hold a `/`, so segments are the bytes' segments.
 pub fn normalize_path(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for seg in path.split('/') {

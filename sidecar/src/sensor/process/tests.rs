@@ -202,3 +202,59 @@ mod fileless_names {
         }
     }
 }
+
+fn file_bytes(tgid: u32, lineage: u64, path: &[u8]) -> Record {
+    Record::File(FileRecord {
+        header: header(abi::EVENT_FILE, tgid, 1, lineage),
+        access: abi::ACCESS_READ,
+        fd: 3,
+        path: path.to_vec(),
+    })
+}
+
+#[test]
+fn names_that_are_not_utf8_stay_apart() {
+    let mut t = ProcessTable::new(0);
+    event(t.feed(exec(60, 1, 0, 61, "/bin/cat", &["cat"]), &no_proc));
+    let paths: Vec<String> = [&b"/tmp/a\xff"[..], b"/tmp/a\xfe", b"/tmp/a\\xff", b"/tmp/a\xef\xbf\xbd"]
+        .into_iter()
+        .map(|p| match event(t.feed(file_bytes(60, 61, p), &no_proc)).kind {
+            EventKind::File { file } => file.path,
+            other => panic!("expected a file event, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(paths, ["/tmp/a\\xff", "/tmp/a\\xfe", "/tmp/a\\x5cxff", "/tmp/a\u{fffd}"]);
+}
+
+#[test]
+fn programs_scripts_and_arguments_that_are_not_utf8_stay_apart() {
+    let mut t = ProcessTable::new(0);
+    let mut h = header(abi::EVENT_EXEC, 70, 1, 71);
+    h.flags = abi::FLAG_SCRIPT | abi::FLAG_PATH_RELATIVE;
+    let e = event(t.feed(
+        Record::Exec(ExecRecord {
+            header: h,
+            parent_lineage: 0,
+            path: b"/usr/bin/\xffsh".to_vec(),
+            script: Some(b"./run\xfe.sh".to_vec()),
+            cwd: Some(b"/srv/\xe9t\xe9".to_vec()),
+            argv: vec![b"sh".to_vec(), b"\xfe".to_vec(), b"\xff".to_vec()],
+        }),
+        &no_proc,
+    ));
+    assert_eq!(e.process.path, "/srv/\\xe9t\\xe9/run\\xfe.sh");
+    assert_eq!(e.process.interpreter.as_deref(), Some("/usr/bin/\\xffsh"));
+    assert_eq!(e.process.args, ["sh", "\\xfe", "\\xff"]);
+    let e = event(t.feed(
+        Record::Exec(ExecRecord {
+            header: header(abi::EVENT_EXEC, 72, 1, 73),
+            parent_lineage: 0,
+            path: b"/tmp/\xfe".to_vec(),
+            script: None,
+            cwd: None,
+            argv: vec![],
+        }),
+        &no_proc,
+    ));
+    assert_eq!(e.process.path, "/tmp/\\xfe");
+}
