@@ -287,9 +287,10 @@ fn proc_snapshot(pid: u32) -> Option<ProcSnapshot> {
         .unwrap_or(&cmdline)
         .split(|&b| b == 0)
         .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .map(|a| telltale_core::text::name_from_bytes(a).into_owned())
         .collect();
-    Some(ProcSnapshot { path: path.to_string_lossy().into_owned(), args })
+    let path = telltale_core::text::name_from_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()));
+    Some(ProcSnapshot { path: path.into_owned(), args })
 }
 
 impl Sensor {
