@@ -11,7 +11,13 @@ fn main() -> Result<()> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let include = manifest.join("include");
     let bpf_dir = manifest.join("bpf");
-    for p in ["include/telltale_abi.h", "bpf/telltale.bpf.c", "bpf/abi_layout.c"] {
+    for p in [
+        "include/telltale_abi.h",
+        "bpf/telltale.bpf.c",
+        "bpf/telltale_pod.bpf.c",
+        "bpf/telltale_pod_maps.h",
+        "bpf/abi_layout.c",
+    ] {
         println!("cargo:rerun-if-changed={p}");
     }
     println!("cargo:rerun-if-env-changed=TELLTALE_VMLINUX_H");
@@ -28,19 +34,22 @@ fn main() -> Result<()> {
         "aarch64" => "arm64",
         other => bail!("unsupported target architecture for the eBPF programs: {other}"),
     };
-    let object = out.join("telltale.bpf.o");
-    run(Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-        .arg(format!("-D__TARGET_ARCH_{arch}"))
-        .arg("-I")
-        .arg(&include)
-        .arg("-I")
-        .arg(&vmlinux_dir)
-        .arg("-c")
-        .arg(bpf_dir.join("telltale.bpf.c"))
-        .arg("-o")
-        .arg(&object))
-    .with_context(|| format!("compiling the eBPF programs with `{clang}` (install clang, llvm and libbpf-dev)"))?;
+    for (source, object) in [("telltale.bpf.c", "telltale.bpf.o"), ("telltale_pod.bpf.c", "telltale_pod.bpf.o")] {
+        run(Command::new(&clang)
+            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+            .arg(format!("-D__TARGET_ARCH_{arch}"))
+            .arg("-I")
+            .arg(&include)
+            .arg("-I")
+            .arg(&bpf_dir)
+            .arg("-I")
+            .arg(&vmlinux_dir)
+            .arg("-c")
+            .arg(bpf_dir.join(source))
+            .arg("-o")
+            .arg(out.join(object)))
+        .with_context(|| format!("compiling {source} with `{clang}` (install clang, llvm and libbpf-dev)"))?;
+    }
 
     // The ABI layout as the C compiler sees it, for the Rust mirror's test.
     let layout_bin = out.join("abi_layout");

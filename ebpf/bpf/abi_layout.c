@@ -41,7 +41,15 @@ int main(void)
 	S(tt_mechanism_event)
 	F(tt_mechanism_event, hdr) F(tt_mechanism_event, mechanism) F(tt_mechanism_event, detail)
 	S(tt_scope)
-	F(tt_scope, cgroup_id) F(tt_scope, level) F(tt_scope, pad)
+	F(tt_scope, slot) F(tt_scope, level) F(tt_scope, self_tgid) F(tt_scope, flags)
+	S(tt_node_state)
+	F(tt_node_state, nlevels) F(tt_node_state, pad) F(tt_node_state, levels)
+	S(tt_registration)
+	F(tt_registration, owner) F(tt_registration, lease_ns) F(tt_registration, since_ns)
+	F(tt_registration, host_tgid) F(tt_registration, nscopes) F(tt_registration, cgroups)
+	F(tt_registration, name)
+	S(tt_cgroup_lost)
+	F(tt_cgroup_lost, lost)
 	printf("];\n");
 	printf("pub const C_CONSTANTS: &[(&str, u64)] = &[\n");
 #define C(n) printf("    (\"%s\", %llu),\n", #n, (unsigned long long)(n));
@@ -53,7 +61,7 @@ int main(void)
 	C(TT_ACCESS_CREATE) C(TT_ACCESS_TRUNCATE) C(TT_AF_INET) C(TT_AF_INET6) C(TT_PROTO_TCP)
 	C(TT_PROTO_UDP) C(TT_KIND_SLOTS) C(TT_CNT_EMITTED) C(TT_CNT_DEDUP) C(TT_CNT_LOST)
 	C(TT_CNT_TRUNCATED) C(TT_CNT_KNOWN) C(TT_CNT_NR) C(TT_COUNTERS)
-	C(TT_EVENT_MECHANISM) C(TT_MECH_IO_URING)
+	C(TT_EVENT_MECHANISM) C(TT_MECH_IO_URING) C(TT_MAX_PODS) C(TT_MAX_LEVELS) C(TT_SCOPE_NO_DEDUP)
 	printf("];\n");
 	return 0;
 }

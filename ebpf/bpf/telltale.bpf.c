@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Telltale sensors: exec, file open, DNS and connect events of the tasks in
- * the watched cgroup subtrees, with in-kernel dedup of repeated behaviour.
+ * Telltale sensors, the node set: exec, file open, DNS and connect events of
+ * the tasks in the watched cgroup subtrees, with in-kernel dedup of repeated
+ * behaviour. One copy per node, pinned in bpffs and shared by every sidecar:
+ * a task's scope (hash by watched ancestor cgroup) names the pod, and the
+ * pod's own maps (its slot in the pod_* map-in-maps) receive its records,
+ * dedup keys, lineages and counters. See telltale_pod.bpf.c for those maps.
  *
  * Only hooks that work without fentry/LSM/kprobes are used (see
- * shared/ENVIRONMENT.md): tp_btf sched_process_{exec,fork,exit}, raw_tp
- * sys_exit for opens, cgroup_skb/egress for DNS, cgroup/connect* and
- * cgroup/sendmsg* for endpoints.
+ * shared/ENVIRONMENT.md): tp_btf sched_process_{exec,fork,exit}, tp_btf
+ * sys_exit for opens, io_uring tracepoints, cgroup_skb/egress for DNS,
+ * cgroup/connect* and cgroup/sendmsg* for endpoints (attached per pod).
  */
 #define __TELLTALE_BPF__
 #include "vmlinux.h"
@@ -15,12 +19,9 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "telltale_abi.h"
+#include "telltale_pod_maps.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* Set by user space before load. */
-const volatile __u32 self_tgid = 0;	/* telltale itself: never reported */
-const volatile __u32 dedup_enabled = 1;	/* 0: every occurrence is emitted */
 
 #define TT_WALK_DEPTH 64
 #define TT_NAME_MASK 255
@@ -33,51 +34,72 @@ const volatile __u32 dedup_enabled = 1;	/* 0: every occurrence is emitted */
 #define ETH_P_IPV6_BE 0xDD86
 #define DNS_PORT 53
 
+/* cgroup id of a watched subtree -> the pod (slot) watching it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, TT_MAX_SCOPES);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TT_MAX_PODS * TT_MAX_SCOPES);
+	__type(key, __u64);
 	__type(value, struct tt_scope);
 } scopes SEC(".maps");
 
+/* The depths scopes are at (key 0). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TT_COUNTERS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
+	__type(value, struct tt_node_state);
+} node SEC(".maps");
 
-/*
- * Dedup keys of behaviour user space judged already in the profile. Unlike
- * `seen` this is never evicted, so a learned workload stays quiet.
- */
+/* slot -> registration (user space only). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__type(key, __u64);
-	__type(value, __u8);
-} known SEC(".maps");
-
-/* tgid -> lineage hash (chain of executables), inherited on fork. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TT_MAX_PODS);
 	__type(key, __u32);
-	__type(value, __u64);
-} lineages SEC(".maps");
+	__type(value, struct tt_registration);
+} registry SEC(".maps");
 
-/* Dedup keys of behaviour already reported. */
+/* Each pod's own maps, by slot. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u8);
-} seen SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TT_MAX_PODS);
+	__type(key, __u32);
+	__array(values, struct tt_pod_events);
+} pod_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TT_MAX_PODS);
+	__type(key, __u32);
+	__array(values, struct tt_pod_seen);
+} pod_seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TT_MAX_PODS);
+	__type(key, __u32);
+	__array(values, struct tt_pod_known);
+} pod_known SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TT_MAX_PODS);
+	__type(key, __u32);
+	__array(values, struct tt_pod_lineages);
+} pod_lineages SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TT_MAX_PODS);
+	__type(key, __u32);
+	__array(values, struct tt_pod_counters);
+} pod_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TT_MAX_PODS);
+	__type(key, __u32);
+	__array(values, struct tt_pod_cgroup_lost);
+} pod_cgroup_lost SEC(".maps");
 
 /* Path walk scratch: the path is built backwards ending at TT_PATH_MAX. */
 struct walk_buf {
@@ -123,63 +145,126 @@ static __always_inline __u64 mix(__u64 h, __u64 v)
 	return h;
 }
 
-static __always_inline void count(__u32 what, __u32 kind)
+/* The pod a task belongs to: what a watched scope says, copied. */
+struct pod {
+	__u32 slot;
+	__u32 flags;
+};
+
+static __always_inline void count(const struct pod *p, __u32 what, __u32 kind)
 {
+	__u32 slot = p->slot;
+	void *counters = bpf_map_lookup_elem(&pod_counters, &slot);
+	if (!counters)
+		return;
 	__u32 idx = what * TT_KIND_SLOTS + kind;
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	__u64 *v = bpf_map_lookup_elem(counters, &idx);
 	if (v)
 		*v += 1;
 }
 
-static __always_inline bool is_self(void)
+/*
+ * Is the current task inside a watched cgroup subtree, and whose? One hash
+ * lookup per depth scopes are registered at, deepest first. `skb`: judge the
+ * packet's socket's cgroup instead of the current task's. The sidecar's own
+ * process is never in scope.
+ */
+static __always_inline bool scope_of(struct pod *p, struct __sk_buff *skb)
 {
-	return (__u32)(bpf_get_current_pid_tgid() >> 32) == self_tgid;
-}
-
-/* Is the current task inside one of the watched cgroup subtrees? */
-static __always_inline bool in_scope(void)
-{
-	if (is_self())
+	__u32 zero = 0;
+	struct tt_node_state *n = bpf_map_lookup_elem(&node, &zero);
+	if (!n)
 		return false;
-#pragma unroll
-	for (__u32 i = 0; i < TT_MAX_SCOPES; i++) {
-		__u32 k = i;
-		struct tt_scope *s = bpf_map_lookup_elem(&scopes, &k);
-		if (!s || !s->cgroup_id)
+	__u32 nlevels = n->nlevels;
+	for (__u32 i = 0; i < TT_MAX_LEVELS; i++) {
+		if (i >= nlevels)
+			break;
+		__u32 level = n->levels[i];
+		__u64 id = skb ? bpf_skb_ancestor_cgroup_id(skb, level) : bpf_get_current_ancestor_cgroup_id(level);
+		if (!id)
+			continue;
+		struct tt_scope *s = bpf_map_lookup_elem(&scopes, &id);
+		if (!s)
+			continue;
+		if (s->self_tgid && s->self_tgid == (__u32)(bpf_get_current_pid_tgid() >> 32))
 			return false;
-		if (bpf_get_current_ancestor_cgroup_id(s->level) == s->cgroup_id)
-			return true;
+		p->slot = s->slot;
+		p->flags = s->flags;
+		return true;
 	}
 	return false;
 }
 
-static __always_inline __u64 current_lineage(__u32 tgid)
+static __always_inline bool in_scope(struct pod *p)
 {
-	__u64 *l = bpf_map_lookup_elem(&lineages, &tgid);
+	return scope_of(p, NULL);
+}
+
+static __always_inline __u64 lineage_of(const struct pod *p, __u32 tgid)
+{
+	__u32 slot = p->slot;
+	void *lineages = bpf_map_lookup_elem(&pod_lineages, &slot);
+	if (!lineages)
+		return 0;
+	__u64 *l = bpf_map_lookup_elem(lineages, &tgid);
 	return l ? *l : 0;
 }
 
-/* Dedup: true if this key was reported before (and counts it). */
-static __always_inline bool seen_before(__u64 key, __u32 kind)
+static __always_inline void set_lineage(const struct pod *p, __u32 tgid, __u64 lineage)
 {
-	if (!dedup_enabled)
+	__u32 slot = p->slot;
+	void *lineages = bpf_map_lookup_elem(&pod_lineages, &slot);
+	if (lineages)
+		bpf_map_update_elem(lineages, &tgid, &lineage, BPF_ANY);
+}
+
+/* Dedup: true if this key was reported before or is known (and counts it). */
+static __always_inline bool seen_before(const struct pod *p, __u64 key, __u32 kind)
+{
+	if (p->flags & TT_SCOPE_NO_DEDUP)
 		return false;
-	if (bpf_map_lookup_elem(&known, &key)) {
-		count(TT_CNT_KNOWN, kind);
+	__u32 slot = p->slot;
+	void *known = bpf_map_lookup_elem(&pod_known, &slot);
+	if (known && bpf_map_lookup_elem(known, &key)) {
+		count(p, TT_CNT_KNOWN, kind);
 		return true;
 	}
-	if (bpf_map_lookup_elem(&seen, &key)) {
-		count(TT_CNT_DEDUP, kind);
+	void *seen = bpf_map_lookup_elem(&pod_seen, &slot);
+	if (seen && bpf_map_lookup_elem(seen, &key)) {
+		count(p, TT_CNT_DEDUP, kind);
 		return true;
 	}
 	return false;
 }
 
-static __always_inline void mark_seen(__u64 key)
+static __always_inline void mark_seen(const struct pod *p, __u64 key)
 {
+	if (p->flags & TT_SCOPE_NO_DEDUP)
+		return;
+	__u32 slot = p->slot;
+	void *seen = bpf_map_lookup_elem(&pod_seen, &slot);
 	__u8 one = 1;
-	if (dedup_enabled)
-		bpf_map_update_elem(&seen, &key, &one, BPF_ANY);
+	if (seen)
+		bpf_map_update_elem(seen, &key, &one, BPF_ANY);
+}
+
+/* A record the pod's ring buffer had no room for: whose it was. */
+static __always_inline void count_lost(const struct pod *p, __u64 cgroup_id, __u32 kind)
+{
+	count(p, TT_CNT_LOST, kind);
+	__u32 slot = p->slot;
+	void *lost = bpf_map_lookup_elem(&pod_cgroup_lost, &slot);
+	if (!lost)
+		return;
+	struct tt_cgroup_lost *c = bpf_map_lookup_elem(lost, &cgroup_id);
+	if (!c) {
+		struct tt_cgroup_lost zero = {};
+		bpf_map_update_elem(lost, &cgroup_id, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(lost, &cgroup_id);
+		if (!c)
+			return;
+	}
+	__sync_fetch_and_add(&c->lost[kind & (TT_KIND_SLOTS - 1)], 1);
 }
 
 static __always_inline void fill_header(struct tt_event_header *h, __u16 kind, __u64 lineage)
@@ -203,22 +288,24 @@ static __always_inline void fill_header(struct tt_event_header *h, __u16 kind, _
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
-/* Emit a record of `size` bytes from scratch memory; count it. */
-static __always_inline void emit(void *rec, __u64 size, __u32 kind, __u64 key)
+/* Emit a record of `size` bytes from scratch memory to the pod; count it. */
+static __always_inline void emit(const struct pod *p, void *rec, __u64 size, __u32 kind, __u64 key)
 {
 	struct tt_event_header *h = rec;
 	h->size = size;
 	h->dedup_key = key;
-	if (bpf_ringbuf_output(&events, rec, size, 0) < 0) {
-		count(TT_CNT_LOST, kind);
+	__u32 slot = p->slot;
+	void *events = bpf_map_lookup_elem(&pod_events, &slot);
+	if (!events || bpf_ringbuf_output(events, rec, size, 0) < 0) {
+		count_lost(p, h->cgroup_id, kind);
 		return;
 	}
-	count(TT_CNT_EMITTED, kind);
+	count(p, TT_CNT_EMITTED, kind);
 	if (h->flags & (TT_FLAG_PATH_TRUNCATED | TT_FLAG_ARGS_TRUNCATED | TT_FLAG_PAYLOAD_TRUNCATED))
-		count(TT_CNT_TRUNCATED, kind);
+		count(p, TT_CNT_TRUNCATED, kind);
 	/* Only what reached user space is deduplicated from now on. */
 	if (key)
-		mark_seen(key);
+		mark_seen(p, key);
 }
 
 /*
@@ -391,7 +478,8 @@ static __always_inline struct file *fd_file(long fd)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	if (!in_scope())
+	struct pod p;
+	if (!in_scope(&p))
 		return 0;
 	__u32 zero = 0;
 	struct tt_exec_event *e = bpf_map_lookup_elem(&exec_scratch, &zero);
@@ -400,7 +488,7 @@ int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		return 0;
 
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 parent_lineage = current_lineage(tgid);
+	__u64 parent_lineage = lineage_of(&p, tgid);
 	fill_header(&e->hdr, TT_EVENT_EXEC, 0);
 	e->parent_lineage = parent_lineage;
 	e->script_len = 0;
@@ -484,13 +572,13 @@ int BPF_PROG(tt_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	__u64 lineage = mix(parent_lineage, exe_key);
 	e->hdr.lineage = lineage;
-	bpf_map_update_elem(&lineages, &tgid, &lineage, BPF_ANY);
+	set_lineage(&p, tgid, lineage);
 
 	__u64 size = offsetof(struct tt_exec_event, data) + off + e->args_len;
 	if (size > sizeof(*e))
 		return 0;
 	/* Every successful exec is reported: no dedup key. */
-	emit(e, size, TT_EVENT_EXEC, 0);
+	emit(&p, e, size, TT_EVENT_EXEC, 0);
 	return 0;
 }
 
@@ -500,14 +588,19 @@ int BPF_PROG(tt_fork, struct task_struct *parent, struct task_struct *child)
 	/* Threads share the process entry; new processes inherit the lineage. */
 	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
 		return 0;
-	if (!in_scope())
+	struct pod p;
+	if (!in_scope(&p))
+		return 0;
+	__u32 slot = p.slot;
+	void *lineages = bpf_map_lookup_elem(&pod_lineages, &slot);
+	if (!lineages)
 		return 0;
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	__u64 *l = bpf_map_lookup_elem(&lineages, &ptgid);
+	__u64 *l = bpf_map_lookup_elem(lineages, &ptgid);
 	if (l) {
 		__u64 v = *l;
-		bpf_map_update_elem(&lineages, &ctgid, &v, BPF_ANY);
+		bpf_map_update_elem(lineages, &ctgid, &v, BPF_ANY);
 	}
 	return 0;
 }
@@ -517,16 +610,19 @@ int BPF_PROG(tt_exit, struct task_struct *task)
 {
 	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
 		return 0;
-	__u32 tgid = BPF_CORE_READ(task, tgid);
-	__u64 *l = bpf_map_lookup_elem(&lineages, &tgid);
-	if (!l && !in_scope())
+	struct pod p;
+	if (!in_scope(&p))
 		return 0;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 slot = p.slot;
+	void *lineages = bpf_map_lookup_elem(&pod_lineages, &slot);
+	__u64 *l = lineages ? bpf_map_lookup_elem(lineages, &tgid) : NULL;
 	struct tt_exit_event e = {};
 	fill_header(&e.hdr, TT_EVENT_EXIT, l ? *l : 0);
 	e.exit_code = BPF_CORE_READ(task, exit_code);
-	if (l)
-		bpf_map_delete_elem(&lineages, &tgid);
-	emit(&e, sizeof(e), TT_EVENT_EXIT, 0);
+	if (l && lineages)
+		bpf_map_delete_elem(lineages, &tgid);
+	emit(&p, &e, sizeof(e), TT_EVENT_EXIT, 0);
 	return 0;
 }
 
@@ -576,7 +672,7 @@ int BPF_PROG(tt_exit, struct task_struct *task)
 #error "unsupported architecture"
 #endif
 
-static __always_inline int on_open_exit(long ret, __u32 flags)
+static __always_inline int on_open_exit(const struct pod *p, long ret, __u32 flags)
 {
 	if (ret < 0 || (flags & O_PATH_FLAG))
 		return 0;
@@ -610,13 +706,13 @@ static __always_inline int on_open_exit(long ret, __u32 flags)
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
 	__u64 hash_len = BPF_CORE_READ(dentry, d_name.hash_len);
 	__u32 tgid = task->tgid;
-	__u64 lineage = current_lineage(tgid);
+	__u64 lineage = lineage_of(p, tgid);
 	__u64 key = mix(mix(mix(mix(mix(mix(mix(lineage, bpf_get_current_cgroup_id()), (__u64)dentry), (__u64)mnt),
 					(__u64)parent),
 				    hash_len),
 				access),
 			TT_EVENT_FILE);
-	if (seen_before(key, TT_EVENT_FILE))
+	if (seen_before(p, key, TT_EVENT_FILE))
 		return 0;
 
 	struct walk_buf *w = walk_buf();
@@ -636,7 +732,7 @@ static __always_inline int on_open_exit(long ret, __u32 flags)
 	e->pad = 0;
 	e->path_len = len;
 	copy_walked(e->path, w, len);
-	emit(e, offsetof(struct tt_file_event, path) + (len & (TT_PATH_MAX - 1)), TT_EVENT_FILE, key);
+	emit(p, e, offsetof(struct tt_file_event, path) + (len & (TT_PATH_MAX - 1)), TT_EVENT_FILE, key);
 	return 0;
 }
 
@@ -672,9 +768,10 @@ int BPF_PROG(tt_sys_exit, struct pt_regs *regs, long ret)
 		long f = compat_open_flags(regs, nr);
 		if (f < 0)
 			return 0;
-		if (!in_scope())
+		struct pod p;
+		if (!in_scope(&p))
 			return 0;
-		return on_open_exit(ret, (__u32)f);
+		return on_open_exit(&p, ret, (__u32)f);
 	}
 #endif
 	if (nr == TT_NR_OPENAT || nr == TT_NR_OPEN_BY_HANDLE_AT) {
@@ -691,9 +788,10 @@ int BPF_PROG(tt_sys_exit, struct pt_regs *regs, long ret)
 	} else {
 		return 0;
 	}
-	if (!in_scope())
+	struct pod p;
+	if (!in_scope(&p))
 		return 0;
-	return on_open_exit(ret, flags);
+	return on_open_exit(&p, ret, flags);
 }
 
 /* ---------------------------------------------------------------- io_uring */
@@ -710,18 +808,19 @@ int BPF_PROG(tt_sys_exit, struct pt_regs *regs, long ret)
  */
 static __always_inline int on_mechanism(__u32 mechanism, __u32 detail)
 {
-	if (!in_scope())
+	struct pod p;
+	if (!in_scope(&p))
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 lineage = current_lineage(tgid);
+	__u64 lineage = lineage_of(&p, tgid);
 	__u64 key = mix(mix(mix(lineage, bpf_get_current_cgroup_id()), mechanism), TT_EVENT_MECHANISM);
-	if (seen_before(key, TT_EVENT_MECHANISM))
+	if (seen_before(&p, key, TT_EVENT_MECHANISM))
 		return 0;
 	struct tt_mechanism_event e = {};
 	fill_header(&e.hdr, TT_EVENT_MECHANISM, lineage);
 	e.mechanism = mechanism;
 	e.detail = detail;
-	emit(&e, sizeof(e), TT_EVENT_MECHANISM, key);
+	emit(&p, &e, sizeof(e), TT_EVENT_MECHANISM, key);
 	return 0;
 }
 
@@ -741,10 +840,11 @@ int BPF_PROG(tt_io_uring_submit, struct io_kiocb *req)
 
 static __always_inline int on_sock_addr(struct bpf_sock_addr *ctx, __u8 family)
 {
-	if (is_self())
+	struct pod p;
+	if (!in_scope(&p))
 		return 1;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 lineage = current_lineage(tgid);
+	__u64 lineage = lineage_of(&p, tgid);
 	struct tt_connect_event e = {};
 	e.family = family;
 	e.protocol = ctx->protocol;
@@ -766,10 +866,10 @@ static __always_inline int on_sock_addr(struct bpf_sock_addr *ctx, __u8 family)
 	__u64 key = mix(mix(mix(mix(mix(lineage, bpf_get_current_cgroup_id()), a_lo), a_hi),
 			    ((__u64)e.family << 32) | ((__u64)e.protocol << 16) | e.port),
 			TT_EVENT_CONNECT);
-	if (seen_before(key, TT_EVENT_CONNECT))
+	if (seen_before(&p, key, TT_EVENT_CONNECT))
 		return 1;
 	fill_header(&e.hdr, TT_EVENT_CONNECT, lineage);
-	emit(&e, sizeof(e), TT_EVENT_CONNECT, key);
+	emit(&p, &e, sizeof(e), TT_EVENT_CONNECT, key);
 	return 1;
 }
 
@@ -809,7 +909,7 @@ int tt_sendmsg6(struct bpf_sock_addr *ctx)
  * user space knows where a stream starts and ends. No dedup: a repeated
  * prefix or chunk is not a repeated query.
  */
-static __always_inline int tcp_dns(struct __sk_buff *skb, struct tt_dns_event *e, __u32 l4)
+static __always_inline int tcp_dns(const struct pod *p, struct __sk_buff *skb, struct tt_dns_event *e, __u32 l4)
 {
 	struct tcphdr tcp;
 	if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof(tcp)) < 0)
@@ -823,7 +923,7 @@ static __always_inline int tcp_dns(struct __sk_buff *skb, struct tt_dns_event *e
 		return 1; /* a bare ACK */
 
 	fill_header(&e->hdr, TT_EVENT_DNS, 0);
-	e->hdr.lineage = current_lineage(e->hdr.tgid);
+	e->hdr.lineage = lineage_of(p, e->hdr.tgid);
 	e->hdr.cgroup_id = bpf_skb_cgroup_id(skb);
 	e->protocol = TT_PROTO_TCP;
 	e->dport = DNS_PORT;
@@ -856,7 +956,7 @@ static __always_inline int tcp_dns(struct __sk_buff *skb, struct tt_dns_event *e
 		if (n && bpf_skb_load_bytes(skb, off + done, e->payload, n) < 0)
 			return 1;
 		e->captured_len = n;
-		emit(e, offsetof(struct tt_dns_event, payload) + n, TT_EVENT_DNS, 0);
+		emit(p, e, offsetof(struct tt_dns_event, payload) + n, TT_EVENT_DNS, 0);
 	}
 	return 1;
 }
@@ -864,7 +964,8 @@ static __always_inline int tcp_dns(struct __sk_buff *skb, struct tt_dns_event *e
 SEC("cgroup_skb/egress")
 int tt_egress(struct __sk_buff *skb)
 {
-	if (is_self())
+	struct pod p;
+	if (!scope_of(&p, skb))
 		return 1;
 	__u32 zero = 0;
 	struct tt_dns_event *e = bpf_map_lookup_elem(&dns_scratch, &zero);
@@ -897,7 +998,7 @@ int tt_egress(struct __sk_buff *skb)
 	}
 
 	if (proto == TT_PROTO_TCP)
-		return tcp_dns(skb, e, l4);
+		return tcp_dns(&p, skb, e, l4);
 	if (proto != TT_PROTO_UDP)
 		return 1;
 	struct udphdr udp;
@@ -912,7 +1013,7 @@ int tt_egress(struct __sk_buff *skb)
 
 	fill_header(&e->hdr, TT_EVENT_DNS, 0);
 	__u32 tgid = e->hdr.tgid;
-	e->hdr.lineage = current_lineage(tgid);
+	e->hdr.lineage = lineage_of(&p, tgid);
 	e->hdr.cgroup_id = bpf_skb_cgroup_id(skb);
 	e->protocol = proto;
 	e->dport = DNS_PORT;
@@ -948,8 +1049,8 @@ int tt_egress(struct __sk_buff *skb)
 			word &= ~0xffffULL;
 		key = mix(key, word);
 	}
-	if (seen_before(key, TT_EVENT_DNS))
+	if (seen_before(&p, key, TT_EVENT_DNS))
 		return 1;
-	emit(e, offsetof(struct tt_dns_event, payload) + n, TT_EVENT_DNS, key);
+	emit(&p, e, offsetof(struct tt_dns_event, payload) + n, TT_EVENT_DNS, key);
 	return 1;
 }

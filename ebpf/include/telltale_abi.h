@@ -19,15 +19,19 @@
 #include <linux/types.h>
 #endif
 
-#define TT_ABI_VERSION 2
+#define TT_ABI_VERSION 3
 
 /* Bounds of the variable-size parts of events. Powers of two (masks). */
 #define TT_PATH_MAX 4096
 #define TT_ARGS_MAX 4096
 #define TT_DNS_MAX 512
 #define TT_COMM_LEN 16
-/* How many watched cgroup subtrees one sensor can hold. */
+/* How many watched cgroup subtrees one pod (one sidecar) can register. */
 #define TT_MAX_SCOPES 8
+/* How many pods (sidecars) one node set of programs serves. */
+#define TT_MAX_PODS 512
+/* How many distinct cgroup depths the registered scopes can be at. */
+#define TT_MAX_LEVELS 8
 
 /* Event kinds (append-only). */
 enum tt_event_kind {
@@ -172,11 +176,53 @@ struct tt_mechanism_event {
 	__u32 detail;		/* io_uring: opcode of the first request seen (IORING_OP_*), 0xffffffff for ring setup */
 };
 
-/* Map "scopes": array of TT_MAX_SCOPES watched cgroup subtrees. */
+/*
+ * The node set: one copy of the programs per node, pinned in bpffs, shared by
+ * every sidecar on it. Each sidecar (pod) owns a slot: its own ring buffer,
+ * dedup LRU, known set, lineages, counters and per-cgroup loss counts, held
+ * in the pod_* map-in-maps at that slot.
+ */
+
+/* Map "scopes": hash, cgroup id of a watched subtree -> the pod watching it. */
 struct tt_scope {
-	__u64 cgroup_id;	/* 0: unused slot */
+	__u32 slot;		/* the pod's index in the pod_* maps */
 	__u32 level;		/* depth of that cgroup below the cgroup2 root */
+	__u32 self_tgid;	/* the sidecar's own process (host pid): never reported */
+	__u32 flags;		/* TT_SCOPE_* */
+};
+
+/* tt_scope.flags */
+#define TT_SCOPE_NO_DEDUP (1u << 0)	/* every occurrence is emitted (telltale trace --all) */
+
+/*
+ * Map "node": one entry, key 0. The distinct depths of the registered scopes,
+ * deepest first: a task's scope is found by one hash lookup per depth, and
+ * the deepest watched ancestor wins.
+ */
+struct tt_node_state {
+	__u32 nlevels;
 	__u32 pad;
+	__u32 levels[TT_MAX_LEVELS];
+};
+
+/*
+ * Map "registry": array, slot -> who holds it. Read and written by user
+ * space only, under the node set's lock; a lease not renewed in time frees
+ * the slot.
+ */
+struct tt_registration {
+	__u64 owner;		/* random token of the sidecar holding the slot; 0: free */
+	__u64 lease_ns;		/* CLOCK_BOOTTIME of its last renewal */
+	__u64 since_ns;		/* CLOCK_BOOTTIME of its registration */
+	__u32 host_tgid;	/* the sidecar's process, as the kernel numbers it */
+	__u32 nscopes;		/* cgroups[0 .. nscopes) are its keys in "scopes" */
+	__u64 cgroups[TT_MAX_SCOPES];
+	char name[64];		/* who it is (pod name), for people reading the map */
+};
+
+/* Per-pod map "cgroup_lost": hash, cgroup id -> records lost per kind. */
+struct tt_cgroup_lost {
+	__u64 lost[8];		/* by enum tt_event_kind (TT_KIND_SLOTS) */
 };
 
 /* Per-CPU counters (append-only). Index = TT_CNT_<what> * TT_KIND_SLOTS + kind. */
@@ -199,5 +245,8 @@ _Static_assert(sizeof(struct tt_connect_event) == 80 + 24, "tt_connect_event siz
 _Static_assert(sizeof(struct tt_exit_event) == 88, "tt_exit_event size");
 _Static_assert(sizeof(struct tt_mechanism_event) == 88, "tt_mechanism_event size");
 _Static_assert(sizeof(struct tt_scope) == 16, "tt_scope size");
+_Static_assert(sizeof(struct tt_node_state) == 8 + 4 * TT_MAX_LEVELS, "tt_node_state size");
+_Static_assert(sizeof(struct tt_registration) == 32 + 8 * TT_MAX_SCOPES + 64, "tt_registration size");
+_Static_assert(sizeof(struct tt_cgroup_lost) == 8 * TT_KIND_SLOTS, "tt_cgroup_lost size");
 
 #endif /* TELLTALE_ABI_H */

@@ -6,7 +6,7 @@
 //! these types: decode with [`crate::decode`].
 
 /// `TT_ABI_VERSION`: records with another version are rejected.
-pub const ABI_VERSION: u16 = 2;
+pub const ABI_VERSION: u16 = 3;
 /// Longest path captured by the kernel (bytes, including no NUL).
 pub const PATH_MAX: usize = 4096;
 /// Longest argv captured (bytes).
@@ -17,6 +17,12 @@ pub const DNS_MAX: usize = 512;
 pub const COMM_LEN: usize = 16;
 /// Watched cgroup subtrees per sensor.
 pub const MAX_SCOPES: u32 = 8;
+/// `TT_MAX_PODS`: pods (sidecars) one node set serves.
+pub const MAX_PODS: u32 = 512;
+/// `TT_MAX_LEVELS`: distinct cgroup depths the registered scopes can be at.
+pub const MAX_LEVELS: usize = 8;
+/// `TT_SCOPE_NO_DEDUP`: every occurrence is emitted.
+pub const SCOPE_NO_DEDUP: u32 = 1 << 0;
 
 /// `enum tt_event_kind`.
 pub const EVENT_EXEC: u16 = 1;
@@ -191,13 +197,57 @@ pub struct MechanismEvent {
     pub detail: u32,
 }
 
-/// `struct tt_scope`: value of the `scopes` array map.
+/// `struct tt_scope`: value of the node's `scopes` hash (key: cgroup id).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scope {
-    pub cgroup_id: u64,
+    pub slot: u32,
     pub level: u32,
+    pub self_tgid: u32,
+    pub flags: u32,
+}
+
+/// `struct tt_node_state`: the node's `node` array, key 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeState {
+    pub nlevels: u32,
     pub pad: u32,
+    pub levels: [u32; MAX_LEVELS],
+}
+
+/// `struct tt_registration`: value of the node's `registry` array.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    pub owner: u64,
+    pub lease_ns: u64,
+    pub since_ns: u64,
+    pub host_tgid: u32,
+    pub nscopes: u32,
+    pub cgroups: [u64; MAX_SCOPES as usize],
+    pub name: [u8; 64],
+}
+
+impl Default for Registration {
+    fn default() -> Self {
+        Self {
+            owner: 0,
+            lease_ns: 0,
+            since_ns: 0,
+            host_tgid: 0,
+            nscopes: 0,
+            cgroups: [0; MAX_SCOPES as usize],
+            name: [0; 64],
+        }
+    }
+}
+
+/// `struct tt_cgroup_lost`: value of a pod's `cgroup_lost` hash.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupLost {
+    pub lost: [u64; KIND_SLOTS as usize],
 }
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
@@ -208,6 +258,9 @@ const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 80 + 24);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<MechanismEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<Scope>() == 16);
+const _: () = assert!(core::mem::size_of::<NodeState>() == 8 + 4 * MAX_LEVELS);
+const _: () = assert!(core::mem::size_of::<Registration>() == 32 + 8 * MAX_SCOPES as usize + 64);
+const _: () = assert!(core::mem::size_of::<CgroupLost>() == 8 * KIND_SLOTS as usize);
 
 #[cfg(test)]
 mod tests;

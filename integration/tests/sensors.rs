@@ -385,7 +385,7 @@ async fn without_dedup_every_open_is_reported() {
     let file = dir.join("hot");
     std::fs::write(&file, b"x").expect("write");
     let bin = workload_bin();
-    let mut t = Traced::new(SensorOptions { dedup: false });
+    let mut t = Traced::new(SensorOptions { dedup: false, ..SensorOptions::default() });
     let (s, events) = t.run(&[&bin, "open-n", &file.display().to_string(), "1000"]).await;
     assert!(s.success());
     let n = files(&events).iter().filter(|(p, _, _)| p.starts_with(&dir.str())).count();

@@ -2,16 +2,20 @@
 //! subtrees, read the ring buffer and turn records into typed [`Event`]s.
 
 pub mod dns;
+pub mod node;
 pub mod process;
+pub mod registry;
 
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr};
-use aya::{Btf, Ebpf, EbpfLoader};
-use telltale_ebpf::{abi, decode, globals, maps, programs};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TestRun};
+use aya::{Ebpf, EbpfLoader};
+use telltale_ebpf::{abi, decode, maps, programs};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -79,6 +83,63 @@ pub enum SensorError {
         /// The limit.
         max: u32,
     },
+    /// The node set's directory is not on a bpf filesystem.
+    #[error(
+        "{path} is not on a bpf filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` (in Kubernetes, \
+         mount the node's /sys/fs/bpf into the sidecar; the injector does)"
+    )]
+    NotBpffs {
+        /// The directory.
+        path: String,
+    },
+    /// A file operation on the node set failed.
+    #[error("{action} {path}")]
+    NodeSet {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pinning a program, link or map failed.
+    #[error("pinning {path}")]
+    Pin {
+        /// The path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: aya::pin::PinError,
+    },
+    /// Every slot of the node set is taken.
+    #[error("the node set serves at most {max} sidecars and all are registered")]
+    NodeFull {
+        /// The limit.
+        max: u32,
+    },
+    /// The watched cgroups are at too many different depths.
+    #[error("the sidecars on this node watch cgroups at more than {max} different depths")]
+    TooManyLevels {
+        /// The limit.
+        max: usize,
+    },
+    /// Another live sidecar watches this cgroup.
+    #[error("cgroup {path} is already watched by another telltale on this node ({by}, pid {pid})")]
+    AlreadyWatched {
+        /// The cgroup.
+        path: String,
+        /// The other sidecar's name.
+        by: String,
+        /// Its process id (as the node numbers it).
+        pid: u32,
+    },
+    /// The pod maps could not be loaded.
+    #[error("loading this sidecar's kernel maps")]
+    LoadPod(#[source] aya::EbpfError),
+    /// Running `tt_whoami` failed.
+    #[error("asking the kernel for telltale's own process id")]
+    Whoami(#[source] aya::programs::ProgramError),
     /// A cgroup directory could not be opened.
     #[error("opening cgroup {path}")]
     CgroupOpen {
@@ -98,11 +159,33 @@ pub enum SensorError {
 pub struct SensorOptions {
     /// Drop repeats of identical behaviour in the kernel (default true).
     pub dedup: bool,
+    /// Where node sets are pinned (a directory on bpffs).
+    pub node_root: PathBuf,
+    /// Bytes of this pod's ring buffer (a power of two, at least a page).
+    pub ring_buffer: u32,
+    /// A registration whose lease is older than this is freed by the other
+    /// sidecars on the node.
+    pub lease_timeout: Duration,
+    /// Who this sidecar is (pod name), shown in the node's registry.
+    pub name: String,
 }
+
+/// Default size of a pod's ring buffer (see BENCHMARKS.md, "Many pods on one node").
+pub const DEFAULT_RING_BUFFER: u32 = 2 << 20;
+/// Default lease timeout.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Default for SensorOptions {
     fn default() -> Self {
-        Self { dedup: true }
+        Self {
+            dedup: true,
+            node_root: PathBuf::from(node::DEFAULT_ROOT),
+            ring_buffer: DEFAULT_RING_BUFFER,
+            lease_timeout: DEFAULT_LEASE_TIMEOUT,
+            name: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| format!("pid-{}", std::process::id())),
+        }
     }
 }
 
@@ -161,12 +244,6 @@ impl Counters {
         })
     }
 }
-
-#[repr(transparent)]
-#[derive(Clone, Copy)]
-struct PodScope(abi::Scope);
-// SAFETY: abi::Scope is #[repr(C)] plain old data with explicit padding.
-unsafe impl aya::Pod for PodScope {}
 
 /// Turns decoded records into events: the process table, the DNS-over-TCP
 /// reassembly, and what user space counts.
@@ -239,10 +316,38 @@ impl Assembler {
     }
 }
 
-/// Loaded, attached sensors.
+/// The node set and this sidecar's place in it, shared with the lease thread.
+#[derive(Debug)]
+struct Membership {
+    root: PathBuf,
+    set: node::NodeSet,
+    me: node::Member,
+    timeout_ns: u64,
+}
+
+/// Renews the lease from a thread of its own, so a busy daemon loop never
+/// makes the sidecar look dead.
+#[derive(Debug)]
+struct LeaseThread {
+    stop: mpsc::Sender<()>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// How often the lease is renewed.
+const LEASE_RENEWAL: Duration = Duration::from_secs(2);
+
+/// Loaded, attached sensors: this pod's place in the node set.
 pub struct Sensor {
-    ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
+    known: HashMap<MapData, u64, u8>,
+    counters: PerCpuArray<MapData, u64>,
+    cgroup_lost: HashMap<MapData, u64, node::PodCgroupLost>,
+    skb: CgroupSkb,
+    sock_addr: Vec<CgroupSockAddr>,
+    membership: Arc<Mutex<Membership>>,
+    lease: Option<LeaseThread>,
+    lapses: Arc<std::sync::atomic::AtomicU64>,
+    loaded_node_set: bool,
     assembler: Assembler,
     scopes: Vec<Cgroup>,
 }
@@ -293,71 +398,139 @@ fn proc_snapshot(pid: u32) -> Option<ProcSnapshot> {
     Some(ProcSnapshot { path: path.into_owned(), args })
 }
 
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, SensorError> {
+    ebpf.take_map(name).ok_or(SensorError::MissingMap(name))
+}
+
+/// A second handle on a map (the lease thread and the node set keep theirs).
+fn dup(map: &Map, name: &'static str) -> Result<MapData, SensorError> {
+    let data = match map {
+        Map::RingBuf(d) | Map::LruHashMap(d) | Map::HashMap(d) | Map::PerCpuArray(d) => d,
+        _ => return Err(SensorError::MissingMap(name)),
+    };
+    let fd = data.fd().as_fd().try_clone_to_owned().map_err(|source| SensorError::NodeSet {
+        action: "duplicating the handle of map",
+        path: name.to_owned(),
+        source,
+    })?;
+    MapData::from_fd(fd).map_err(|source| SensorError::Map { map: name, source })
+}
+
+/// glibc keeps freed heap (BTF parsing, object loading) unless asked.
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Sensor {
-    /// Load the eBPF object and attach the task-level hooks. No event is
-    /// produced until [`Sensor::watch`] adds a cgroup subtree.
+    /// Join the node set (loading it if this is the first sidecar on the
+    /// node) with this pod's own maps. No event is produced until
+    /// [`Sensor::watch`] adds a cgroup subtree.
     pub fn load(options: &SensorOptions) -> Result<Self, SensorError> {
         preflight()?;
-        let btf = Btf::from_sys_fs().map_err(SensorError::Btf)?;
-        let self_tgid = std::process::id();
-        let dedup = u32::from(options.dedup);
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global(globals::SELF_TGID, &self_tgid, true)
-            .override_global(globals::DEDUP_ENABLED, &dedup, true)
-            .load(telltale_ebpf::object())
-            .map_err(SensorError::Load)?;
+        node::prepare_root(&options.node_root)?;
 
-        for &(name, tp) in programs::BTF_TRACEPOINTS {
-            let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
-            prog.load(tp, &btf).map_err(|source| SensorError::Program { action: "loading", program: name, source })?;
-            prog.attach().map_err(|source| SensorError::Program { action: "attaching", program: name, source })?;
-        }
-        for &name in programs::SOCK_ADDR {
-            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| SensorError::Program { action: "loading", program: name, source })?;
-        }
-        let skb: &mut CgroupSkb = program(&mut ebpf, programs::SKB_EGRESS)?;
-        skb.load().map_err(|source| SensorError::Program {
+        // This pod's maps first, outside the lock: they are ours alone.
+        let mut pod = EbpfLoader::new()
+            .btf(None)
+            .map_max_entries(maps::EVENTS, options.ring_buffer)
+            .load(telltale_ebpf::pod_object())
+            .map_err(SensorError::LoadPod)?;
+        let whoami: &mut RawTracePoint = program(&mut pod, programs::WHOAMI)?;
+        whoami.load().map_err(|source| SensorError::Program {
             action: "loading",
-            program: programs::SKB_EGRESS,
+            program: programs::WHOAMI,
             source,
         })?;
+        let host_tgid =
+            whoami.test_run(aya::programs::RawTracePointRunOptions::new()).map_err(SensorError::Whoami)?.return_value;
 
-        let ring_map = ebpf.take_map(maps::EVENTS).ok_or(SensorError::MissingMap(maps::EVENTS))?;
-        let ring = RingBuf::try_from(ring_map).map_err(|source| SensorError::Map { map: maps::EVENTS, source })?;
+        let mut taken = Vec::new();
+        for &(_, name) in maps::POD_MAPS {
+            taken.push((name, take_data(&mut pod, name)?));
+        }
+        let inner = taken.iter().map(|(name, map)| dup(map, name)).collect::<Result<Vec<_>, _>>()?;
+        let mut by_name: std::collections::HashMap<&str, Map> = taken.into_iter().collect();
+        let mut take = |name: &'static str| by_name.remove(name).ok_or(SensorError::MissingMap(name));
+        let ring =
+            RingBuf::try_from(take(maps::EVENTS)?).map_err(|source| SensorError::Map { map: maps::EVENTS, source })?;
+        let known =
+            HashMap::try_from(take(maps::KNOWN)?).map_err(|source| SensorError::Map { map: maps::KNOWN, source })?;
+        let counters = PerCpuArray::try_from(take(maps::COUNTERS)?)
+            .map_err(|source| SensorError::Map { map: maps::COUNTERS, source })?;
+        let cgroup_lost = HashMap::try_from(take(maps::CGROUP_LOST)?)
+            .map_err(|source| SensorError::Map { map: maps::CGROUP_LOST, source })?;
+
+        let mut me = node::Member::new(host_tgid, options.dedup, &options.name, inner);
+        let timeout_ns = u64::try_from(options.lease_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let (set, skb, sock_addr) = {
+            let lock = node::lock(&options.node_root)?;
+            let mut set = node::open_or_load(&options.node_root, &lock)?;
+            set.sweep(node::boot_ns(), timeout_ns, &lock)?;
+            set.register(&mut me, &lock)?;
+            let (skb, sock_addr) = node::cgroup_programs(&set)?;
+            (set, skb, sock_addr)
+        };
+        let loaded_node_set = set.loaded_here;
+        tracing::info!(
+            node_set = %set.dir().display(),
+            slot = me.slot,
+            loaded = loaded_node_set,
+            "Joined the node's shared sensors."
+        );
+        return_freed_memory();
+
         // SAFETY: the ring buffer's fd is owned by `ring`, which the AsyncFd
         // owns, so it stays open for as long as it is registered.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| SensorError::Poll(e.into()))?;
-        Ok(Self { ebpf, ring, assembler: Assembler::new(boot_epoch_ns()), scopes: Vec::new() })
+        let membership = Arc::new(Mutex::new(Membership { root: options.node_root.clone(), set, me, timeout_ns }));
+        let lapses = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lease = Some(spawn_lease(membership.clone(), lapses.clone()));
+        drop(pod);
+        Ok(Self {
+            ring,
+            known,
+            counters,
+            cgroup_lost,
+            skb,
+            sock_addr,
+            membership,
+            lease,
+            lapses,
+            loaded_node_set,
+            assembler: Assembler::new(boot_epoch_ns()),
+            scopes: Vec::new(),
+        })
     }
 
     /// Watch the subtree of `cgroup`: its tasks (and its descendants')
     /// produce events from now on.
     pub fn watch(&mut self, cgroup: &Cgroup) -> Result<(), SensorError> {
-        let slot = u32::try_from(self.scopes.len()).unwrap_or(u32::MAX);
-        if slot >= abi::MAX_SCOPES {
+        if self.scopes.len() >= abi::MAX_SCOPES as usize {
             return Err(SensorError::TooManyScopes { max: abi::MAX_SCOPES });
         }
         let dir = File::open(&cgroup.path)
             .map_err(|source| SensorError::CgroupOpen { path: cgroup.path.display().to_string(), source })?;
-        for &name in programs::SOCK_ADDR {
-            let prog: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
+        {
+            let mut guard = self.membership.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Membership { root, set, me, .. } = &mut *guard;
+            let lock = node::lock(root)?;
+            set.add_scope(me, cgroup.id, cgroup.level, &cgroup.path, &lock)?;
+        }
+        for (prog, &name) in self.sock_addr.iter_mut().zip(programs::SOCK_ADDR) {
             prog.attach(dir.as_fd(), CgroupAttachMode::Single).map_err(|source| SensorError::Program {
                 action: "attaching",
                 program: name,
                 source,
             })?;
         }
-        let skb: &mut CgroupSkb = program(&mut self.ebpf, programs::SKB_EGRESS)?;
-        skb.attach(dir.as_fd(), CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+        self.skb
+            .attach(dir.as_fd(), CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
             .map_err(|source| SensorError::Program { action: "attaching", program: programs::SKB_EGRESS, source })?;
-        let map = self.ebpf.map_mut(maps::SCOPES).ok_or(SensorError::MissingMap(maps::SCOPES))?;
-        let mut scopes: Array<&mut MapData, PodScope> =
-            Array::try_from(map).map_err(|source| SensorError::Map { map: maps::SCOPES, source })?;
-        let value = PodScope(abi::Scope { cgroup_id: cgroup.id, level: cgroup.level, pad: 0 });
-        scopes.set(slot, value, 0).map_err(|source| SensorError::Map { map: maps::SCOPES, source })?;
         self.scopes.push(cgroup.clone());
         Ok(())
     }
@@ -366,11 +539,8 @@ impl Sensor {
     /// dropped (and counted) before reaching the ring buffer. Keys of 0 are
     /// ignored. Fails when the kernel map is full.
     pub fn mark_known(&mut self, keys: &[u64]) -> Result<(), SensorError> {
-        let map = self.ebpf.map_mut(maps::KNOWN).ok_or(SensorError::MissingMap(maps::KNOWN))?;
-        let mut known: HashMap<&mut MapData, u64, u8> =
-            HashMap::try_from(map).map_err(|source| SensorError::Map { map: maps::KNOWN, source })?;
         for &k in keys.iter().filter(|&&k| k != 0) {
-            known.insert(k, 1, 0).map_err(|source| SensorError::Map { map: maps::KNOWN, source })?;
+            self.known.insert(k, 1, 0).map_err(|source| SensorError::Map { map: maps::KNOWN, source })?;
         }
         Ok(())
     }
@@ -378,6 +548,22 @@ impl Sensor {
     /// The watched cgroups.
     pub fn scopes(&self) -> &[Cgroup] {
         &self.scopes
+    }
+
+    /// This sidecar loaded the node set (it was the first on the node).
+    pub fn loaded_node_set(&self) -> bool {
+        self.loaded_node_set
+    }
+
+    /// This sidecar's slot in the node set.
+    pub fn slot(&self) -> u32 {
+        self.membership.lock().unwrap_or_else(std::sync::PoisonError::into_inner).me.slot
+    }
+
+    /// How many times this sidecar's registration lapsed (it did not renew
+    /// its lease in time and was registered again: events were missed).
+    pub fn lapses(&self) -> u64 {
+        self.lapses.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Wait until records are available, then decode all of them into `out`.
@@ -398,11 +584,15 @@ impl Sensor {
         out.len() - before
     }
 
-    /// Read the kernel counters (summed over CPUs) and user-space counts.
+    /// Records lost (ring buffer full) by the cgroup they came from and
+    /// event kind (`abi::EVENT_*` indexes).
+    pub fn lost_by_cgroup(&self) -> Vec<(u64, abi::CgroupLost)> {
+        self.cgroup_lost.iter().filter_map(Result::ok).map(|(id, v)| (id, v.0)).collect()
+    }
+
+    /// Read this pod's kernel counters (summed over CPUs) and user-space counts.
     pub fn counters(&self) -> Result<Counters, SensorError> {
-        let map = self.ebpf.map(maps::COUNTERS).ok_or(SensorError::MissingMap(maps::COUNTERS))?;
-        let arr: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| SensorError::Map { map: maps::COUNTERS, source })?;
+        let arr = &self.counters;
         let get = |what: u32, kind: u16| -> Result<u64, SensorError> {
             let idx = what * abi::KIND_SLOTS + u32::from(kind);
             let values = arr.get(&idx, 0).map_err(|source| SensorError::Map { map: maps::COUNTERS, source })?;
@@ -428,6 +618,67 @@ impl Sensor {
             dns_tcp_evicted: self.assembler.streams.counts().evicted,
             undecodable: self.assembler.undecodable,
         })
+    }
+}
+
+fn spawn_lease(membership: Arc<Mutex<Membership>>, lapses: Arc<std::sync::atomic::AtomicU64>) -> LeaseThread {
+    let (stop, rx) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("telltale-lease".into())
+        .spawn(move || loop {
+            match rx.recv_timeout(LEASE_RENEWAL) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            let mut guard = membership.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Membership { root, set, me, timeout_ns } = &mut *guard;
+            let result = node::lock(root).and_then(|lock| set.renew(me, *timeout_ns, &lock));
+            match result {
+                Ok(node::Renewal::Renewed) => {}
+                Ok(node::Renewal::Lapsed) => {
+                    lapses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(
+                        slot = me.slot,
+                        "This sidecar did not renew its node registration in time and was registered again: \
+                         events of the gap were not seen."
+                    );
+                }
+                Err(e) => tracing::warn!(error = %crate::error_chain(&e), "Renewing the node registration failed."),
+            }
+        })
+        .unwrap_or_else(|e| {
+            // Without the thread the lease lapses and the sweep frees us; say so.
+            tracing::error!(error = %e, "Could not start the lease thread.");
+            std::thread::spawn(|| {})
+        });
+    LeaseThread { stop, handle }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let _ = lease.stop.send(());
+            let _ = lease.handle.join();
+        }
+        self.leave();
+    }
+}
+
+impl Sensor {
+    /// Give this pod's slot back; the last sidecar out unpins the set.
+    fn leave(&mut self) {
+        let mut guard = self.membership.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Membership { root, set, me, .. } = &mut *guard;
+        let result = node::lock(root).and_then(|lock| {
+            if set.leave(me, &lock)? {
+                set.unpin(&lock)?;
+                tracing::info!(node_set = %set.dir().display(), "Last sidecar on the node: unpinned the shared sensors.");
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %crate::error_chain(&e), "Leaving the node's shared sensors failed.");
+        }
     }
 }
 

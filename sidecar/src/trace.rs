@@ -116,7 +116,7 @@ async fn run_command(
     out: &mut dyn Write,
 ) -> Result<TraceSummary, TraceError> {
     let (program, args) = argv.split_first().ok_or(TraceError::NoCommand)?;
-    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup })?;
+    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup, ..SensorOptions::default() })?;
     let cgroup = OwnedCgroup::create("telltale-trace")?;
     sensor.watch(cgroup.cgroup())?;
 
@@ -154,7 +154,7 @@ async fn run_cgroup(
     out: &mut dyn Write,
 ) -> Result<TraceSummary, TraceError> {
     let cgroup = Cgroup::open(path)?;
-    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup })?;
+    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup, ..SensorOptions::default() })?;
     sensor.watch(&cgroup)?;
     eprintln!("telltale: watching {} (cgroup id {}); stop with Ctrl-C", cgroup.path.display(), cgroup.id);
     let mut sigterm = signal(SignalKind::terminate()).map_err(TraceError::Wait)?;
