@@ -103,6 +103,34 @@ pub fn name_to_bytes(name: &str) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// A name cut into its escapes (`true`: `\x5c`, `\xNN`, each alone) and the
+/// text between them (`false`), in order; empty text is left out.
+pub fn name_pieces(name: &str) -> impl Iterator<Item = (&str, bool)> {
+    let b = name.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            if b[i] == b'\\' && escaped_byte(&b[i + 1..]).is_some() {
+                if start < i {
+                    let text = &name[start..i];
+                    start = i;
+                    return Some((text, false));
+                }
+                i += 4;
+                start = i;
+                return Some((&name[i - 4..i], true));
+            }
+            i += 1;
+        }
+        (start < b.len()).then(|| {
+            let text = &name[start..];
+            start = b.len();
+            (text, false)
+        })
+    })
+}
+
 /// A name a person wrote, in the spelling the sensors give the same bytes
 /// (`/tmp/a\xFF` → `/tmp/a\xff`, `\xc3\xa9` → `é`). Text without an escape
 /// is already in it and is returned as it is.
@@ -231,6 +259,17 @@ mod tests {
     }
 
     #[test]
+    fn names_cut_at_their_escapes() {
+        let pieces = |s| name_pieces(s).collect::<Vec<_>>();
+        assert_eq!(pieces("/etc/passwd"), [("/etc/passwd", false)]);
+        assert_eq!(pieces(""), []);
+        assert_eq!(
+            pieces("a\\xff\\xfe1\\x2d\\x5c"),
+            [("a", false), ("\\xff", true), ("\\xfe", true), ("1\\x2d", false), ("\\x5c", true)]
+        );
+    }
+
+    #[test]
     fn display_shows_names_unambiguously() {
         // A raw byte 0x85 and the C1 character U+0085 (bytes c2 85).
         let raw = escape(&name_from_bytes(b"a\x85")).into_owned();
@@ -274,6 +313,13 @@ mod tests {
             let shown = escape(&name);
             prop_assert_eq!(name_to_bytes(&shown).iter().filter(|&&c| c >= 0x80).count(),
                 b.iter().filter(|&&c| c >= 0x80).count());
+        }
+
+        #[test]
+        fn pieces_make_the_name(b in name_bytes()) {
+            let name = name_from_bytes(&b);
+            let joined: String = name_pieces(&name).map(|(p, _)| p).collect();
+            prop_assert_eq!(joined, name.as_ref());
         }
 
         #[test]

@@ -18,6 +18,10 @@
 //! 5. Literal braces are doubled first, so a file named `{num}` cannot
 //!    match the pattern of `123`.
 //!
+//!    A name's escaped bytes (`\xff`, `\x5c`: [`crate::text`]) are bytes,
+//!    not letters or digits: rules 2 and 3 apply to the text between them,
+//!    and an escape is kept as it is.
+//!
 //! 6. Many siblings of one shape (in a profile, see [`sibling_pattern`]):
 //!    once a process node has opened [`SIBLINGS`] distinct files in one
 //!    directory named `PREFIX-…​.EXT` (same alphabetic prefix of 2+ letters
@@ -78,6 +82,16 @@ pub fn segment_pattern(seg: &str) -> String {
             return format!("tmp{dot}{{rand}}");
         }
     }
+    if seg.contains('\\') {
+        return crate::text::name_pieces(seg)
+            .map(|(piece, escape)| if escape { piece.to_owned() } else { text_pattern(piece) })
+            .collect();
+    }
+    text_pattern(seg)
+}
+
+/// Rules 2, 3 and 5 on text without escapes.
+fn text_pattern(seg: &str) -> String {
     let escaped = seg.replace('{', "{{").replace('}', "}}");
     // Every rule below needs a digit or an upper-case letter.
     let digits = seg.bytes().filter(u8::is_ascii_digit).count();
@@ -284,6 +298,27 @@ mod tests {
         assert_eq!(sibling_pattern("/etc/x-y"), None, "prefix too short");
         assert_eq!(sibling_pattern("/etc/ld.so.cache").as_deref(), Some("/etc/ld.{*}.cache"));
         assert_eq!(sibling_pattern("/srv/a1-b.csv"), None, "prefix must be letters");
+    }
+
+    #[test]
+    fn escaped_bytes_are_neither_letters_nor_digits() {
+        use crate::text::name_from_bytes;
+        let pattern = |b: &[u8]| path_pattern(&name_from_bytes(b));
+        assert_eq!(pattern(b"/tmp/a\xff"), "/tmp/a\\xff");
+        assert_ne!(pattern(b"/tmp/a\xff"), pattern(b"/tmp/a\xfe"));
+        assert_ne!(pattern(b"/tmp/a\xff"), pattern(b"/tmp/a\\xff"));
+        // The number after a Latin-1 byte is a number, as after UTF-8 `é`.
+        assert_eq!(pattern(b"/srv/caf\xe9123"), "/srv/caf\\xe9{num}");
+        assert_eq!(pattern("/srv/café123".as_bytes()), "/srv/café{num}");
+        // An escape's hex digits are not the start of a UUID.
+        assert_eq!(pattern(b"/srv/\xabcdef01-1234-4234-8234-123456789abc"), "/srv/\\xabcdef01-{num}-{num}-{num}-{hex}");
+        assert_eq!(
+            pattern(b"/srv/\xab\xcd\xef\x01-1234-4234-8234-123456789abc"),
+            pattern(b"/srv/\xab\xcd\xef\x01-1234-4234-8234-123456789abd")
+        );
+        // Ordinary backslashes are text.
+        assert_eq!(path_pattern("/srv/dev-disk-by\\x2duuid"), "/srv/dev-disk-by\\x2duuid");
+        assert_eq!(check_pattern(&pattern(b"/tmp/\xff{x}")), Ok(()));
     }
 
     #[test]
