@@ -73,6 +73,18 @@ pub fn is_fileless(path: &str) -> bool {
     !path.is_empty() && !path.starts_with('/')
 }
 
+/// A program name a person wrote, as the sensors write it: a path's
+/// escaped bytes in their spelling ([`crate::text::canonical_name`]:
+/// `/bin/a\xFF` → `/bin/a\xff`); a fileless name, which has its own
+/// escaping ([`is_fileless`]), as it is.
+pub fn canonical_program(s: &str) -> std::borrow::Cow<'_, str> {
+    if is_fileless(s) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        crate::text::canonical_name(s)
+    }
+}
+
 /// Can `s` stand in a lineage: an absolute path, or the name the sensors
 /// give a fileless program (`memfd:` and its escaped name: no control
 /// characters, not empty), as a person may add it to a profile.

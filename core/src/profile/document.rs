@@ -349,7 +349,7 @@ impl ProfileDocument {
             }
         }
         let mut out = Vec::new();
-        let mut seen: HashSet<&[String]> = HashSet::new();
+        let mut seen: HashSet<Vec<String>> = HashSet::new();
         for (i, p) in self.spec.processes.iter().enumerate() {
             let at = |rest: &str| format!("spec.processes[{i}].{rest}");
             if p.lineage.is_empty() {
@@ -366,10 +366,13 @@ impl ProfileDocument {
                     .into());
                 }
             }
-            if !seen.insert(&p.lineage) {
+            // Escaped bytes in the sensors' spelling (`\xFF` → `\xff`).
+            let lineage: Vec<String> =
+                p.lineage.iter().map(|exe| crate::event::canonical_program(exe).into_owned()).collect();
+            if !seen.insert(lineage.clone()) {
                 return Err(FieldError::new(at("lineage"), "is listed twice: merge the two processes").into());
             }
-            let o = |behaviour| Observation { lineage: p.lineage.clone(), behaviour };
+            let o = |behaviour| Observation { lineage: lineage.clone(), behaviour };
             out.push(o(Behaviour::Exec));
             for (j, f) in p.files.iter().enumerate() {
                 check_pattern(&f.pattern)
@@ -381,7 +384,8 @@ impl ProfileDocument {
                     )
                     .into());
                 }
-                out.push(o(Behaviour::File { pattern: f.pattern.clone(), access: super::access_bits(&f.access) }));
+                let pattern = crate::text::canonical_name(&f.pattern).into_owned();
+                out.push(o(Behaviour::File { pattern, access: super::access_bits(&f.access) }));
             }
             for (j, d) in p.dns.iter().enumerate() {
                 let name = dns_name(&d.name).map_err(|e| FieldError::new(at(&format!("dns[{j}].name")), e))?;

@@ -194,6 +194,32 @@ fn documents_are_normalized_like_the_api_normalizes() {
 }
 
 #[test]
+fn names_that_are_not_utf8_are_written_escaped() {
+    // As a person may write them: upper-case hex, a valid byte escaped.
+    let d = parse(doc_with(serde_json::json!({"lineage": ["/bin/sh", "/opt/run\\xFF"],
+        "files": [{"pattern": "/tmp/a\\xFE", "access": ["read"]}, {"pattern": "/tmp/\\x41\\xff", "access": ["read"]}]})))
+    .unwrap();
+    let o = d.observations().unwrap();
+    let lineage = ["/bin/sh", "/opt/run\\xff"];
+    assert_eq!(o[0], obs(&lineage, Behaviour::Exec));
+    assert_eq!(o[1], obs(&lineage, Behaviour::File { pattern: "/tmp/a\\xfe".into(), access: access::READ }));
+    assert_eq!(o[2], obs(&lineage, Behaviour::File { pattern: "/tmp/\\x41\\xff".into(), access: access::READ }));
+    // What the sensors would learn from those bytes is the same behaviour.
+    let sensed = crate::text::name_from_bytes(b"/tmp/a\xfe");
+    assert_eq!(o[1].behaviour, Behaviour::File { pattern: path_pattern(&sensed), access: access::READ });
+    // Two spellings of one lineage are one lineage.
+    let mut two = doc_with(serde_json::json!({"lineage": ["/opt/run\\xFF"]}));
+    two["spec"]["processes"].as_array_mut().unwrap().push(serde_json::json!({"lineage": ["/opt/run\\xff"]}));
+    let twice = parse(two).unwrap().observations().unwrap_err().to_string();
+    assert!(twice.contains("processes[1].lineage") && twice.contains("listed twice"), "{twice}");
+    // Exported and read back, the same text.
+    let again = ProfileDocument::from_observations("web", vec![], &o).unwrap();
+    let back = again.observations().unwrap();
+    assert_eq!(ProfileDocument::from_observations("web", vec![], &back).unwrap(), again);
+    assert_eq!(again.spec.processes[0].lineage, lineage);
+}
+
+#[test]
 fn diff_lists_added_and_missing_behaviours_access_by_access() {
     let doc = [
         obs(&["/a"], Behaviour::Exec),
