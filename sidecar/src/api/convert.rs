@@ -581,7 +581,9 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
             if bits == 0 {
                 return Err(bad(format!("{field}.file.access"), "is empty: give read and/or write"));
             }
-            Behaviour::File { pattern: if *pattern { path.clone() } else { path_pattern(path) }, access: bits }
+            // Escaped bytes in the sensors' spelling (`/tmp/a\xFF` → `/tmp/a\xff`).
+            let path = telltale_core::text::canonical_name(path);
+            Behaviour::File { pattern: if *pattern { path.into_owned() } else { path_pattern(&path) }, access: bits }
         }
         pb::behaviour::Kind::Dns(pb::DnsBehaviour { name, r#type }) => {
             let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -626,7 +628,8 @@ pub fn behaviour_to_add(i: usize, b: &pb::BehaviourToAdd) -> Result<Observation,
             })?,
         },
     };
-    Ok(Observation { lineage: lineage.clone(), behaviour })
+    let lineage = lineage.iter().map(|p| telltale_core::event::canonical_program(p).into_owned()).collect();
+    Ok(Observation { lineage, behaviour })
 }
 
 #[cfg(test)]
@@ -701,6 +704,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.behaviour, Behaviour::Dns { name: "api.example.com".into(), qtype: "A".into() });
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_added_in_the_sensors_spelling() {
+        use telltale_core::text::name_from_bytes;
+        let file = |path: &str, pattern| {
+            let f = pb::FileBehaviour { path: path.into(), access: vec![1], pattern };
+            behaviour_to_add(0, &add(&["/bin/sh", "/opt/run\\xFF"], pb::behaviour::Kind::File(f))).unwrap()
+        };
+        // What a person types is what the sensors report for those bytes.
+        let o = file("/tmp/a\\xFF", false);
+        assert_eq!(o.lineage, [name_from_bytes(b"/bin/sh"), name_from_bytes(b"/opt/run\xff")]);
+        assert_eq!(o.behaviour, Behaviour::File { pattern: path_pattern(&name_from_bytes(b"/tmp/a\xff")), access: 1 });
+        assert_ne!(file("/tmp/a\\xfe", false).behaviour, o.behaviour);
+        assert_eq!(file("/tmp/a\\xFF", true).behaviour, o.behaviour);
+        // The 4 characters `\xff` are written with their backslash escaped.
+        let literal = file("/tmp/a\\x5cxff", false);
+        assert_eq!(literal.behaviour, Behaviour::File { pattern: name_from_bytes(b"/tmp/a\\xff").into(), access: 1 });
     }
 
     #[test]
