@@ -145,6 +145,35 @@ mod tests {
     }
 
     #[test]
+    fn labels_that_are_not_utf8_stay_apart() {
+        // One question, its name given as wire labels.
+        let name_of = |labels: &[&[u8]]| {
+            let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for l in labels {
+                b.push(u8::try_from(l.len()).unwrap());
+                b.extend_from_slice(l);
+            }
+            b.extend_from_slice(&[0, 0, 1, 0, 1]);
+            parse_query(&b).expect("parses").remove(0).name
+        };
+        let names = [
+            name_of(&[b"a\xff", b"test"]),
+            name_of(&[b"a\xfe", b"test"]),
+            name_of(&[b"a\\377", b"test"]),
+            name_of(&[b"a\\xff", b"test"]),
+            name_of(&[b"A\xff", b"test"]),
+            name_of(&[b"a\xff.test"]),
+        ];
+        assert_eq!(
+            names,
+            ["a\\377.test", "a\\376.test", "a\\\\377.test", "a\\\\xff.test", "a\\377.test", "a\\377\\.test"]
+        );
+        // Display keeps them apart too.
+        let shown: Vec<String> = names.iter().map(|n| telltale_core::text::escape(n).into_owned()).collect();
+        assert_eq!(shown, names);
+    }
+
+    #[test]
     fn compression_loops_are_rejected() {
         // Question name is a pointer to itself.
         let b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
