@@ -102,6 +102,10 @@ pub mod ranges {
     /// `api.stream_buffer` (live anomalies per stream, one broadcast slot
     /// each): 1 – 1,048,576.
     pub const API_STREAM_BUFFER: RangeInclusive<usize> = 1..=1 << 20;
+    /// `sensor.ring_buffer`: 64 KiB – 256 MiB (and a power of two).
+    pub const SENSOR_RING_BUFFER: RangeInclusive<u32> = 64 << 10..=256 << 20;
+    /// `sensor.lease_timeout`: 5 s – 10 minutes.
+    pub const SENSOR_LEASE_TIMEOUT: RangeInclusive<Duration> = secs(5)..=secs(600);
     /// `audit.max_age`: 1 day – 10 years.
     pub const AUDIT_MAX_AGE: RangeInclusive<Duration> = secs(DAY)..=secs(3650 * DAY);
     /// `audit.max_records`: 1,000 – 100,000,000.
@@ -158,6 +162,48 @@ pub struct Config {
     /// Where security profiles are kept: this pod only, or the fleet (etcd).
     #[serde(default)]
     pub profiles: ProfilesConfig,
+    /// The kernel sensors: the node's shared set and this pod's ring buffer.
+    #[serde(default)]
+    pub sensor: SensorConfig,
+}
+
+/// `[sensor]`: the node set of kernel programs this sidecar joins, and the
+/// maps it owns in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorConfig {
+    /// Directory on bpffs where the node's shared programs are pinned
+    /// (every sidecar of the node must use the same one).
+    pub node_dir: PathBuf,
+    /// Bytes of this pod's ring buffer: a power of two, 64 KiB – 256 MiB.
+    pub ring_buffer: u32,
+    /// A sidecar that has not renewed its registration for this long (it
+    /// was killed, or is frozen) is removed by the others: 5 s – 10 min.
+    #[serde(with = "humantime_serde")]
+    pub lease_timeout: std::time::Duration,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            node_dir: PathBuf::from(crate::sensor::node::DEFAULT_ROOT),
+            ring_buffer: crate::sensor::DEFAULT_RING_BUFFER,
+            lease_timeout: crate::sensor::DEFAULT_LEASE_TIMEOUT,
+        }
+    }
+}
+
+impl SensorConfig {
+    /// The sensor options of a sidecar named `name`.
+    pub fn options(&self, name: String) -> crate::sensor::SensorOptions {
+        crate::sensor::SensorOptions {
+            dedup: true,
+            node_root: self.node_dir.clone(),
+            ring_buffer: self.ring_buffer,
+            lease_timeout: self.lease_timeout,
+            name,
+        }
+    }
 }
 
 /// `[profiles]`: the profile backend.
@@ -562,6 +608,7 @@ impl Default for Config {
             kubernetes: KubernetesConfig::default(),
             telemetry: TelemetryConfig::default(),
             profiles: ProfilesConfig::default(),
+            sensor: SensorConfig::default(),
         }
     }
 }
@@ -786,6 +833,7 @@ impl Config {
             ("api.request_timeout", a.request_timeout, r::API_REQUEST_TIMEOUT),
             ("notifications.rate_limit", self.notifications.rate_limit, r::NOTIFICATIONS_RATE_LIMIT),
             ("audit.max_age", self.audit.max_age, r::AUDIT_MAX_AGE),
+            ("sensor.lease_timeout", self.sensor.lease_timeout, r::SENSOR_LEASE_TIMEOUT),
             ("telemetry.otlp.batch_delay", o.batch_delay, r::OTLP_BATCH_DELAY),
             ("telemetry.otlp.metrics_interval", o.metrics_interval, r::OTLP_METRICS_INTERVAL),
         ]
@@ -803,6 +851,19 @@ impl Config {
             within(key, value, &range, usize::to_string)?;
         }
         within("audit.max_records", self.audit.max_records, &r::AUDIT_MAX_RECORDS, u64::to_string)?;
+        within("sensor.ring_buffer", self.sensor.ring_buffer, &r::SENSOR_RING_BUFFER, u32::to_string)?;
+        if !self.sensor.ring_buffer.is_power_of_two() {
+            return Err(ConfigError::Invalid(format!(
+                "key `sensor.ring_buffer` = {} is not a power of two (e.g. 2097152 for 2 MiB)",
+                self.sensor.ring_buffer
+            )));
+        }
+        if !self.sensor.node_dir.is_absolute() {
+            return Err(ConfigError::Invalid(format!(
+                "key `sensor.node_dir` = {:?} is not an absolute path",
+                self.sensor.node_dir
+            )));
+        }
         within("telemetry.otlp.sampling", o.sampling, &r::OTLP_SAMPLING, f64::to_string)
     }
 }

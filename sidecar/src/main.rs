@@ -35,6 +35,12 @@ enum Command {
         /// Watch this existing cgroup v2 directory (absolute, or relative to the cgroup2 mount).
         #[arg(long, value_name = "PATH", conflicts_with = "command")]
         cgroup: Option<PathBuf>,
+        /// Directory on bpffs of the node's shared kernel programs.
+        #[arg(long, value_name = "DIR", env = "TELLTALE_SENSOR__NODE_DIR", default_value = telltale_sidecar::sensor::node::DEFAULT_ROOT)]
+        node_dir: PathBuf,
+        /// A sidecar that has not renewed its node registration for this long is removed by the others.
+        #[arg(long, value_name = "DURATION", env = "TELLTALE_SENSOR__LEASE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+        lease_timeout: std::time::Duration,
         /// The command to run, after `--`.
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Trace { json, no_dedup, cgroup, command } => {
+        Command::Trace { json, no_dedup, cgroup, node_dir, lease_timeout, command } => {
             let target = match (cgroup, command.is_empty()) {
                 (Some(path), _) => Target::Cgroup(path),
                 (None, false) => Target::Command(command),
@@ -106,7 +112,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            trace_main(TraceOptions { target, json, dedup: !no_dedup })
+            trace_main(TraceOptions { target, json, dedup: !no_dedup, node_dir, lease_timeout })
         }
         Command::Run { config, data_dir, cgroup, image, anomalies_json, pod, command } => {
             let kubernetes = pod.then_some(KubernetesOverrides { enabled: true });

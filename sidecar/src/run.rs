@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::Config;
 use crate::daemon::source::HostDiscovery;
 use crate::daemon::{Daemon, DaemonError, Discovery, EventSource, Parts};
-use crate::sensor::{Sensor, SensorError, SensorOptions};
+use crate::sensor::{Sensor, SensorError};
 use crate::store::{Store, StoreError};
 use crate::trace::{spawn_in, TraceError};
 use crate::workload::cgroup::{Cgroup, CgroupError, OwnedCgroup};
@@ -85,7 +85,7 @@ fn open_output(spec: &Option<String>) -> Result<Option<Box<dyn Write + Send>>, R
 pub async fn run(cfg: Config, command: Vec<OsString>) -> Result<(), RunError> {
     let store = Store::open(&cfg.data_dir)?;
     let out = open_output(&cfg.anomalies_json)?;
-    let mut sensor = Sensor::load(&SensorOptions::default())?;
+    let mut sensor = Sensor::load(&cfg.sensor.options(cfg.replica_id()))?;
 
     let mut owned = None;
     let mut child = None;

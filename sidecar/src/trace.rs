@@ -33,6 +33,21 @@ pub struct TraceOptions {
     pub json: bool,
     /// Drop repeats of identical behaviour in the kernel.
     pub dedup: bool,
+    /// Directory on bpffs of the node's shared kernel programs.
+    pub node_dir: std::path::PathBuf,
+    /// Lease timeout of the node registration.
+    pub lease_timeout: std::time::Duration,
+}
+
+impl TraceOptions {
+    fn sensor(&self) -> SensorOptions {
+        SensorOptions {
+            dedup: self.dedup,
+            node_root: self.node_dir.clone(),
+            lease_timeout: self.lease_timeout,
+            ..SensorOptions::default()
+        }
+    }
 }
 
 /// Why tracing failed.
@@ -116,7 +131,7 @@ async fn run_command(
     out: &mut dyn Write,
 ) -> Result<TraceSummary, TraceError> {
     let (program, args) = argv.split_first().ok_or(TraceError::NoCommand)?;
-    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup, ..SensorOptions::default() })?;
+    let mut sensor = Sensor::load(&options.sensor())?;
     let cgroup = OwnedCgroup::create("telltale-trace")?;
     sensor.watch(cgroup.cgroup())?;
 
@@ -154,7 +169,7 @@ async fn run_cgroup(
     out: &mut dyn Write,
 ) -> Result<TraceSummary, TraceError> {
     let cgroup = Cgroup::open(path)?;
-    let mut sensor = Sensor::load(&SensorOptions { dedup: options.dedup, ..SensorOptions::default() })?;
+    let mut sensor = Sensor::load(&options.sensor())?;
     sensor.watch(&cgroup)?;
     eprintln!("telltale: watching {} (cgroup id {}); stop with Ctrl-C", cgroup.path.display(), cgroup.id);
     let mut sigterm = signal(SignalKind::terminate()).map_err(TraceError::Wait)?;

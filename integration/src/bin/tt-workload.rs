@@ -378,6 +378,14 @@ fn run(args: &[String]) -> Result<()> {
                 per_op(start, n);
             }
         }
+        "open-distinct" => {
+            // N distinct files DIR/f<i>, each created and opened once.
+            let dir = arg(args, 1, "dir")?;
+            let n: u64 = arg(args, 2, "count")?.parse().map_err(|e| format!("count: {e}"))?;
+            for i in 0..n {
+                open_close(&cstr(&format!("{dir}/f{i}"))?, libc::O_WRONLY | libc::O_CREAT)?;
+            }
+        }
         "exec-loop" => {
             let n: u64 = arg(args, 1, "count")?.parse().map_err(|e| format!("count: {e}"))?;
             let program = arg(args, 2, "program")?;
