@@ -250,11 +250,13 @@ pub enum ProfileCommand {
 pub struct AddArgs {
     /// Short image name.
     pub image: String,
-    /// A process node: its executable (use --parent for its ancestors).
-    #[arg(long, group = "what", value_name = "PATH")]
+    /// A process node: its executable (use --parent for its ancestors). A
+    /// byte that is not UTF-8 is written `\xNN` (`/opt/run\xff`), as events
+    /// show it; an argument that is not UTF-8 is taken as its bytes.
+    #[arg(long, group = "what", value_name = "PATH", value_parser = add::NameParser)]
     pub exec: Option<String>,
-    /// A file path opened (with --access) by --process.
-    #[arg(long, group = "what", requires = "access", value_name = "PATH")]
+    /// A file path opened (with --access) by --process; not UTF-8: as --exec.
+    #[arg(long, group = "what", requires = "access", value_name = "PATH", value_parser = add::NameParser)]
     pub file: Option<String>,
     /// Access of --file: r, w or rw.
     #[arg(long, value_parser = ["r", "w", "rw"])]
@@ -272,10 +274,10 @@ pub struct AddArgs {
     #[arg(long, group = "what", value_parser = ["io_uring"], value_name = "NAME")]
     pub mechanism: Option<String>,
     /// The process (executable path) the --file/--dns/--connect/--mechanism behaviour belongs to.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = add::NameParser)]
     pub process: Option<String>,
     /// Ancestors of the process, outermost first (repeat).
-    #[arg(long = "parent", value_name = "PATH")]
+    #[arg(long = "parent", value_name = "PATH", value_parser = add::NameParser)]
     pub parents: Vec<String>,
 }
 

@@ -5,6 +5,30 @@ use telltale_client::{behaviour, Access, BehaviourToAdd, Protocol};
 
 use super::AddArgs;
 
+/// A path on the command line, as the sensors name it: an argument that
+/// is UTF-8 is taken as written (`/tmp/a\xff`: the server reads the escapes,
+/// `core::text`), one that is not as its own bytes, escaped the same way
+/// (`"$(printf '/tmp/a\377')"` is `/tmp/a\xff`).
+#[derive(Debug, Clone, Copy)]
+pub struct NameParser;
+
+impl clap::builder::TypedValueParser for NameParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(match value.to_str() {
+            Some(s) => s.to_owned(),
+            None => telltale_core::text::name_from_bytes(value.as_bytes()).into_owned(),
+        })
+    }
+}
+
 /// `ADDR:PORT/PROTO` (ADDR may be a CIDR or a bracketed IPv6 address; no
 /// `/PROTO` means tcp).
 pub fn parse_connect(spec: &str) -> Result<(String, u32, Protocol)> {
@@ -127,6 +151,40 @@ mod tests {
             .expect("mechanism");
         assert_eq!(b.lineage, vec!["/bin/init", "/bin/a"]);
         assert_eq!(b.behaviour, Behaviour::Mechanism { name: "io_uring".into() });
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_are_escaped_or_taken_as_written() {
+        use clap::Parser;
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let add = |file: &OsStr| {
+            let argv: [&OsStr; 10] = [
+                "telltalectl".as_ref(),
+                "profile".as_ref(),
+                "add".as_ref(),
+                "web".as_ref(),
+                "--file".as_ref(),
+                file,
+                "--access".as_ref(),
+                "r".as_ref(),
+                "--process".as_ref(),
+                OsStr::from_bytes(b"/opt/run\xfe"),
+            ];
+            match super::super::Cli::try_parse_from(argv).expect("parses").command {
+                super::super::Command::Profile { command: super::super::ProfileCommand::Add(a) } => {
+                    a.behaviour().expect("file")
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let raw = add(OsStr::from_bytes(b"/tmp/a\xff"));
+        assert_eq!(raw.behaviour, Behaviour::File { path: "/tmp/a\\xff".into(), access: vec![Access::Read] });
+        assert_eq!(raw.lineage, ["/opt/run\\xfe"]);
+        assert_eq!(add(OsStr::new("/tmp/a\\xff")), raw, "the escaped form, as typed");
+        // Not UTF-8 and holding the text `\xff`: that backslash is escaped.
+        let both = add(OsStr::from_bytes(b"/tmp/\\xff\xff"));
+        assert_eq!(both.behaviour, Behaviour::File { path: "/tmp/\\x5cxff\\xff".into(), access: vec![Access::Read] });
     }
 
     #[test]
