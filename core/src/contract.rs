@@ -29,6 +29,9 @@ pub const LOG_ENV: &str = "TELLTALE_LOG";
 pub const DATA_DIR: &str = "/var/lib/telltale";
 /// Where the injector mounts the downward-API volume with the container map.
 pub const PODINFO_DIR: &str = "/etc/telltale/podinfo";
+/// The node's bpffs directory where the sidecars of a node pin and share
+/// one set of kernel programs (a hostPath, the same path inside and out).
+pub const NODE_BPFFS_DIR: &str = "/sys/fs/bpf/telltale";
 /// The container map's item name in that volume.
 pub const CONTAINERS_FILE_NAME: &str = "containers";
 /// The container map file (`PODINFO_DIR/CONTAINERS_FILE_NAME`), the

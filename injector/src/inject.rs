@@ -336,7 +336,10 @@ fn volumes(n: &VolumeNames, o: &Overrides) -> Vec<Volume> {
         empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".into())), ..Default::default() }),
         ..Volume::default()
     });
-    v.push(host(&n.bpffs, "/sys/fs/bpf", "Directory"));
+    // Only telltale's own directory of the node's bpffs, where the node set
+    // of kernel programs is pinned and shared by every sidecar on the node
+    // (written: the first sidecar pins, the last unpins).
+    v.push(host(&n.bpffs, telltale_core::contract::NODE_BPFFS_DIR, "DirectoryOrCreate"));
     v.push(host(&n.tracefs, "/sys/kernel/tracing", "Directory"));
     v.push(host(&n.cgroup, "/sys/fs/cgroup", "Directory"));
     v.push(host(&n.btf, "/sys/kernel/btf/vmlinux", "File"));
@@ -417,7 +420,7 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
         mount(&n.data, DATA_DIR, false),
         mount(&n.podinfo, PODINFO_DIR, true),
         mount(&n.tmp, "/tmp", false),
-        mount(&n.bpffs, "/sys/fs/bpf", true),
+        mount(&n.bpffs, telltale_core::contract::NODE_BPFFS_DIR, false),
         mount(&n.tracefs, "/sys/kernel/tracing", true),
         mount(&n.cgroup, "/sys/fs/cgroup", true),
         mount(&n.btf, "/sys/kernel/btf/vmlinux", true),

@@ -157,8 +157,11 @@ fn opt_in_gets_the_full_sidecar() {
     let item = &podinfo.items.as_ref().unwrap()[0];
     assert_eq!(item.path, "containers");
     assert_eq!(item.field_ref.as_ref().unwrap().field_path, "metadata.annotations['telltale.dev/containers']");
+    // The node set's directory on bpffs: written (pins), nothing else of bpffs.
+    let bpffs = volume(&pod, "/sys/fs/bpf/telltale").host_path.as_ref().expect("bpffs");
+    assert_eq!((bpffs.path.as_str(), bpffs.type_.as_deref()), ("/sys/fs/bpf/telltale", Some("DirectoryOrCreate")));
+    assert!(!read_only(&pod, "/sys/fs/bpf/telltale"), "the node set is pinned there");
     for (path, host, kind) in [
-        ("/sys/fs/bpf", "/sys/fs/bpf", "Directory"),
         ("/sys/kernel/tracing", "/sys/kernel/tracing", "Directory"),
         ("/sys/fs/cgroup", "/sys/fs/cgroup", "Directory"),
         ("/sys/kernel/btf/vmlinux", "/sys/kernel/btf/vmlinux", "File"),

@@ -34,7 +34,7 @@ use super::registry::{self, Slot};
 use super::{program, SensorError};
 
 /// Where node sets live unless configured otherwise.
-pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/telltale";
+pub const DEFAULT_ROOT: &str = telltale_core::contract::NODE_BPFFS_DIR;
 
 /// `statfs` magic of bpffs.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
