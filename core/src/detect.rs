@@ -442,9 +442,28 @@ impl Detector {
     /// Advance every profile's lifecycle; `lost` records were lost by the
     /// kernel since the last tick (each type counted on its own clock,
     /// while it still learns).
-    pub fn tick(&mut self, now_ms: i64, lost: &crate::profile::Lost) -> Vec<Change> {
+    /// Records lost at the source are charged to the profile of the
+    /// container they came from; those whose container is unknown, to every
+    /// profile (a learning profile cannot be told it saw everything when it
+    /// may not have).
+    pub fn tick(&mut self, now_ms: i64, lost: &LostRecords) -> Vec<Change> {
+        let mut by_image: HashMap<&str, crate::profile::Lost> = HashMap::new();
+        let mut everyone = lost.unattributed;
+        for (cgroup_id, l) in &lost.by_cgroup {
+            match self.containers.get(cgroup_id) {
+                Some(c) => by_image.entry(c.image.as_str()).or_default().merge(l),
+                None => everyone.merge(l),
+            }
+        }
+        let by_image: HashMap<String, crate::profile::Lost> =
+            by_image.into_iter().map(|(image, l)| (image.to_owned(), l)).collect();
         let mut changes = Vec::new();
         for p in self.profiles.values_mut() {
+            let mut lost = everyone;
+            if let Some(l) = by_image.get(&p.image) {
+                lost.merge(l);
+            }
+            let lost = &lost;
             p.add_lost_events(lost);
             let changed = if self.external_lifecycle { Vec::new() } else { p.tick(now_ms, &self.cfg) };
             for t in EventType::ALL {
@@ -455,6 +474,15 @@ impl Detector {
         }
         changes
     }
+}
+
+/// Records lost at the source since the last tick, by where they came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LostRecords {
+    /// By the cgroup id of the container they came from.
+    pub by_cgroup: Vec<(u64, crate::profile::Lost)>,
+    /// Whose container could not be told.
+    pub unattributed: crate::profile::Lost,
 }
 
 /// A process node with nothing it does: its exec alone.

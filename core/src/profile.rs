@@ -78,6 +78,22 @@ impl Lost {
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|n| *n == 0)
     }
+
+    /// Add every count of `other`.
+    pub fn merge(&mut self, other: &Lost) {
+        for t in EventType::ALL {
+            self.add(t, other.get(t));
+        }
+    }
+
+    /// `self - other` per type, never below zero.
+    pub fn minus(&self, other: &Lost) -> Lost {
+        let mut out = Lost::default();
+        for t in EventType::ALL {
+            out.add(t, self.get(t).saturating_sub(other.get(t)));
+        }
+        out
+    }
 }
 
 /// The access bits of a file behaviour (stored as they are: keep the values).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use telltale_core::detect::{Change, Container, Detector};
 use telltale_core::event::{Event, EventKind, Mechanism};
 use telltale_core::profile::lifecycle::LearningConfig;
-use telltale_core::profile::{Behaviour, EventType, Lost};
+use telltale_core::profile::{Behaviour, EventType};
 use telltale_core::workload::image::ImageRef;
 use telltale_integration::{kernel_tests_enabled, workload_bin, TempDir, Traced};
 use telltale_sidecar::sensor::SensorOptions;
@@ -62,7 +62,7 @@ async fn a_process_that_starts_using_io_uring_is_an_anomaly() {
     for e in &learned {
         assert!(anomalies(&d.on_event(e, 1_000).changes).is_empty());
     }
-    d.tick(20_000, &Lost::default());
+    d.tick(20_000, &Default::default());
     let profile = d.profile("uring").expect("profile");
     for ty in EventType::ALL {
         assert_eq!(profile.clock(ty).state.name(), "stable", "{ty:?}");

@@ -93,6 +93,8 @@ pub struct Daemon<S, D> {
     out: Option<Box<dyn Write + Send>>,
     /// Lost records seen so far: exec, file, dns, connect, exit.
     lost_seen: [u64; 5],
+    /// The kernel's cumulative per-cgroup loss counts at the last tick.
+    lost_seen_by_cgroup: HashMap<u64, Lost>,
     known_map_full: bool,
     feeds: Feeds,
     ticks: u64,
@@ -171,6 +173,7 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
             aliases: HashMap::new(),
             out,
             lost_seen: [0; 5],
+            lost_seen_by_cgroup: HashMap::new(),
             known_map_full: false,
             feeds,
             ticks: 0,
@@ -311,10 +314,11 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
         self.commit(pending, now)
     }
 
-    /// Records lost per event type since the last tick. A lost exit record
-    /// leaves a process in the lineage table, not a behaviour unseen: it is
-    /// logged, not charged to a type.
-    fn lost_since_last(&mut self, c: &Counters) -> Lost {
+    /// Records lost since the last tick, per event type and, as far as the
+    /// kernel could tell, per container. A lost exit record leaves a process
+    /// in the lineage table, not a behaviour unseen: it is logged, not
+    /// charged to a type.
+    fn lost_since_last(&mut self, c: &Counters) -> telltale_core::detect::LostRecords {
         // Mechanism use is judged with the exec type: its losses are exec's.
         let now = [c.exec.lost + c.mechanism.lost, c.file.lost, c.dns.lost, c.connect.lost, c.exit.lost];
         let mut delta = Lost::default();
@@ -322,18 +326,41 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
             delta.add(t, n.saturating_sub(*seen));
         }
         let exits = now[4].saturating_sub(self.lost_seen[4]);
-        if !delta.is_empty() || exits > 0 {
-            tracing::warn!(
-                exec = delta.get(EventType::Exec),
-                file = delta.get(EventType::File),
-                dns = delta.get(EventType::Dns),
-                connect = delta.get(EventType::Connect),
-                exit = exits,
-                "Ring buffer records lost."
-            );
-        }
         self.lost_seen = now;
-        delta
+        let mut records = telltale_core::detect::LostRecords::default();
+        if delta.is_empty() && exits == 0 {
+            return records;
+        }
+        // Whose: the kernel's per-cgroup counts since the last look, each
+        // nested cgroup charged to its container.
+        let mut attributed = Lost::default();
+        let mut by_container: std::collections::BTreeMap<u64, Lost> = std::collections::BTreeMap::new();
+        for (cgroup_id, total) in self.source.lost_by_cgroup() {
+            let seen = self.lost_seen_by_cgroup.insert(cgroup_id, total).unwrap_or_default();
+            let new = total.minus(&seen);
+            if new.is_empty() {
+                continue;
+            }
+            let container = self.aliases.get(&cgroup_id).copied().unwrap_or(cgroup_id);
+            by_container.entry(container).or_default().merge(&new);
+            attributed.merge(&new);
+        }
+        records.unattributed = delta.minus(&attributed);
+        records.by_cgroup = by_container.into_iter().collect();
+        tracing::warn!(
+            exec = delta.get(EventType::Exec),
+            file = delta.get(EventType::File),
+            dns = delta.get(EventType::Dns),
+            connect = delta.get(EventType::Connect),
+            exit = exits,
+            containers = ?records
+                .by_cgroup
+                .iter()
+                .map(|(id, _)| self.detector.container(*id).map_or_else(|| id.to_string(), |c| c.name.clone()))
+                .collect::<Vec<_>>(),
+            "Ring buffer records lost."
+        );
+        records
     }
 
     /// What the metrics report about the kernel, signals and profiles.

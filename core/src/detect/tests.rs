@@ -93,12 +93,32 @@ fn lost_events_are_recorded_on_learning_profiles() {
     let mut lost = crate::profile::Lost::default();
     lost.add(EventType::Dns, 4);
     lost.add(EventType::File, 1);
-    let ch = d.tick(1_000, &lost);
+    let ch = d.tick(1_000, &LostRecords { by_cgroup: vec![], unattributed: lost });
     assert_eq!(ch.len(), 2, "only the types that lost records changed: {ch:?}");
     let p = d.profile("web").unwrap();
     assert_eq!(p.clock(EventType::Dns).lost_events, 4);
     assert_eq!(p.clock(EventType::File).lost_events, 1);
     assert_eq!(p.clock(EventType::Exec).lost_events, 0, "a DNS burst is no exec loss");
+}
+
+#[test]
+fn lost_records_are_charged_to_the_profile_of_their_container() {
+    let mut d = Detector::new(cfg(0), vec![], vec![]);
+    d.add_container(Container::new("c1", "web", &image("web:v1"), 100, 0), 0);
+    d.add_container(Container::new("c2", "db", &image("db:v1"), 200, 0), 0);
+    let mut flood = crate::profile::Lost::default();
+    flood.add(EventType::File, 600);
+    let mut unknown = crate::profile::Lost::default();
+    unknown.add(EventType::Exec, 2);
+    let ch =
+        d.tick(1_000, &LostRecords { by_cgroup: vec![(200, flood), (999, unknown)], unattributed: Default::default() });
+    let db = d.profile("db").unwrap();
+    assert_eq!(db.clock(EventType::File).lost_events, 600);
+    assert_eq!(db.clock(EventType::Exec).lost_events, 2, "a loss whose container is unknown is everyone's");
+    let web = d.profile("web").unwrap();
+    assert_eq!(web.clock(EventType::File).lost_events, 0, "another container's flood is not web's loss");
+    assert_eq!(web.clock(EventType::Exec).lost_events, 2);
+    assert_eq!(ch.len(), 3, "db file, db exec, web exec: {ch:?}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use telltale_core::event::{Event, EventKind};
+use telltale_core::profile::{EventType, Lost};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -26,6 +27,22 @@ pub trait EventSource: Send {
     fn mark_known(&mut self, keys: &[u64]) -> Result<(), SensorError>;
     /// What the source counted so far.
     fn counters(&self) -> Result<Counters, SensorError>;
+    /// Records lost so far (cumulative) by the cgroup they came from, as far
+    /// as the source can tell; the rest of `counters()`' losses is nobody's.
+    fn lost_by_cgroup(&self) -> Vec<(u64, Lost)>;
+}
+
+/// A kernel per-kind loss count as the types a profile learns: mechanism
+/// use is judged with exec, exits are no behaviour.
+pub fn lost_of_kinds(lost: &[u64; 8]) -> Lost {
+    use telltale_ebpf::abi;
+    let at = |k: u16| lost.get(usize::from(k)).copied().unwrap_or(0);
+    let mut l = Lost::default();
+    l.add(EventType::Exec, at(abi::EVENT_EXEC) + at(abi::EVENT_MECHANISM));
+    l.add(EventType::File, at(abi::EVENT_FILE));
+    l.add(EventType::Dns, at(abi::EVENT_DNS));
+    l.add(EventType::Connect, at(abi::EVENT_CONNECT));
+    l
 }
 
 impl EventSource for Sensor {
@@ -43,6 +60,10 @@ impl EventSource for Sensor {
 
     fn counters(&self) -> Result<Counters, SensorError> {
         Sensor::counters(self)
+    }
+
+    fn lost_by_cgroup(&self) -> Vec<(u64, Lost)> {
+        Sensor::lost_by_cgroup(self).into_iter().map(|(id, l)| (id, lost_of_kinds(&l.lost))).collect()
     }
 }
 
@@ -151,6 +172,8 @@ pub struct ReplayState {
     pub known: HashSet<u64>,
     /// What the source counted (emitted, filtered as known, lost...).
     pub counters: Counters,
+    /// Records lost by the cgroup they came from (cumulative).
+    pub lost_by_cgroup: HashMap<u64, Lost>,
 }
 
 /// Typed events sent by a test, filtered by the known keys as the kernel
@@ -239,6 +262,11 @@ impl EventSource for ReplaySource {
     fn counters(&self) -> Result<Counters, SensorError> {
         Ok(self.state.lock().unwrap_or_else(PoisonError::into_inner).counters)
     }
+
+    fn lost_by_cgroup(&self) -> Vec<(u64, Lost)> {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.lost_by_cgroup.iter().map(|(id, l)| (*id, *l)).collect()
+    }
 }
 
 impl Replay {
@@ -253,9 +281,22 @@ impl Replay {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).known.contains(&key)
     }
 
-    /// Count `n` records of type `t` lost at the source (ring buffer full).
-    pub fn lose(&self, t: telltale_core::profile::EventType, n: u64) {
-        use telltale_core::profile::EventType;
+    /// Count `n` records of type `t` lost at the source (ring buffer full)
+    /// from cgroup `cgroup_id`, as the kernel tells it.
+    pub fn lose_in(&self, cgroup_id: u64, t: EventType, n: u64) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .lost_by_cgroup
+            .entry(cgroup_id)
+            .or_default()
+            .add(t, n);
+        self.lose(t, n);
+    }
+
+    /// Count `n` records of type `t` lost at the source (ring buffer full),
+    /// from no cgroup the source could tell.
+    pub fn lose(&self, t: EventType, n: u64) {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let c = &mut st.counters;
         let counts = match t {

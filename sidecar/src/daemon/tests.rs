@@ -363,6 +363,26 @@ async fn lost_records_are_charged_to_learning() {
 }
 
 #[tokio::test]
+async fn lost_records_the_kernel_can_place_are_charged_once_to_their_container() {
+    use telltale_core::profile::EventType;
+    let mut h = Harness::open(tmp("lost-by-cgroup"), 0).await;
+    h.events(vec![build::exec(WEB, app())]);
+    h.replay.lose_in(WEB, EventType::File, 4);
+    h.replay.lose_in(WEB, EventType::Dns, 1);
+    h.at(1_000);
+    h.d.tick().unwrap();
+    // The kernel's counts are cumulative: a tick without new losses adds nothing.
+    h.at(2_000);
+    h.d.tick().unwrap();
+    h.replay.lose_in(WEB, EventType::File, 2);
+    h.at(3_000);
+    h.d.tick().unwrap();
+    let st = h.ask(|reply| Command::Status { image: Some("web".into()), reply });
+    let lost: Vec<(&str, u64)> = st[0].types.iter().map(|t| (t.event_type.name(), t.lost_events)).collect();
+    assert_eq!(lost, [("exec", 0), ("file", 6), ("dns", 1), ("connect", 0)]);
+}
+
+#[tokio::test]
 async fn the_loop_serves_events_and_commands_until_stopped() {
     let mut h = Harness::open(tmp("loop"), 0).await;
     h.learned();

@@ -65,13 +65,13 @@ fn count(store: &Store, table: &str) -> i64 {
 }
 
 /// Commit detector changes, numbering anomalies from `seq`.
-/// `n` records lost of every type.
-fn lost(n: u64) -> telltale_core::profile::Lost {
+/// `n` records lost of every type, from no known container.
+fn lost(n: u64) -> telltale_core::detect::LostRecords {
     let mut l = telltale_core::profile::Lost::default();
     for t in telltale_core::profile::EventType::ALL {
         l.add(t, n);
     }
-    l
+    telltale_core::detect::LostRecords { by_cgroup: Vec::new(), unattributed: l }
 }
 
 fn commit_changes(store: &mut Store, seq: &mut u64, changes: Vec<Change>) {
