@@ -161,3 +161,83 @@ async fn a_process_older_than_the_sensor_is_named_by_its_bytes() {
     assert_eq!(e.process.path, exe);
     assert_eq!(e.process.args.last().map(String::as_str), Some("arg\\xff"));
 }
+
+/// Run `argv` (any bytes) inside `container` and wait for it.
+fn run_bytes_in(container: &telltale_sidecar::workload::cgroup::Cgroup, argv: &[&OsStr]) {
+    let procs = container.path.join("cgroup.procs");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > {} && exec \"$@\"", procs.display()))
+        .arg("sh")
+        .args(argv)
+        .stdout(Stdio::null())
+        .status()
+        .expect("workload");
+    assert!(status.success(), "{argv:?} failed");
+}
+
+/// Through the daemon: a program named `c<ff>at` is learned; `a<ff>` is
+/// added by hand with `telltalectl profile add`, written `a\xFF` (the
+/// escaped form, upper-case); then opening `a<ff>` is known and `a<fe>`
+/// is the one anomaly, with its escaped name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_added_by_hand_in_its_escaped_form_is_the_name_the_sensors_see() {
+    if !kernel_tests_enabled("a_name_added_by_hand_in_its_escaped_form_is_the_name_the_sensors_see") {
+        return;
+    }
+    use std::time::{Duration, Instant};
+    use telltale_client::{Behaviour as ApiBehaviour, Client, EventType, WatchFilter};
+    use telltale_core::profile::generalize::path_pattern;
+    use telltale_integration::daemon::Pod;
+    use telltale_integration::{telltalectl_bin, wait_stable};
+    use tokio_stream::StreamExt;
+
+    let config =
+        "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n";
+    let pod = Pod::new("odd-names-daemon", &[("app", "web:v1")], config);
+    let dir = TempDir::new("odd-names-daemon-files");
+    for n in [&b"a\xff"[..], b"a\xfe"] {
+        std::fs::write(raw(&dir, n), "x").expect("writing a file");
+    }
+    let cat = program(&dir, "cat", b"c\xffat");
+    let d = pod.start();
+    let socket = d.socket.clone().expect("admin socket");
+    let client = Client::builder(socket.clone()).connect().await.expect("connect");
+    let app = pod.container("app");
+    run_bytes_in(&app, &[cat.as_os_str(), OsStr::new("/etc/hostname")]);
+    wait_stable(&client, Some("web")).await;
+
+    // By hand, as a person types it: the escaped form, upper-case hex.
+    let out = std::process::Command::new(telltalectl_bin())
+        .args(["--socket", socket.strip_prefix("unix://").expect("unix address"), "profile", "add", "web"])
+        .args(["--file", &format!("{}/a\\xFF", dir.str()), "--access", "r"])
+        .args(["--process", &format!("{}/c\\xFFat", dir.str())])
+        .output()
+        .expect("telltalectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    run_bytes_in(&app, &[cat.as_os_str(), raw(&dir, b"a\xff").as_os_str(), raw(&dir, b"a\xfe").as_os_str()]);
+    let mut all = client.watch(WatchFilter::default(), 0);
+    let first = tokio::time::timeout(Duration::from_secs(20), all.next())
+        .await
+        .expect("an anomaly in time")
+        .expect("stream open")
+        .expect("ok");
+    let a = &first.anomaly;
+    assert_eq!(a.event_type, EventType::File, "{a:#?}");
+    assert_eq!(a.lineage, [named(&dir, b"c\xffat")]);
+    match &a.behaviour {
+        ApiBehaviour::File { path, .. } => assert_eq!(path, &path_pattern(&named(&dir, b"a\xfe"))),
+        other => panic!("not a file anomaly: {other:?}"),
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        if let Ok(Some(Ok(extra))) = tokio::time::timeout(Duration::from_millis(300), all.next()).await {
+            panic!("only a<fe> is new, not {extra:#?}");
+        }
+    }
+    let profile = client.profile("web").await.expect("profile");
+    let node = profile.nodes.iter().find(|n| n.lineage == [named(&dir, b"c\xffat")]).expect("the program's node");
+    assert!(node.files.iter().any(|f| f.pattern == path_pattern(&named(&dir, b"a\xff"))), "{node:#?}");
+    d.stop();
+}
