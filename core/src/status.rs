@@ -129,7 +129,7 @@ pub fn counters_line(c: &serde_json::Value) -> String {
     let sum = |field: &str| -> u64 {
         ["exec", "file", "dns", "connect"].iter().map(|k| c[*k][field].as_u64().unwrap_or(0)).sum()
     };
-    format!(
+    let mut line = format!(
         "sensors: {} events to user space, {} repeats of known behaviour filtered in kernel, \
          {} repeats dropped in kernel, {} records lost, {} malformed DNS packets",
         sum("emitted"),
@@ -137,7 +137,21 @@ pub fn counters_line(c: &serde_json::Value) -> String {
         sum("dropped_repeats"),
         sum("lost") + c["exit"]["lost"].as_u64().unwrap_or(0),
         c["malformed_dns"].as_u64().unwrap_or(0)
-    )
+    );
+    let node = &c["node"];
+    if node.is_object() {
+        line.push_str(&format!(
+            "; node set shared by {} sidecars (slot {}{})",
+            node["sidecars"].as_u64().unwrap_or(0),
+            node["slot"].as_u64().unwrap_or(0),
+            if node["loaded_here"].as_bool().unwrap_or(false) { ", loaded by this one" } else { "" }
+        ));
+        let lapses = node["lapses"].as_u64().unwrap_or(0);
+        if lapses > 0 {
+            line.push_str(&format!(", registration lapsed {lapses} times: events were missed"));
+        }
+    }
+    line
 }
 
 /// Where profiles live and, when they are fleet-wide, the link's state.
@@ -249,5 +263,25 @@ mod tests {
         let text = table(&s);
         assert!(text.contains("learned with 2 lost events"), "{text}");
         assert!(text.contains("web"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod counters_line_tests {
+    use super::counters_line;
+
+    #[test]
+    fn the_node_set_and_its_lapses_are_said() {
+        let c = serde_json::json!({
+            "exec": {"emitted": 2, "lost": 1}, "file": {"emitted": 3}, "exit": {"lost": 1},
+            "node": {"slot": 4, "loaded_here": true, "sidecars": 7, "lapses": 0}
+        });
+        let line = counters_line(&c);
+        assert!(line.contains("5 events to user space"), "{line}");
+        assert!(line.contains("2 records lost"), "{line}");
+        assert!(line.ends_with("node set shared by 7 sidecars (slot 4, loaded by this one)"), "{line}");
+        let lapsed = serde_json::json!({"node": {"slot": 1, "sidecars": 2, "lapses": 3}});
+        assert!(counters_line(&lapsed).ends_with("(slot 1), registration lapsed 3 times: events were missed"));
+        assert!(!counters_line(&serde_json::json!({})).contains("node set"), "a replay has no node set");
     }
 }

@@ -228,6 +228,22 @@ pub struct Counters {
     pub dns_tcp_evicted: u64,
     /// Records that could not be decoded.
     pub undecodable: u64,
+    /// This sidecar in the node's shared set (none for a replay).
+    pub node: Option<NodeInfo>,
+}
+
+/// This sidecar's place in the node's shared set of kernel programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    /// Its slot.
+    pub slot: u32,
+    /// It loaded the set (it was the first sidecar on the node).
+    pub loaded_here: bool,
+    /// Sidecars registered on the node at the last lease renewal.
+    pub sidecars: u32,
+    /// Times its registration lapsed (not renewed in time; events of the
+    /// gap were not seen).
+    pub lapses: u64,
 }
 
 impl Counters {
@@ -347,6 +363,7 @@ pub struct Sensor {
     membership: Arc<Mutex<Membership>>,
     lease: Option<LeaseThread>,
     lapses: Arc<std::sync::atomic::AtomicU64>,
+    sidecars: Arc<std::sync::atomic::AtomicU32>,
     loaded_node_set: bool,
     assembler: Assembler,
     scopes: Vec<Cgroup>,
@@ -466,13 +483,14 @@ impl Sensor {
 
         let mut me = node::Member::new(host_tgid, options.dedup, &options.name, inner);
         let timeout_ns = u64::try_from(options.lease_timeout.as_nanos()).unwrap_or(u64::MAX);
-        let (set, skb, sock_addr) = {
+        let (set, skb, sock_addr, sidecars) = {
             let lock = node::lock(&options.node_root)?;
             let mut set = node::open_or_load(&options.node_root, &lock)?;
-            set.sweep(node::boot_ns(), timeout_ns, &lock)?;
+            let (_, others) = set.sweep(node::boot_ns(), timeout_ns, &lock)?;
             set.register(&mut me, &lock)?;
+            let sidecars = others + 1;
             let (skb, sock_addr) = node::cgroup_programs(&set)?;
-            (set, skb, sock_addr)
+            (set, skb, sock_addr, sidecars)
         };
         let loaded_node_set = set.loaded_here;
         tracing::info!(
@@ -489,7 +507,8 @@ impl Sensor {
             .map_err(|e| SensorError::Poll(e.into()))?;
         let membership = Arc::new(Mutex::new(Membership { root: options.node_root.clone(), set, me, timeout_ns }));
         let lapses = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let lease = Some(spawn_lease(membership.clone(), lapses.clone()));
+        let sidecars = Arc::new(std::sync::atomic::AtomicU32::new(sidecars));
+        let lease = Some(spawn_lease(membership.clone(), lapses.clone(), sidecars.clone()));
         drop(pod);
         Ok(Self {
             ring,
@@ -501,6 +520,7 @@ impl Sensor {
             membership,
             lease,
             lapses,
+            sidecars,
             loaded_node_set,
             assembler: Assembler::new(boot_epoch_ns()),
             scopes: Vec::new(),
@@ -617,11 +637,21 @@ impl Sensor {
             malformed_dns: self.assembler.malformed_dns,
             dns_tcp_evicted: self.assembler.streams.counts().evicted,
             undecodable: self.assembler.undecodable,
+            node: Some(NodeInfo {
+                slot: self.slot(),
+                loaded_here: self.loaded_node_set,
+                sidecars: self.sidecars.load(std::sync::atomic::Ordering::Relaxed),
+                lapses: self.lapses(),
+            }),
         })
     }
 }
 
-fn spawn_lease(membership: Arc<Mutex<Membership>>, lapses: Arc<std::sync::atomic::AtomicU64>) -> LeaseThread {
+fn spawn_lease(
+    membership: Arc<Mutex<Membership>>,
+    lapses: Arc<std::sync::atomic::AtomicU64>,
+    sidecars: Arc<std::sync::atomic::AtomicU32>,
+) -> LeaseThread {
     let (stop, rx) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name("telltale-lease".into())
@@ -632,7 +662,11 @@ fn spawn_lease(membership: Arc<Mutex<Membership>>, lapses: Arc<std::sync::atomic
             }
             let mut guard = membership.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let Membership { root, set, me, timeout_ns } = &mut *guard;
-            let result = node::lock(root).and_then(|lock| set.renew(me, *timeout_ns, &lock));
+            let result = node::lock(root).and_then(|lock| {
+                let (renewal, live) = set.renew(me, *timeout_ns, &lock)?;
+                sidecars.store(live, std::sync::atomic::Ordering::Relaxed);
+                Ok(renewal)
+            });
             match result {
                 Ok(node::Renewal::Renewed) => {}
                 Ok(node::Renewal::Lapsed) => {

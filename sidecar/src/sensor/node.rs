@@ -399,10 +399,12 @@ impl NodeSet {
             .collect()
     }
 
-    /// Free the slots whose lease expired. Returns how many.
-    pub fn sweep(&mut self, now_ns: u64, timeout_ns: u64, _lock: &NodeLock) -> Result<usize, SensorError> {
-        let stale: Vec<Slot> =
-            self.slots()?.into_iter().filter(|s| registry::is_stale(&s.registration, now_ns, timeout_ns)).collect();
+    /// Free the slots whose lease expired. Returns how many were freed and
+    /// how many sidecars are left.
+    pub fn sweep(&mut self, now_ns: u64, timeout_ns: u64, _lock: &NodeLock) -> Result<(usize, u32), SensorError> {
+        let slots = self.slots()?;
+        let stale: Vec<&Slot> =
+            slots.iter().filter(|s| registry::is_stale(&s.registration, now_ns, timeout_ns)).collect();
         for s in &stale {
             tracing::warn!(
                 slot = s.index,
@@ -416,7 +418,8 @@ impl NodeSet {
         if !stale.is_empty() {
             self.update_levels()?;
         }
-        Ok(stale.len())
+        let live = slots.iter().filter(|s| s.registration.owner != 0).count() - stale.len();
+        Ok((stale.len(), u32::try_from(live).unwrap_or(u32::MAX)))
     }
 
     fn free(&mut self, slot: u32, r: &abi::Registration) -> Result<(), SensorError> {
@@ -512,7 +515,7 @@ impl NodeSet {
 
     /// Renew `me`'s lease, sweep the stale ones; register again if we were
     /// swept ourselves.
-    pub fn renew(&mut self, me: &mut Member, timeout_ns: u64, lock: &NodeLock) -> Result<Renewal, SensorError> {
+    pub fn renew(&mut self, me: &mut Member, timeout_ns: u64, lock: &NodeLock) -> Result<(Renewal, u32), SensorError> {
         let now = boot_ns();
         let current = self.registry.get(&me.slot, 0).map(|r| r.0).unwrap_or_default();
         let renewal = if current.owner == me.owner {
@@ -522,8 +525,8 @@ impl NodeSet {
             self.register(me, lock)?;
             Renewal::Lapsed
         };
-        self.sweep(now, timeout_ns, lock)?;
-        Ok(renewal)
+        let (_, live) = self.sweep(now, timeout_ns, lock)?;
+        Ok((renewal, live))
     }
 
     /// Give `me`'s slot back. Returns true when no sidecar is left: the

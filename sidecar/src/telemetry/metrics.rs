@@ -65,6 +65,11 @@ pub static DEFS: &[Def] = &[
         "DNS-over-TCP connections dropped from reassembly (too many open at once; their partial query is lost).",
     ),
     counter("telltale.records.undecodable", "Ring-buffer records that could not be decoded."),
+    gauge("telltale.node.sidecars", "Sidecars sharing this node's set of kernel programs (at the last lease renewal)."),
+    counter(
+        "telltale.node.lapses",
+        "Times this sidecar's node registration lapsed (not renewed in time; events of the gap were not seen).",
+    ),
     counter("telltale.anomalies", "Anomalies reported, per event type and image."),
     gauge("telltale.signals", "Signals, per triage status."),
     gauge("telltale.profile.behaviours", "Behaviours in each image's profile."),
@@ -313,6 +318,10 @@ impl Metrics {
         push("telltale.dns.malformed", vec![], c.malformed_dns);
         push("telltale.dns.tcp_evicted", vec![], c.dns_tcp_evicted);
         push("telltale.records.undecodable", vec![], c.undecodable);
+        if let Some(n) = c.node {
+            push("telltale.node.sidecars", vec![], u64::from(n.sidecars));
+            push("telltale.node.lapses", vec![], n.lapses);
+        }
         for ((t, image), n) in lock(&self.anomalies).iter() {
             push("telltale.anomalies", vec![("type", (*t).to_owned()), ("image", image.clone())], *n);
         }
