@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use telltale_client::{AnomalyStreamItem, Client, EventType, WatchFilter};
-use telltale_integration::bench::env_u64;
+use telltale_integration::bench::{env_u64, rss_mib};
 use telltale_integration::daemon::{run_in, Pod};
 use telltale_integration::{kernel_tests_enabled, wait_stable, workload_bin};
 use telltale_sidecar::workload::cgroup::Cgroup;
@@ -18,17 +18,6 @@ use tokio_stream::StreamExt;
 
 fn now_ns() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
-}
-
-/// Resident memory of a process (MiB), from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

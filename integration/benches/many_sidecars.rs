@@ -14,18 +14,11 @@
 
 use std::process::Stdio;
 
-use telltale_integration::bench::{env_u64, median};
+use telltale_integration::bench::{env_u64, median, ns_per_op, rss_mib};
 use telltale_integration::daemon::{Daemon, Pod};
 use telltale_integration::{command, kernel_tests_enabled, workload_bin, TempDir};
 use telltale_sidecar::trace::spawn_in;
 use telltale_sidecar::workload::cgroup::OwnedCgroup;
-
-fn ns_per_op(stdout: &[u8]) -> f64 {
-    let text = String::from_utf8_lossy(stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("ns_per_op ").and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("workload printed no ns_per_op: {text}"))
-}
 
 /// One run of the unrelated workload, in a cgroup no sidecar watches.
 async fn unrelated(argv: &[&str]) -> f64 {
@@ -35,15 +28,6 @@ async fn unrelated(argv: &[&str]) -> f64 {
     let out = spawn_in(cg.cgroup(), cmd).expect("spawn").wait_with_output().await.expect("wait");
     assert!(out.status.success(), "{argv:?} failed");
     ns_per_op(&out.stdout)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +64,7 @@ async fn main() {
         }
         // The baseline: the same runs with every daemon stopped (the set is
         // unpinned when the last one leaves), measured right after.
-        let rss: Vec<u64> = daemons.iter().map(|d| rss_kib(d.child.id())).collect();
+        let rss: Vec<u64> = daemons.iter().map(|d| (rss_mib(d.child.id()) * 1024.0) as u64).collect();
         for d in daemons {
             d.stop();
         }

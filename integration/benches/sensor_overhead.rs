@@ -9,18 +9,11 @@
 
 use std::process::Stdio;
 
-use telltale_integration::bench::{env_u64, median};
+use telltale_integration::bench::{env_u64, median, ns_per_op};
 use telltale_integration::{command, kernel_tests_enabled, workload_bin, TempDir, Traced};
 use telltale_sidecar::sensor::SensorOptions;
 use telltale_sidecar::trace::spawn_in;
 use telltale_sidecar::workload::cgroup::OwnedCgroup;
-
-fn ns_per_op(stdout: &[u8]) -> f64 {
-    let text = String::from_utf8_lossy(stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("ns_per_op ").and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("workload printed no ns_per_op: {text}"))
-}
 
 async fn untraced(argv: &[&str]) -> f64 {
     let cg = OwnedCgroup::create("telltale-bench").expect("cgroup");

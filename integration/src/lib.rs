@@ -81,6 +81,25 @@ pub mod bench {
         std::env::var(name).ok().and_then(|v| v.replace(['_', ','], "").parse().ok()).unwrap_or(default)
     }
 
+    /// The `ns_per_op N` line the workload helper prints.
+    pub fn ns_per_op(stdout: &[u8]) -> f64 {
+        let text = String::from_utf8_lossy(stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("ns_per_op ").and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("workload printed no ns_per_op: {text}"))
+    }
+
+    /// Resident memory of a process, MiB (0 if it is gone).
+    pub fn rss_mib(pid: u32) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+
     /// The median (upper median for even lengths).
     pub fn median(mut v: Vec<f64>) -> f64 {
         v.sort_by(|a, b| a.total_cmp(b));
