@@ -50,6 +50,30 @@ struct {
 	__type(value, struct tt_node_state);
 } node SEC(".maps");
 
+/*
+ * The last task cgroup judged on this CPU and the verdict, valid while the
+ * node's generation is unchanged: a task's scope depends only on its cgroup,
+ * and most syscalls on a CPU come from the cgroup of the one before, so this
+ * saves the per-depth helper calls and hash lookups on the hot path (opens),
+ * in scope or not.
+ */
+struct scope_cache {
+	__u64 cgroup_id;
+	__u32 generation;
+	__u32 in_scope;
+	__u32 slot;
+	__u32 flags;
+	__u32 self_tgid;
+	__u32 valid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scope_cache);
+} scope_caches SEC(".maps");
+
 /* slot -> registration (user space only). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -164,12 +188,11 @@ static __always_inline void count(const struct pod *p, __u32 what, __u32 kind)
 }
 
 /*
- * Is the current task inside a watched cgroup subtree, and whose? One hash
- * lookup per depth scopes are registered at, deepest first. `skb`: judge the
- * packet's socket's cgroup instead of the current task's. The sidecar's own
- * process is never in scope.
+ * Is the current task (or, with `skb`, the packet's socket) inside a watched
+ * cgroup subtree, and whose? One hash lookup per depth scopes are registered
+ * at, deepest first. `self` gets the watching sidecar's own pid.
  */
-static __always_inline bool scope_of(struct pod *p, struct __sk_buff *skb)
+static __always_inline bool scope_lookup(struct pod *p, struct __sk_buff *skb, __u32 *self)
 {
 	__u32 zero = 0;
 	struct tt_node_state *n = bpf_map_lookup_elem(&node, &zero);
@@ -186,18 +209,53 @@ static __always_inline bool scope_of(struct pod *p, struct __sk_buff *skb)
 		struct tt_scope *s = bpf_map_lookup_elem(&scopes, &id);
 		if (!s)
 			continue;
-		if (s->self_tgid && s->self_tgid == (__u32)(bpf_get_current_pid_tgid() >> 32))
-			return false;
 		p->slot = s->slot;
 		p->flags = s->flags;
+		*self = s->self_tgid;
 		return true;
 	}
 	return false;
 }
 
+/* scope_lookup() and never the sidecar's own process. */
+static __always_inline bool scope_of(struct pod *p, struct __sk_buff *skb)
+{
+	__u32 self = 0;
+	if (!scope_lookup(p, skb, &self))
+		return false;
+	return !(self && self == (__u32)(bpf_get_current_pid_tgid() >> 32));
+}
+
+/* scope_of() for the current task, through this CPU's cache. */
 static __always_inline bool in_scope(struct pod *p)
 {
-	return scope_of(p, NULL);
+	__u32 zero = 0;
+	struct tt_node_state *n = bpf_map_lookup_elem(&node, &zero);
+	struct scope_cache *c = bpf_map_lookup_elem(&scope_caches, &zero);
+	if (!n || !c)
+		return false;
+	__u32 generation = n->generation;
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	if (!(c->valid && c->generation == generation && c->cgroup_id == cgroup_id)) {
+		/* The generation is read first: a change racing with this lookup
+		 * leaves an entry tagged with the old one, judged again next time. */
+		struct pod found = {};
+		__u32 self = 0;
+		c->in_scope = scope_lookup(&found, NULL, &self);
+		c->slot = found.slot;
+		c->flags = found.flags;
+		c->self_tgid = self;
+		c->cgroup_id = cgroup_id;
+		c->generation = generation;
+		c->valid = 1;
+	}
+	if (!c->in_scope)
+		return false;
+	if (c->self_tgid && c->self_tgid == (__u32)(bpf_get_current_pid_tgid() >> 32))
+		return false;
+	p->slot = c->slot;
+	p->flags = c->flags;
+	return true;
 }
 
 static __always_inline __u64 lineage_of(const struct pod *p, __u32 tgid)

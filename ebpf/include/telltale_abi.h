@@ -201,7 +201,7 @@ struct tt_scope {
  */
 struct tt_node_state {
 	__u32 nlevels;
-	__u32 pad;
+	__u32 generation;	/* changes with every change of the scopes (invalidates per-CPU caches) */
 	__u32 levels[TT_MAX_LEVELS];
 };
 

@@ -212,7 +212,7 @@ pub struct Scope {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NodeState {
     pub nlevels: u32,
-    pub pad: u32,
+    pub generation: u32,
     pub levels: [u32; MAX_LEVELS],
 }
 

@@ -78,7 +78,7 @@ fn rust_layout(s: &str, f: &str) -> Option<(usize, usize)> {
         ("tt_scope", "") => (0, size_of::<Scope>()),
         ("tt_node_state", "") => (0, size_of::<NodeState>()),
         ("tt_node_state", "nlevels") => field!(NodeState, nlevels),
-        ("tt_node_state", "pad") => field!(NodeState, pad),
+        ("tt_node_state", "generation") => field!(NodeState, generation),
         ("tt_node_state", "levels") => field!(NodeState, levels),
         ("tt_registration", "") => (0, size_of::<Registration>()),
         ("tt_registration", "owner") => field!(Registration, owner),

@@ -434,7 +434,8 @@ impl NodeSet {
         self.registry.set(slot, PodRegistration(abi::Registration::default()), 0).map_err(map_err(maps::REGISTRY))
     }
 
-    /// Recompute the depths the programs look at from the live scopes.
+    /// Recompute the depths the programs look at from the live scopes; every
+    /// change of the scopes goes through here.
     fn update_levels(&mut self) -> Result<(), SensorError> {
         let mut levels = Vec::new();
         for s in self.slots()? {
@@ -447,7 +448,10 @@ impl NodeSet {
                 }
             }
         }
-        let state = registry::node_state(levels).ok_or(SensorError::TooManyLevels { max: abi::MAX_LEVELS })?;
+        let mut state = registry::node_state(levels).ok_or(SensorError::TooManyLevels { max: abi::MAX_LEVELS })?;
+        // A new generation: the programs' per-CPU scope caches judge again.
+        let before = self.node.get(&0, 0).map(|n| n.0.generation).unwrap_or(0);
+        state.generation = before.wrapping_add(1);
         self.node.set(0, PodNodeState(state), 0).map_err(map_err(maps::NODE))
     }
 
