@@ -3,7 +3,8 @@
 //! against the real daemon with real sensors.
 //!
 //! `cargo bench -p telltale-integration --bench api_delivery` (root).
-//! Env: `EXECS` (default 1000), `BURST` (default 20000).
+//! Env: `EXECS` (default 1000), `BURST` (default 20000), `STREAM_BUFFER`
+//! (default 262144 per stream; 0 for the daemon's default).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // bench code
 
@@ -31,9 +32,18 @@ async fn main() {
     }
     let execs = env_u64("EXECS", 1000);
     let burst = env_u64("BURST", 20_000);
-    let cfg = "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
-               [api]\nlisten = \"127.0.0.1:0\"\nstream_buffer = 262144\n";
-    let pod = Pod::new("api-bench", &[("app", "bench:v1")], cfg);
+    // STREAM_BUFFER=0: the daemon's default (1024 per stream: a watcher that
+    // falls further behind is told to resume); the default here lets 16
+    // watchers take a 20,000-anomaly burst without lagging.
+    let stream_buffer = env_u64("STREAM_BUFFER", 262_144);
+    let mut cfg =
+        "[learning]\nmin_duration = \"2s\"\nstable_period = \"2s\"\nmax_duration = \"120s\"\nwarmup = \"0s\"\n\
+                   [api]\nlisten = \"127.0.0.1:0\"\n"
+            .to_owned();
+    if stream_buffer > 0 {
+        cfg.push_str(&format!("stream_buffer = {stream_buffer}\n"));
+    }
+    let pod = Pod::new("api-bench", &[("app", "bench:v1")], &cfg);
     let bins = telltale_integration::TempDir::new("api-bench-bins");
     for i in 0..execs {
         std::fs::copy("/bin/true", bins.join(&format!("t{i}"))).expect("copy");
