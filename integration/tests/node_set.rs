@@ -86,8 +86,12 @@ struct Sidecar {
 
 impl Sidecar {
     fn start(node_dir: &NodeDir, cgroup: &Path, out: PathBuf) -> Self {
+        Self::start_with_lease(node_dir, cgroup, out, "5s")
+    }
+
+    fn start_with_lease(node_dir: &NodeDir, cgroup: &Path, out: PathBuf, lease: &str) -> Self {
         let child = Command::new(telltale_bin())
-            .args(["trace", "--json", "--lease-timeout", "5s", "--node-dir"])
+            .args(["trace", "--json", "--lease-timeout", lease, "--node-dir"])
             .arg(&node_dir.0)
             .arg("--cgroup")
             .arg(cgroup)
@@ -165,10 +169,11 @@ async fn three_sidecars_see_their_own_pods_a_killed_one_is_freed_and_the_last_on
     let node_dir = NodeDir::new("three");
     let tmp = TempDir::new("node-three");
     let pods: Vec<OwnedCgroup> = (0..3).map(|_| OwnedCgroup::create("telltale-pod").expect("cgroup")).collect();
+    // A lease long enough that only the liveness lock can explain a quick sweep.
     let mut sidecars: Vec<Sidecar> = pods
         .iter()
         .enumerate()
-        .map(|(i, pod)| Sidecar::start(&node_dir, &pod.cgroup().path, tmp.join(&format!("out{i}"))))
+        .map(|(i, pod)| Sidecar::start_with_lease(&node_dir, &pod.cgroup().path, tmp.join(&format!("out{i}")), "60s"))
         .collect();
     for s in &mut sidecars {
         s.ready();
@@ -193,7 +198,8 @@ async fn three_sidecars_see_their_own_pods_a_killed_one_is_freed_and_the_last_on
         assert_eq!(mine, BTreeSet::from([files[i].clone()]), "sidecar {i} saw another pod's files");
     }
 
-    // kill -9 of the second: the others sweep it once its lease (5 s) runs out.
+    // kill -9 of the second: the others find its liveness lock released at
+    // their next renewal (every 2 s), long before its 60 s lease runs out.
     let victim = sidecars.remove(1);
     let (slot, _) = *node_dir
         .registrations()
@@ -205,7 +211,7 @@ async fn three_sidecars_see_their_own_pods_a_killed_one_is_freed_and_the_last_on
     victim.signal(libc::SIGKILL);
     let mut victim = victim;
     victim.child.wait().expect("wait");
-    eventually(Duration::from_secs(15), "the killed sidecar is deregistered", || node_dir.registrations().len() == 2)
+    eventually(Duration::from_secs(10), "the killed sidecar is deregistered", || node_dir.registrations().len() == 2)
         .await;
     assert!(node_dir.slot_map_ids(slot).is_empty(), "its slot is empty");
     eventually(Duration::from_secs(5), "its maps are freed", || ids.iter().all(|&id| MapData::from_id(id).is_err()))
@@ -227,6 +233,25 @@ async fn three_sidecars_see_their_own_pods_a_killed_one_is_freed_and_the_last_on
     sidecars.pop().expect("first").stop();
     assert_eq!(node_dir.registrations().len(), 1);
     last.stop();
+    assert!(node_dir.sets().is_empty(), "pinned after the last sidecar left: {:?}", node_dir.sets());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_one_out_right_after_a_kill_still_unpins() {
+    if !kernel_tests_enabled("the_last_one_out_right_after_a_kill_still_unpins") {
+        return;
+    }
+    let node_dir = NodeDir::new("kill-then-stop");
+    let tmp = TempDir::new("node-kill-then-stop");
+    let pods: Vec<OwnedCgroup> = (0..2).map(|_| OwnedCgroup::create("telltale-pod").expect("cgroup")).collect();
+    let mut a = Sidecar::start_with_lease(&node_dir, &pods[0].cgroup().path, tmp.join("a"), "60s");
+    let mut b = Sidecar::start_with_lease(&node_dir, &pods[1].cgroup().path, tmp.join("b"), "60s");
+    a.ready();
+    b.ready();
+    b.signal(libc::SIGKILL);
+    b.child.wait().expect("wait");
+    // At once, with b's lease still running: a's leave sees b is gone.
+    a.stop();
     assert!(node_dir.sets().is_empty(), "pinned after the last sidecar left: {:?}", node_dir.sets());
 }
 

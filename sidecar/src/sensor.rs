@@ -702,9 +702,9 @@ impl Sensor {
     /// Give this pod's slot back; the last sidecar out unpins the set.
     fn leave(&mut self) {
         let mut guard = self.membership.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Membership { root, set, me, .. } = &mut *guard;
+        let Membership { root, set, me, timeout_ns } = &mut *guard;
         let result = node::lock(root).and_then(|lock| {
-            if set.leave(me, &lock)? {
+            if set.leave(me, *timeout_ns, &lock)? {
                 set.unpin(&lock)?;
                 tracing::info!(node_set = %set.dir().display(), "Last sidecar on the node: unpinned the shared sensors.");
             }

@@ -242,9 +242,53 @@ fn unpin_dir(dir: &Path) -> Result<(), SensorError> {
     let entries = std::fs::read_dir(dir).map_err(io_err("listing", dir))?;
     for entry in entries.flatten() {
         let path = entry.path();
-        std::fs::remove_file(&path).map_err(io_err("unpinning", &path))?;
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            // A `live-<slot>` directory (see [`Liveness`]).
+            std::fs::remove_dir(&path).map_err(io_err("removing", &path))?;
+        } else {
+            std::fs::remove_file(&path).map_err(io_err("unpinning", &path))?;
+        }
     }
     std::fs::remove_dir(dir).map_err(io_err("removing", dir))
+}
+
+/// A sidecar's proof of life that needs nothing from it: an exclusive
+/// `flock` on the set's `live-<slot>` directory, held for as long as the
+/// process lives (the kernel drops it when the process dies, however it
+/// dies). Another sidecar that can take the lock knows the slot's holder
+/// is gone, at once, without waiting for the lease to run out.
+pub struct Liveness(#[allow(dead_code)] Flock<File>);
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Liveness")
+    }
+}
+
+fn live_dir(dir: &Path, slot: u32) -> PathBuf {
+    dir.join(format!("live-{slot}"))
+}
+
+/// Take the lock of `slot` (creating its directory).
+fn hold_liveness(dir: &Path, slot: u32) -> Result<Liveness, SensorError> {
+    let path = live_dir(dir, slot);
+    match std::fs::create_dir(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("creating", &path)(e)),
+    }
+    let f = File::open(&path).map_err(io_err("opening", &path))?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock)
+        .map(Liveness)
+        .map_err(|(_, e)| io_err("locking (is another sidecar in this slot?)", &path)(std::io::Error::from(e)))
+}
+
+/// Is the holder of `slot` known to be dead (its lock can be taken)?
+/// False when it is alive or when it cannot be told (no directory).
+fn holder_is_dead(dir: &Path, slot: u32) -> bool {
+    let Ok(f) = File::open(live_dir(dir, slot)) else { return false };
+    // Taken and released at once (dropped): only a test.
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok()
 }
 
 /// The per-pod cgroup programs of a set, opened from their pins, to be
@@ -317,6 +361,8 @@ pub struct Member {
     scopes: Vec<(u64, u32)>,
     /// Its maps, in [`maps::POD_MAPS`] order.
     inner: Vec<MapData>,
+    /// Its proof of life in its slot.
+    liveness: Option<Liveness>,
 }
 
 impl std::fmt::Debug for Member {
@@ -356,6 +402,7 @@ impl Member {
             since_ns: boot_ns(),
             scopes: Vec::new(),
             inner,
+            liveness: None,
         }
     }
 
@@ -403,15 +450,25 @@ impl NodeSet {
     /// how many sidecars are left.
     pub fn sweep(&mut self, now_ns: u64, timeout_ns: u64, _lock: &NodeLock) -> Result<(usize, u32), SensorError> {
         let slots = self.slots()?;
-        let stale: Vec<&Slot> =
-            slots.iter().filter(|s| registry::is_stale(&s.registration, now_ns, timeout_ns)).collect();
-        for s in &stale {
+        let dead = |s: &Slot| s.registration.owner != 0 && holder_is_dead(&self.dir, s.index);
+        let stale: Vec<(&Slot, bool)> = slots
+            .iter()
+            .filter_map(|s| {
+                if dead(s) {
+                    Some((s, true))
+                } else {
+                    registry::is_stale(&s.registration, now_ns, timeout_ns).then_some((s, false))
+                }
+            })
+            .collect();
+        for (s, died) in &stale {
             tracing::warn!(
                 slot = s.index,
                 sidecar = %registry::name_of(&s.registration),
                 pid = s.registration.host_tgid,
                 silent_for_s = now_ns.saturating_sub(s.registration.lease_ns) / 1_000_000_000,
-                "A sidecar on this node stopped renewing its registration; freeing its kernel maps."
+                why = if *died { "its process is gone" } else { "its lease ran out" },
+                "Freeing the kernel maps of a sidecar that left this node without saying so."
             );
             self.free(s.index, &s.registration)?;
         }
@@ -457,7 +514,19 @@ impl NodeSet {
 
     /// Take a free slot for `me` and put its maps and scopes in it.
     pub fn register(&mut self, me: &mut Member, _lock: &NodeLock) -> Result<(), SensorError> {
-        let slot = registry::free_slot(&self.slots()?).ok_or(SensorError::NodeFull { max: abi::MAX_PODS })?;
+        // Our own lock of a slot we lost goes first (we may get that slot again).
+        me.liveness = None;
+        // A free slot whose lock is free too: a frozen sidecar swept for its
+        // lease still holds its slot's lock, and gets a new slot when it wakes.
+        let mut taken = None;
+        for s in self.slots()?.iter().filter(|s| s.registration.owner == 0) {
+            if let Ok(l) = hold_liveness(&self.dir, s.index) {
+                taken = Some((s.index, l));
+                break;
+            }
+        }
+        let (slot, liveness) = taken.ok_or(SensorError::NodeFull { max: abi::MAX_PODS })?;
+        me.liveness = Some(liveness);
         me.slot = slot;
         for ((outer, &(name, _)), inner) in self.outer.iter_mut().zip(maps::POD_MAPS).zip(&me.inner) {
             let mut arr = ArrayOfMaps::<&mut MapData, MapData>::try_from(outer).map_err(map_err(name))?;
@@ -535,13 +604,16 @@ impl NodeSet {
 
     /// Give `me`'s slot back. Returns true when no sidecar is left: the
     /// caller then unpins the set with [`NodeSet::unpin`].
-    pub fn leave(&mut self, me: &Member, _lock: &NodeLock) -> Result<bool, SensorError> {
+    /// Those whose lease expired are swept first, so a last sidecar that
+    /// outlived a killed one still unpins.
+    pub fn leave(&mut self, me: &Member, timeout_ns: u64, lock: &NodeLock) -> Result<bool, SensorError> {
         let current = self.registry.get(&me.slot, 0).map(|r| r.0).unwrap_or_default();
         if current.owner == me.owner {
             self.free(me.slot, &current)?;
             self.update_levels()?;
         }
-        Ok(self.slots()?.iter().all(|s| s.registration.owner == 0))
+        let (_, live) = self.sweep(boot_ns(), timeout_ns, lock)?;
+        Ok(live == 0)
     }
 
     /// Remove the set from bpffs: its programs detach when the last handle

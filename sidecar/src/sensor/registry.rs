@@ -21,11 +21,6 @@ pub fn is_stale(r: &abi::Registration, now_ns: u64, timeout_ns: u64) -> bool {
     r.owner != 0 && now_ns.saturating_sub(r.lease_ns) >= timeout_ns
 }
 
-/// The first free slot, if any.
-pub fn free_slot(slots: &[Slot]) -> Option<u32> {
-    slots.iter().find(|s| s.registration.owner == 0).map(|s| s.index)
-}
-
 /// The distinct depths of `levels`, deepest first, as the programs read
 /// them; `None` when there are more than the programs can look at.
 pub fn node_state(levels: impl IntoIterator<Item = u32>) -> Option<abi::NodeState> {
@@ -80,14 +75,6 @@ mod tests {
         assert!(!is_stale(&reg(0, 0), u64::MAX, 10));
         // A lease renewed "in the future" (clock read races) is live.
         assert!(!is_stale(&reg(7, 200), 100, 10));
-    }
-
-    #[test]
-    fn the_first_free_slot_is_taken() {
-        let slots: Vec<Slot> =
-            [(0, 5), (1, 0), (2, 0)].iter().map(|&(i, o)| Slot { index: i, registration: reg(o, 0) }).collect();
-        assert_eq!(free_slot(&slots), Some(1));
-        assert_eq!(free_slot(&slots[..1]), None);
     }
 
     #[test]
