@@ -117,11 +117,16 @@ async fn main() {
                 let mut n = 0u64;
                 let mut first = None;
                 while n < burst {
-                    let _ = tokio::time::timeout(Duration::from_secs(60), s.next()).await.expect("in time");
+                    // A watcher that falls behind a small stream buffer is told
+                    // it lagged and its stream ends: count what it got.
+                    match tokio::time::timeout(Duration::from_secs(60), s.next()).await {
+                        Ok(Some(Ok(_))) => {}
+                        Ok(Some(Err(_)) | None) | Err(_) => break,
+                    }
                     first.get_or_insert_with(Instant::now);
                     n += 1;
                 }
-                (first.expect("first").elapsed(), n)
+                (first.map(|f: Instant| f.elapsed()).unwrap_or_default(), n)
             }));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
