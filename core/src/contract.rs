@@ -74,6 +74,16 @@ pub const API_PORT_NAME: &str = "telltale-api";
 /// address, [`API_PORT`].
 pub const API_LISTEN_ANY: &str = "0.0.0.0:7443";
 
+/// The sidecar's Prometheus port (the default `telemetry.prometheus.listen`
+/// is loopback on it, [`metrics_listen_loopback`]).
+pub const METRICS_PORT: u16 = 9464;
+/// The name of the sidecar container's metrics port, the one
+/// `deploy/observability/podmonitor.yaml` scrapes.
+pub const METRICS_PORT_NAME: &str = "telltale-prom";
+/// `telemetry.prometheus.listen` the injector sets when the metrics
+/// endpoint is on: every address, [`METRICS_PORT`].
+pub const METRICS_LISTEN_ANY: &str = "0.0.0.0:9464";
+
 /// The sidecar's default `learning.min_duration` (48 h). The injector
 /// checks a lone `learning-max-duration` annotation against it.
 pub const LEARNING_MIN_DURATION: Duration = Duration::from_secs(48 * 3600);
@@ -84,6 +94,13 @@ pub const LEARNING_MAX_DURATION: Duration = Duration::from_secs(120 * 3600);
 /// The sidecar API's default address: loopback, [`API_PORT`].
 pub fn api_listen_loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], API_PORT))
+}
+
+/// The sidecar's default Prometheus address: loopback, [`METRICS_PORT`]
+/// (right outside Kubernetes; in a pod the injector sets
+/// [`METRICS_LISTEN_ANY`]).
+pub fn metrics_listen_loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], METRICS_PORT))
 }
 
 /// The configuration key a `TELLTALE_…` variable sets, lower case and
@@ -194,6 +211,25 @@ pub mod env {
         PROFILES_ETCD_KEY,
     ];
 
+    /// `telemetry.prometheus.enabled`: `"true"` (with the metrics endpoint on).
+    pub const TELEMETRY_PROMETHEUS_ENABLED: &str = "TELLTALE_TELEMETRY__PROMETHEUS__ENABLED";
+    /// `telemetry.prometheus.listen`: [`super::METRICS_LISTEN_ANY`] (with the
+    /// metrics endpoint on).
+    pub const TELEMETRY_PROMETHEUS_LISTEN: &str = "TELLTALE_TELEMETRY__PROMETHEUS__LISTEN";
+    /// Set when the sidecar's metrics endpoint is on (the webhook's
+    /// `--metrics`, the pod's `telltale.dev/metrics`), with these values. Not
+    /// in [`all`], like [`FLEET`]: the daemon's configuration test of [`all`]
+    /// sets exactly those. While the webhook has `--metrics` its
+    /// `--sidecar-env` may not set them; a pod's `telltale.dev/metrics`
+    /// replaces what `--sidecar-env` says of them.
+    pub const WITH_METRICS: [(&str, &str); 2] =
+        [(TELEMETRY_PROMETHEUS_ENABLED, "true"), (TELEMETRY_PROMETHEUS_LISTEN, super::METRICS_LISTEN_ANY)];
+
+    /// Whether `name` is one of the [`WITH_METRICS`] variables.
+    pub fn is_metrics(name: &str) -> bool {
+        WITH_METRICS.iter().any(|(m, _)| *m == name)
+    }
+
     /// Prefix of the `[kubernetes]` variables: all of them belong to the injector.
     pub const KUBERNETES_PREFIX: &str = "TELLTALE_KUBERNETES__";
 
@@ -261,6 +297,34 @@ mod tests {
         assert!(api_listen_loopback().ip().is_loopback());
         assert_eq!(api_listen_loopback().port(), API_PORT);
         assert!(LEARNING_MIN_DURATION <= LEARNING_MAX_DURATION);
+    }
+
+    #[test]
+    fn metrics_addresses_use_the_metrics_port() {
+        let any: SocketAddr = METRICS_LISTEN_ANY.parse().unwrap_or_else(|e| panic!("{METRICS_LISTEN_ANY}: {e}"));
+        assert!(any.ip().is_unspecified());
+        assert_eq!(any.port(), METRICS_PORT);
+        assert!(metrics_listen_loopback().ip().is_loopback());
+        assert_eq!(metrics_listen_loopback().port(), METRICS_PORT);
+        // One network namespace for the pod: the sidecar's two ports differ.
+        assert_ne!(METRICS_PORT, API_PORT);
+        assert_ne!(METRICS_PORT_NAME, API_PORT_NAME);
+        // Kubernetes port names: IANA service names, at most 15 characters.
+        for name in [METRICS_PORT_NAME, API_PORT_NAME] {
+            assert!(name.len() <= 15 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{name}");
+        }
+    }
+
+    #[test]
+    fn metrics_variables_are_telemetry_keys_not_in_all() {
+        for (name, _) in env::WITH_METRICS {
+            let key = config_key(name).unwrap_or_else(|| panic!("{name} is not a configuration variable"));
+            assert!(key.starts_with("telemetry.prometheus."), "{key}");
+            assert!(env::is_metrics(name) && !env::all().any(|n| n == name) && !env::FLEET.contains(&name), "{name}");
+            assert!(!env::is_reserved(name), "{name}: --sidecar-env may set it while the webhook has no --metrics");
+        }
+        assert_eq!(config_key(env::TELEMETRY_PROMETHEUS_LISTEN).as_deref(), Some("telemetry.prometheus.listen"));
+        assert!(!env::is_metrics("TELLTALE_TELEMETRY__OTLP__ENDPOINT"));
     }
 
     #[test]

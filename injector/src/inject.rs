@@ -9,6 +9,15 @@
 //! Paths, the port and the sidecar's environment come from
 //! [`telltale_core::contract`], which the daemon reads them back with.
 //!
+//! Ports: the pod's containers share one network namespace. The sidecar
+//! declares the ports it listens on to the network (the API with a token
+//! Secret, the metrics endpoint when on). A metrics port whose number (TCP)
+//! or name an app or init container already declares is refused when the
+//! pod asked for the endpoint (`telltale.dev/metrics: "true"`) and left off,
+//! with a warning, when it is the webhook's `--metrics` default. A port an
+//! app listens on without declaring it is not seen: the sidecar then fails
+//! to start with the address in its message.
+//!
 //! Service links: unless the pod says `enableServiceLinks` itself, the patch
 //! sets it to `false`. Kubernetes otherwise gives every container
 //! `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_…` variables for every Service of
@@ -29,12 +38,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 use telltale_core::contract::{
-    self, env as cenv, API_DIR, API_PORT, API_PORT_NAME, CONTAINER_NAME_ENV, DATA_DIR, ETCD_DIR, PODINFO_DIR,
-    SERVICE_ACCOUNT_DIR,
+    self, env as cenv, API_DIR, API_PORT, API_PORT_NAME, CONTAINER_NAME_ENV, DATA_DIR, ETCD_DIR, METRICS_PORT,
+    METRICS_PORT_NAME, PODINFO_DIR, SERVICE_ACCOUNT_DIR,
 };
 
 use crate::annotations as a;
-use crate::overrides::{self, Overrides};
+use crate::overrides::{self, Metrics, Overrides};
 use crate::Rejection;
 
 pub use crate::overrides::Settings;
@@ -148,7 +157,24 @@ pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Reje
         });
     }
 
-    let o = overrides::parse(annotations, settings)?;
+    let mut o = overrides::parse(annotations, settings)?;
+    if o.metrics != Metrics::Off {
+        if let Some(user) = metrics_port_user(&spec.containers, init_containers) {
+            if o.metrics == Metrics::Pod {
+                return Err(Rejection::InvalidAnnotation {
+                    key: a::METRICS,
+                    value: annotations.get(a::METRICS).cloned().unwrap_or_default(),
+                    reason: format!("{user}; move that port or set the annotation to \"false\""),
+                });
+            }
+            warnings.push(format!(
+                "telltale: {user}; the webhook's default metrics endpoint is left off for this pod (move that \
+                 port, or set `{}: \"false\"` to say so)",
+                a::METRICS
+            ));
+            o.metrics = Metrics::Off;
+        }
+    }
 
     // Annotations: the container map the sidecar reads and the marker.
     let ours = [(a::CONTAINERS, map), (a::INJECTED, crate::VERSION.to_owned())];
@@ -238,6 +264,13 @@ pub fn plan(pod: &Pod, mode: Mode, settings: &Settings) -> Result<Decision, Reje
         );
     }
 
+    if spec.host_network == Some(true) && o.metrics != Metrics::Off {
+        warnings.push(format!(
+            "telltale: the pod uses hostNetwork, so the sidecar metrics port {METRICS_PORT} is on the node's \
+             network: two such pods on one node conflict, and the metrics are served at the node's addresses"
+        ));
+    }
+
     let container = sidecar(&names, &o, token);
     if !o.native {
         patch.add(&["spec", "containers", "-"], to_value(&container));
@@ -269,6 +302,28 @@ fn name_container(patch: &mut PatchBuilder, list: &str, i: usize, c: &Container,
             }
         },
     }
+}
+
+/// What of the app and init containers takes the sidecar's metrics port:
+/// the first port declared with its number over TCP (Kubernetes' default
+/// protocol) or with its name, described for a message.
+fn metrics_port_user(containers: &[Container], init_containers: &[Container]) -> Option<String> {
+    let shared = "the sidecar's metrics port (the pod's containers share one network namespace)";
+    containers.iter().chain(init_containers).filter(|c| c.name != SIDECAR_NAME).find_map(|c| {
+        c.ports.iter().flatten().find_map(|p| {
+            let tcp = p.protocol.as_deref().unwrap_or("TCP") == "TCP";
+            if tcp && p.container_port == i32::from(METRICS_PORT) {
+                Some(format!("container `{}` declares port {METRICS_PORT}/TCP, {shared}", c.name))
+            } else if p.name.as_deref() == Some(METRICS_PORT_NAME) {
+                Some(format!(
+                    "container `{}` declares a port named `{METRICS_PORT_NAME}` ({}), the name of {shared}",
+                    c.name, p.container_port
+                ))
+            } else {
+                None
+            }
+        })
+    })
 }
 
 /// Compact JSON `{"name": "image"}` of the app and init containers.
@@ -405,11 +460,16 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
             env.extend(cenv::WITH_ETCD_CLIENT_SECRET.iter().map(|(k, v)| value(k, v)));
         }
     }
-    // A pod's learning annotation wins over the webhook's `--sidecar-env`
-    // for the same variable (one entry each: a duplicate name in a
-    // container's env is ambiguous to readers of the spec).
-    let annotated = |k: &str| o.learning.iter().any(|(l, _)| *l == k);
-    env.extend(o.env.iter().filter(|(k, _)| !annotated(k)).map(|(k, v)| value(k, v)));
+    let metrics = o.metrics != Metrics::Off;
+    if metrics {
+        env.extend(cenv::WITH_METRICS.iter().map(|(k, v)| value(k, v)));
+    }
+    // A pod's learning annotation, and the metrics endpoint when on, win
+    // over the webhook's `--sidecar-env` for the same variable (one entry
+    // each: a duplicate name in a container's env is ambiguous to readers
+    // of the spec).
+    let ours = |k: &str| o.learning.iter().any(|(l, _)| *l == k) || (metrics && cenv::is_metrics(k));
+    env.extend(o.env.iter().filter(|(k, _)| !ours(k)).map(|(k, v)| value(k, v)));
     let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -429,16 +489,20 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
         mounts.push(mount(etcd, ETCD_DIR, true));
     }
     mounts.extend(token);
-    let mut ports = None;
+    let port = |name: &str, number: u16| ContainerPort {
+        name: Some(name.into()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    };
+    let mut ports = Vec::new();
     if let Some(api) = &n.api {
         env.extend(cenv::WITH_API_TOKENS.iter().map(|(k, v)| value(k, v)));
         mounts.push(mount(api, API_DIR, true));
-        ports = Some(vec![ContainerPort {
-            name: Some(API_PORT_NAME.into()),
-            container_port: i32::from(API_PORT),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]);
+        ports.push(port(API_PORT_NAME, API_PORT));
+    }
+    if metrics {
+        ports.push(port(METRICS_PORT_NAME, METRICS_PORT));
     }
     let mut caps: Vec<String> = ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
         .into_iter()
@@ -472,7 +536,7 @@ fn sidecar(n: &VolumeNames, o: &Overrides, token: Option<VolumeMount>) -> Contai
         startup_probe: Some(probe(1, 120)),
         liveness_probe: Some(probe(10, 3)),
         env: Some(env),
-        ports,
+        ports: (!ports.is_empty()).then_some(ports),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_owned(), Quantity(r.cpu_request.clone())),

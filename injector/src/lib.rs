@@ -33,7 +33,7 @@ pub mod server;
 pub use error::{InjectError, Rejection};
 pub use fleet::FleetSettings;
 pub use inject::{Decision, Mode, SkipReason};
-pub use overrides::Settings;
+pub use overrides::{Metrics, Settings};
 pub use server::{serve, Server, WebhookArgs};
 
 /// Path for pods that opt in by their own annotation.
@@ -95,6 +95,10 @@ pub mod annotations {
     /// the webhook has fleet profiles (`--etcd-endpoints`); `"etcd"`: the
     /// fleet's (refused when the webhook has none).
     pub const PROFILES_STORE: &str = "telltale.dev/profiles-store";
+    /// `"true"`: the sidecar serves Prometheus metrics on every address,
+    /// port `telltale-prom` (9464, [`telltale_core::contract::METRICS_PORT`]);
+    /// `"false"`: not. Unset: the webhook's `--metrics`.
+    pub const METRICS: &str = "telltale.dev/metrics";
     /// Name of the etcd client Secret in the pod's namespace (keys `ca.crt`,
     /// `tls.crt`, `tls.key`) instead of `--etcd-client-secret`; `""` mounts none.
     pub const ETCD_CLIENT_SECRET: &str = "telltale.dev/etcd-client-secret";

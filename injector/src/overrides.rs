@@ -37,6 +37,9 @@ pub struct Settings {
     /// Fleet profiles on etcd for every sidecar (`--etcd-*`), unless the pod
     /// opts out; `None`: local profiles.
     pub fleet: Option<FleetSettings>,
+    /// Serve every sidecar's Prometheus metrics on the pod's network
+    /// (`--metrics`), unless the pod says otherwise.
+    pub metrics: bool,
 }
 
 /// Default sidecar CPU request.
@@ -90,6 +93,23 @@ pub struct Overrides {
     pub native: bool,
     /// Fleet profiles on etcd, or `None` for local ones.
     pub fleet: Option<PodFleet>,
+    /// The sidecar's Prometheus endpoint, and who turned it on.
+    pub metrics: Metrics,
+}
+
+/// Whether the sidecar serves Prometheus metrics on
+/// [`contract::METRICS_LISTEN_ANY`] with the port
+/// [`contract::METRICS_PORT_NAME`] declared, and who decided: a pod whose
+/// containers already declare that port's number or name cannot have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metrics {
+    /// Off: the webhook's default, or the pod's `telltale.dev/metrics: "false"`.
+    Off,
+    /// On by the webhook's `--metrics`: a pod whose port clashes gets no
+    /// endpoint, with a warning (a webhook-wide default does not refuse pods).
+    Webhook,
+    /// On by the pod's `telltale.dev/metrics: "true"`: a clash refuses the pod.
+    Pod,
 }
 
 /// Sidecar requests and limits (validated Kubernetes quantities).
@@ -186,7 +206,21 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
         }
         None => settings.native_sidecar,
     };
+    let metrics = match get(a::METRICS) {
+        Some(v) => match parse_bool(v) {
+            Some(true) => Metrics::Pod,
+            Some(false) => Metrics::Off,
+            None => return Err(invalid(a::METRICS, v, "expected \"true\" or \"false\"".into())),
+        },
+        None if settings.metrics => Metrics::Webhook,
+        None => Metrics::Off,
+    };
     let mut env = settings.sidecar_env.clone();
+    if get(a::METRICS).is_some() {
+        // The pod's choice replaces what `--sidecar-env` says of the endpoint
+        // (on: the injector's own variables; off: none).
+        env.retain(|(k, _)| !cenv::is_metrics(k));
+    }
     let fleet = match fleet::for_pod(annotations, settings.fleet.as_ref())? {
         PodProfiles::Fleet(f) => Some(f),
         PodProfiles::WebhookDefault => None,
@@ -209,6 +243,7 @@ pub fn parse(annotations: &BTreeMap<String, String>, settings: &Settings) -> Res
         env,
         native,
         fleet,
+        metrics,
     })
 }
 
@@ -374,6 +409,7 @@ mod tests {
             sidecar_env: Vec::new(),
             native_sidecar: false,
             fleet: None,
+            metrics: false,
         }
     }
 
@@ -451,10 +487,32 @@ mod tests {
             (a::API_TOKEN_SECRET, "Tokens_1"),
             (a::CAP_SYS_RESOURCE, "yes"),
             (a::CAP_SYS_ADMIN, "no"),
+            (a::METRICS, "on"),
         ] {
             let e = parse(&with(&[(key, value)]), &settings()).unwrap_err();
             let m = e.to_string();
             assert!(m.contains(key) && m.contains(&format!("{value:?}")), "{key}={value:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn metrics_come_from_the_flag_unless_the_pod_says() {
+        let on = Settings { metrics: true, ..settings() };
+        assert_eq!(parse(&BTreeMap::new(), &settings()).unwrap().metrics, Metrics::Off);
+        assert_eq!(parse(&BTreeMap::new(), &on).unwrap().metrics, Metrics::Webhook);
+        for s in [settings(), on] {
+            assert_eq!(parse(&with(&[(a::METRICS, "true")]), &s).unwrap().metrics, Metrics::Pod);
+            assert_eq!(parse(&with(&[(a::METRICS, " FALSE ")]), &s).unwrap().metrics, Metrics::Off);
+        }
+        // The pod's choice drops `--sidecar-env`'s Prometheus variables, and only those.
+        let env = vec![
+            (cenv::TELEMETRY_PROMETHEUS_ENABLED.to_owned(), "true".to_owned()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), "http://collector:4317".to_owned()),
+        ];
+        let with_env = Settings { sidecar_env: env.clone(), ..settings() };
+        assert_eq!(parse(&BTreeMap::new(), &with_env).unwrap().env, env);
+        for v in ["true", "false"] {
+            assert_eq!(parse(&with(&[(a::METRICS, v)]), &with_env).unwrap().env, env[1..], "{v}");
         }
     }
 

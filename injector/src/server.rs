@@ -78,7 +78,7 @@ pub struct WebhookArgs {
     pub api_token_secret: Option<String>,
     /// An environment variable for every injected sidecar, `KEY=VALUE`
     /// (repeatable), e.g. `OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.telltale-system:4317`
-    /// or `TELLTALE_TELEMETRY__PROMETHEUS__ENABLED=true`.
+    /// or `TELLTALE_LEARNING__WARMUP=10m`.
     #[arg(long = "sidecar-env", value_name = "KEY=VALUE")]
     pub sidecar_env: Vec<String>,
     /// Inject native sidecars (the first init container, `restartPolicy:
@@ -87,6 +87,14 @@ pub struct WebhookArgs {
     /// `telltale.dev/native-sidecar` annotation overrides this.
     #[arg(long)]
     pub native_sidecar: bool,
+    /// Serve every injected sidecar's Prometheus metrics on `0.0.0.0:9464`
+    /// and declare that container port, named `telltale-prom` (what
+    /// deploy/observability/podmonitor.yaml scrapes). A pod's
+    /// `telltale.dev/metrics` annotation overrides this; a pod whose
+    /// containers already declare port 9464 or a port of that name is
+    /// injected without the endpoint, with a warning.
+    #[arg(long)]
+    pub metrics: bool,
     /// Fleet-wide profiles: the etcd client URLs every sidecar uses,
     /// comma-separated, `http(s)://host:port` with one scheme, e.g.
     /// `https://etcd-0.etcd.telltale-system.svc:2379,https://etcd-1.etcd.telltale-system.svc:2379`.
@@ -178,12 +186,22 @@ impl WebhookArgs {
                 });
             }
         }
+        if self.metrics {
+            if let Some((k, _)) = sidecar_env.iter().find(|(k, _)| telltale_core::contract::env::is_metrics(k)) {
+                return Err(InjectError::InvalidFlag {
+                    flag: "--sidecar-env",
+                    value: k.clone(),
+                    reason: "set by the injector with --metrics".into(),
+                });
+            }
+        }
         Ok(Settings {
             sidecar_image: self.sidecar_image.clone(),
             api_token_secret: self.api_token_secret.clone(),
             sidecar_env,
             native_sidecar: self.native_sidecar,
             fleet,
+            metrics: self.metrics,
         })
     }
 }

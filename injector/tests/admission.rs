@@ -17,6 +17,7 @@ fn settings() -> Settings {
         sidecar_env: Vec::new(),
         native_sidecar: false,
         fleet: None,
+        metrics: false,
     }
 }
 

@@ -209,6 +209,7 @@ fn example_app_gets_the_sidecar() {
         sidecar_env: Vec::new(),
         native_sidecar: false,
         fleet: None,
+        metrics: false,
     };
     let response = review::admit(&request, Mode::PodOptIn, &settings);
     assert!(response.allowed, "{:?}", response.status);

@@ -43,6 +43,7 @@ fn pki(dir: &Path) -> (String, WebhookArgs) {
         api_token_secret: None,
         sidecar_env: Vec::new(),
         native_sidecar: false,
+        metrics: false,
         etcd_endpoints: None,
         etcd_cluster: None,
         etcd_prefix: None,

@@ -32,6 +32,7 @@ fn settings(native_sidecar: bool) -> Settings {
         sidecar_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "http://collector:4317".into())],
         native_sidecar,
         fleet: None,
+        metrics: false,
     }
 }
 
