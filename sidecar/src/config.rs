@@ -379,7 +379,7 @@ pub struct PrometheusConfig {
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
-        Self { enabled: false, listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)) }
+        Self { enabled: false, listen: contract::metrics_listen_loopback() }
     }
 }
 
@@ -1182,6 +1182,10 @@ mod tests {
             all.sort_unstable();
             set.sort_unstable();
             assert_eq!(set, all, "every variable the injector may set is set here");
+            // With `--metrics` (or the pod's annotation): the Prometheus endpoint.
+            for (name, value) in contract::env::WITH_METRICS {
+                jail.set_env(name, value);
+            }
             // What app containers get, should the sidecar see it too.
             jail.set_env(contract::CONTAINER_NAME_ENV, "app");
 
@@ -1196,6 +1200,11 @@ mod tests {
             assert_eq!(c.data_dir, PathBuf::from(contract::DATA_DIR));
             assert_eq!(c.api.listen, contract::API_LISTEN_ANY.parse::<std::net::SocketAddr>().unwrap());
             assert_eq!(c.api.tokens.len(), 1, "the token file was read");
+            assert!(c.telemetry.prometheus.enabled);
+            assert_eq!(
+                c.telemetry.prometheus.listen,
+                contract::METRICS_LISTEN_ANY.parse::<std::net::SocketAddr>().unwrap()
+            );
             let l = &c.learning;
             assert_eq!(
                 [l.min_duration, l.max_duration, l.stable_period, l.warmup].map(|d| d.as_secs()),
