@@ -35,9 +35,19 @@ fn run_local(dir: &TempDir, argv: &[&str]) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("telltale: watching"), "{line}");
+    // Log lines may come first (the next daemon frees the killed one's node slot).
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).unwrap();
+        seen.push_str(&line);
+        if line.contains("telltale: watching") {
+            break;
+        }
+        assert!(n > 0 && seen.len() < 1 << 16, "the daemon did not start: {seen}");
+    }
+    std::thread::spawn(move || for _ in stderr.lines() {});
     Running(child)
 }
 

@@ -149,10 +149,18 @@ fn watch_an_existing_cgroup_until_sigint() {
         .spawn()
         .expect("telltale runs");
     // Wait until the sensors are attached: telltale says so on stderr.
+    // (Log lines may come first: freeing a killed sidecar's node slot.)
     let mut stderr = BufReader::new(trace.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("read stderr");
-    assert!(line.contains("telltale: watching"), "{line}");
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read stderr");
+        seen.push_str(&line);
+        if line.contains("telltale: watching") {
+            break;
+        }
+        assert!(n > 0 && seen.len() < 1 << 16, "telltale trace did not start: {seen}");
+    }
     // A workload placed in the cgroup after it was created.
     let procs = cg.cgroup().path.join("cgroup.procs");
     let script = format!("echo $$ > {} && exec {} open {}", procs.display(), workload_bin(), marker.display());
