@@ -290,6 +290,11 @@ impl<S: EventSource, D: Discovery> Daemon<S, D> {
             }
             full_is_not_fatal(self.store.prune_audit(self.cfg.audit.retention(), now))?;
         }
+        if self.ticks % 10 == 0 {
+            // What a burst or lagging stream clients left freed goes back to
+            // the system, so the resident size follows what is live.
+            crate::sensor::return_freed_memory();
+        }
         let c = self.source.counters()?;
         let delta = self.lost_since_last(&c);
         self.publish_metrics(c);

@@ -433,8 +433,9 @@ fn dup(map: &Map, name: &'static str) -> Result<MapData, SensorError> {
     MapData::from_fd(fd).map_err(|source| SensorError::Map { map: name, source })
 }
 
-/// glibc keeps freed heap (BTF parsing, object loading) unless asked.
-fn return_freed_memory() {
+/// glibc keeps freed heap (BTF parsing, object loading, a burst's
+/// transient buffers) unless asked.
+pub(crate) fn return_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim has no preconditions.
     unsafe {
