@@ -391,3 +391,41 @@ async fn a_frozen_sidecar_past_its_lease_registers_again_when_it_wakes() {
     b.stop();
     assert!(node_dir.sets().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_whose_last_sidecar_was_killed_is_shown_and_collected_by_telltale_node() {
+    if !kernel_tests_enabled("a_set_whose_last_sidecar_was_killed_is_shown_and_collected_by_telltale_node") {
+        return;
+    }
+    let node_dir = NodeDir::new("gc");
+    let tmp = TempDir::new("node-gc");
+    let pod = OwnedCgroup::create("telltale-pod").expect("cgroup");
+    let mut s = Sidecar::start_with_lease(&node_dir, &pod.cgroup().path, tmp.join("out"), "60s");
+    s.ready();
+    let pid = s.child.id();
+    s.signal(libc::SIGKILL);
+    s.child.wait().expect("wait");
+    assert_eq!(node_dir.sets(), vec![node::set_name()], "nobody was left to unpin");
+
+    let node = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(telltale_bin())
+            .args(["node", "--json", "--node-dir"])
+            .arg(&node_dir.0)
+            .args(extra)
+            .output()
+            .expect("telltale node");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let shown = node(&[]);
+    let sidecars = shown["sidecars"].as_array().expect("sidecars");
+    assert_eq!(sidecars.len(), 1, "{shown}");
+    assert_eq!(sidecars[0]["pid"], pid);
+    assert_eq!(sidecars[0]["dead"], true, "its liveness lock is free");
+    assert_eq!(sidecars[0]["cgroups"][0], pod.cgroup().id);
+
+    let collected = node(&["--gc"]);
+    assert_eq!(collected["unpinned"], true, "{collected}");
+    assert!(node_dir.sets().is_empty(), "{:?}", node_dir.sets());
+    assert_eq!(node(&[]), serde_json::Value::Null, "no set any more");
+}

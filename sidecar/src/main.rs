@@ -74,6 +74,23 @@ enum Command {
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Show the node's shared set of kernel programs and the sidecars
+    /// registered in it; `--gc` frees the slots of sidecars that are gone
+    /// and unpins the set when none is left (as the last sidecar out does).
+    Node {
+        /// Directory on bpffs of the node's shared kernel programs.
+        #[arg(long, value_name = "DIR", env = "TELLTALE_SENSOR__NODE_DIR", default_value = telltale_sidecar::sensor::node::DEFAULT_ROOT)]
+        node_dir: PathBuf,
+        /// A registration not renewed for this long counts as gone.
+        #[arg(long, value_name = "DURATION", env = "TELLTALE_SENSOR__LEASE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+        lease_timeout: std::time::Duration,
+        /// Free the slots of sidecars that are gone; unpin an empty set.
+        #[arg(long)]
+        gc: bool,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the learning status of every profile and event type.
     Status {
         /// TOML configuration file (for its data_dir).
@@ -130,6 +147,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e, 1),
             }
         }
+        Command::Node { node_dir, lease_timeout, gc, json } => node_main(&node_dir, lease_timeout, gc, json),
         Command::Status { config, data_dir, json, ready } => {
             let overrides = Overrides { data_dir, ..Overrides::default() };
             let cfg = match Config::load(config.as_deref(), &overrides) {
@@ -154,6 +172,47 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         eprintln!("telltale: error: starting the runtime: {e}");
         ExitCode::from(1)
     })
+}
+
+fn node_main(dir: &std::path::Path, lease_timeout: std::time::Duration, gc: bool, json: bool) -> ExitCode {
+    if let Err(e) = telltale_sidecar::sensor::preflight() {
+        return fail(&e, 1);
+    }
+    let timeout_ns = u64::try_from(lease_timeout.as_nanos()).unwrap_or(u64::MAX);
+    match telltale_sidecar::sensor::node::inspect(dir, timeout_ns, gc) {
+        Err(e) => fail(&e, 1),
+        Ok(None) => {
+            if json {
+                println!("null");
+            } else {
+                println!("no node set of this telltale version under {}", dir.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Some((set, regs, unpinned))) => {
+            if json {
+                let doc = serde_json::json!({ "set": set, "unpinned": unpinned, "sidecars": regs });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            } else if unpinned {
+                println!("{}: no sidecar left; unpinned", set.display());
+            } else {
+                println!("{}: {} sidecars", set.display(), regs.len());
+                for r in &regs {
+                    println!(
+                        "slot {:>3}  {:<32}  pid {:>7}  lease {:>3} s ago  registered {} s ago  cgroups {:?}{}",
+                        r.slot,
+                        telltale_core::text::escape(&r.name),
+                        r.pid,
+                        r.lease_age_s,
+                        r.registered_s,
+                        r.cgroups,
+                        if r.dead { "  (gone: its process ended)" } else { "" }
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn ready_main(cfg: &Config) -> ExitCode {

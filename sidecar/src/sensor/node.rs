@@ -291,6 +291,73 @@ fn holder_is_dead(dir: &Path, slot: u32) -> bool {
     Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok()
 }
 
+/// What `telltale node` shows of one registration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Registered {
+    /// Its slot.
+    pub slot: u32,
+    /// Sidecar name (pod name).
+    pub name: String,
+    /// Its process, as the node numbers it.
+    pub pid: u32,
+    /// Seconds since it last renewed its lease.
+    pub lease_age_s: u64,
+    /// Seconds since it registered.
+    pub registered_s: u64,
+    /// The cgroup ids it watches.
+    pub cgroups: Vec<u64>,
+    /// Its process is gone (its liveness lock is free).
+    pub dead: bool,
+}
+
+/// `telltale node`: the node set under `root` (none: `Ok(None)`), its
+/// registrations; with `gc`, free the dead and stale ones first, and unpin
+/// the set when no sidecar is left (what the last sidecar out does, for a
+/// last sidecar that was killed).
+pub fn inspect(
+    root: &Path,
+    timeout_ns: u64,
+    gc: bool,
+) -> Result<Option<(PathBuf, Vec<Registered>, bool)>, SensorError> {
+    prepare_root(root)?;
+    let lock = lock(root)?;
+    let dir = root.join(set_name());
+    if !dir.join(maps::REGISTRY).exists() {
+        return Ok(None);
+    }
+    let mut set = open(&dir, false)?;
+    let mut unpinned = false;
+    if gc {
+        let (_, live) = set.sweep(boot_ns(), timeout_ns, &lock)?;
+        if live == 0 {
+            set.unpin(&lock)?;
+            unpinned = true;
+        }
+    }
+    let now = boot_ns();
+    let regs = if unpinned {
+        Vec::new()
+    } else {
+        set.slots()?
+            .into_iter()
+            .filter(|s| s.registration.owner != 0)
+            .map(|s| {
+                let r = &s.registration;
+                Registered {
+                    slot: s.index,
+                    name: registry::name_of(r),
+                    pid: r.host_tgid,
+                    lease_age_s: now.saturating_sub(r.lease_ns) / 1_000_000_000,
+                    registered_s: now.saturating_sub(r.since_ns) / 1_000_000_000,
+                    cgroups: registry::cgroups_of(r).to_vec(),
+                    dead: holder_is_dead(&dir, s.index),
+                }
+            })
+            .collect()
+    };
+    Ok(Some((dir, regs, unpinned)))
+}
+
 /// The per-pod cgroup programs of a set, opened from their pins, to be
 /// attached to a pod's cgroup by its sidecar.
 pub fn cgroup_programs(set: &NodeSet) -> Result<(CgroupSkb, Vec<CgroupSockAddr>), SensorError> {
