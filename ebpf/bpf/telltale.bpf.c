@@ -192,12 +192,9 @@ static __always_inline void count(const struct pod *p, __u32 what, __u32 kind)
  * cgroup subtree, and whose? One hash lookup per depth scopes are registered
  * at, deepest first. `self` gets the watching sidecar's own pid.
  */
-static __always_inline bool scope_lookup(struct pod *p, struct __sk_buff *skb, __u32 *self)
+static __always_inline bool scope_lookup(const struct tt_node_state *n, struct pod *p, struct __sk_buff *skb,
+					 __u32 *self)
 {
-	__u32 zero = 0;
-	struct tt_node_state *n = bpf_map_lookup_elem(&node, &zero);
-	if (!n)
-		return false;
 	__u32 nlevels = n->nlevels;
 	for (__u32 i = 0; i < TT_MAX_LEVELS; i++) {
 		if (i >= nlevels)
@@ -220,8 +217,9 @@ static __always_inline bool scope_lookup(struct pod *p, struct __sk_buff *skb, _
 /* scope_lookup() and never the sidecar's own process. */
 static __always_inline bool scope_of(struct pod *p, struct __sk_buff *skb)
 {
-	__u32 self = 0;
-	if (!scope_lookup(p, skb, &self))
+	__u32 zero = 0, self = 0;
+	struct tt_node_state *n = bpf_map_lookup_elem(&node, &zero);
+	if (!n || !scope_lookup(n, p, skb, &self))
 		return false;
 	return !(self && self == (__u32)(bpf_get_current_pid_tgid() >> 32));
 }
@@ -241,7 +239,7 @@ static __always_inline bool in_scope(struct pod *p)
 		 * leaves an entry tagged with the old one, judged again next time. */
 		struct pod found = {};
 		__u32 self = 0;
-		c->in_scope = scope_lookup(&found, NULL, &self);
+		c->in_scope = scope_lookup(n, &found, NULL, &self);
 		c->slot = found.slot;
 		c->flags = found.flags;
 		c->self_tgid = self;

@@ -531,9 +531,6 @@ impl Sensor {
     /// Watch the subtree of `cgroup`: its tasks (and its descendants')
     /// produce events from now on.
     pub fn watch(&mut self, cgroup: &Cgroup) -> Result<(), SensorError> {
-        if self.scopes.len() >= abi::MAX_SCOPES as usize {
-            return Err(SensorError::TooManyScopes { max: abi::MAX_SCOPES });
-        }
         let dir = File::open(&cgroup.path)
             .map_err(|source| SensorError::CgroupOpen { path: cgroup.path.display().to_string(), source })?;
         {
